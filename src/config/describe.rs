@@ -1,0 +1,56 @@
+//! The human summary `spillway check` prints: what the server will do, route by route.
+
+use std::fmt::Write as _;
+
+use super::Config;
+
+
+pub fn describe(config: &Config) -> String {
+    let mut out = String::new();
+    // Writing to a String cannot fail; the results are ignored below for that reason.
+    let _ = writeln!(out, "config ok: {}", config.source.display());
+    for address in &config.listen {
+        let _ = writeln!(out, "listen {address} ({} threads)", config.threads);
+    }
+    match &config.default_upstream {
+        Some(u) => {
+            let _ = writeln!(out, "default upstream {} at {}", u.name, u.address);
+        }
+        None => {
+            let _ = writeln!(out, "no default upstream: paths outside the routes get 404");
+        }
+    }
+    for (prefix, route) in config.routes.iter() {
+        let shown = if prefix.is_empty() { "/" } else { prefix };
+        let _ = writeln!(out, "route {shown}");
+        let containment = if route.docroot.kernel_contained() {
+            "openat2 RESOLVE_BENEATH"
+        } else {
+            "canonicalising check"
+        };
+        let _ = writeln!(out, "  root {} ({containment})", route.docroot.path().display());
+        match (&route.bucket, &route.bucket_name) {
+            (Some(bucket), Some(name)) => {
+                let signer = match bucket.access_key_id() {
+                    Some(id) => format!("signs as {id}"),
+                    None => "no credentials".to_owned(),
+                };
+                let _ = writeln!(
+                    out,
+                    "  miss -> bucket {name}: {}{} ({signer})",
+                    bucket.base_url(),
+                    route.key_prefix
+                );
+                let _ = writeln!(out, "  access {}", route.policy.default_access());
+                for (pattern, access) in route.policy.rules() {
+                    let _ = writeln!(out, "    {pattern} -> {access}");
+                }
+            }
+            _ => {
+                let _ = writeln!(out, "  miss -> 404 (no bucket)");
+            }
+        }
+    }
+    out
+}
+

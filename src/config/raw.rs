@@ -1,0 +1,158 @@
+//! The serde mirror of `proxy.yaml`, exactly as written by the operator.
+//!
+//! Every struct denies unknown fields and no struct uses `flatten` or internally tagged enums, so
+//! serde_yaml can report a mistake with its key path and line (`routes[1]: unknown field `tll``).
+//! Nothing here is checked beyond its type; `compile` turns these into runtime types.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub listen: Listen,
+    #[serde(default)]
+    pub threads: Option<usize>,
+    #[serde(default)]
+    pub shutdown: RawShutdown,
+    #[serde(default)]
+    pub upstreams: BTreeMap<String, RawUpstream>,
+    #[serde(default)]
+    pub default_upstream: Option<String>,
+    #[serde(default)]
+    pub buckets: BTreeMap<String, RawBucket>,
+    #[serde(default)]
+    pub routes: Vec<RawRoute>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawShutdown {
+    #[serde(default, with = "opt_duration")]
+    pub grace_period: Option<Duration>,
+    #[serde(default, with = "opt_duration")]
+    pub timeout: Option<Duration>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    pub address: String,
+    #[serde(default, with = "opt_duration")]
+    pub connect_timeout: Option<Duration>,
+    #[serde(default, with = "opt_duration")]
+    pub read_timeout: Option<Duration>,
+    #[serde(default, with = "opt_duration")]
+    pub write_timeout: Option<Duration>,
+    #[serde(default, with = "opt_duration")]
+    pub idle_timeout: Option<Duration>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBucket {
+    pub bucket: String,
+    pub region: String,
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    #[serde(default)]
+    pub path_style: Option<bool>,
+    #[serde(default)]
+    pub credentials: Option<RawCredentials>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCredentials {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    #[serde(default)]
+    pub session_token: Option<String>,
+}
+
+// Hand-written so that a stray `{:?}` can never print a secret.
+impl fmt::Debug for RawCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RawCredentials")
+            .field("access_key_id", &self.access_key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub prefix: String,
+    pub root: String,
+    #[serde(default)]
+    pub bucket: Option<String>,
+    #[serde(default)]
+    pub key_prefix: String,
+    #[serde(default)]
+    pub access: Option<RawAccess>,
+    #[serde(default, with = "opt_duration")]
+    pub ttl: Option<Duration>,
+    #[serde(default)]
+    pub rules: Vec<RawRule>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRule {
+    #[serde(rename = "match")]
+    pub pattern: String,
+    pub access: RawAccess,
+    #[serde(default, with = "opt_duration")]
+    pub ttl: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawAccess {
+    Public,
+    Private,
+}
+
+/// `listen:` takes one address or a list of them.
+#[derive(Debug)]
+pub struct Listen(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for Listen {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ListenVisitor;
+        impl<'de> Visitor<'de> for ListenVisitor {
+            type Value = Listen;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an address like \"127.0.0.1:8080\" or a list of them")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Listen, E> {
+                Ok(Listen(vec![v.to_owned()]))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Listen, A::Error> {
+                let mut all = Vec::new();
+                while let Some(address) = seq.next_element::<String>()? {
+                    all.push(address);
+                }
+                Ok(Listen(all))
+            }
+        }
+        deserializer.deserialize_any(ListenVisitor)
+    }
+}
+
+/// Durations are written the humantime way (`300s`, `5m`, `1h 30m`); a bad one is reported by
+/// serde_yaml with its key path and line.
+mod opt_duration {
+    use super::*;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text)
+            .map(Some)
+            .map_err(|e| de::Error::custom(format!("invalid duration {text:?}: {e} (write e.g. 300s or 5m)")))
+    }
+}

@@ -1,0 +1,188 @@
+//! Opening files beneath a document root, with containment enforced by the kernel.
+//!
+//! The root is opened once at startup; every request opens its path relative to that directory
+//! handle with `openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS)`, so neither `..` nor a symlink
+//! can lead outside it, and there is no window between a check and the open. Kernels without
+//! `openat2` (before 5.6) get a canonicalising check instead, announced in the log at startup.
+
+use std::fs::{File, Metadata};
+use std::io;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{Mode, OFlags, ResolveFlags};
+use rustix::io::Errno;
+
+/// What a relative path names beneath the root.
+#[derive(Debug)]
+pub enum Lookup {
+    /// A regular file, opened for reading, with its metadata from the open handle.
+    File(File, Metadata),
+    /// A directory (served only through an index file; otherwise a miss).
+    Directory,
+    /// Nothing there: the redirect path.
+    Missing,
+    /// Something that must not be served and must not be redirected either: a FIFO, socket or
+    /// device, or a symlink that leads outside the root.
+    Refused,
+}
+
+/// Failures that are neither "missing" nor "refused", each with its own status.
+#[derive(Debug, thiserror::Error)]
+pub enum LookupError {
+    #[error("permission denied")]
+    PermissionDenied,
+    #[error("{0}")]
+    Io(#[from] io::Error),
+}
+
+#[derive(Debug)]
+enum Containment {
+    /// `openat2` with `RESOLVE_BENEATH`: the kernel refuses to leave `dir`.
+    Kernel,
+    /// Old kernel: join, canonicalise, and check the prefix.
+    Canonical(PathBuf),
+}
+
+#[derive(Debug)]
+pub struct Docroot {
+    path: PathBuf,
+    dir: OwnedFd,
+    containment: Containment,
+}
+
+impl Docroot {
+    /// Opens `path` as a document root. It must be a directory.
+    pub fn open(path: &Path) -> io::Result<Docroot> {
+        let dir = rustix::fs::open(
+            path,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        let canonical = path.canonicalize()?;
+        let containment = match openat2(&dir, ".", ResolveFlags::empty()) {
+            Err(Errno::NOSYS) => {
+                tracing::warn!(
+                    root = %canonical.display(),
+                    "openat2 is not available on this kernel: containment falls back to a canonicalising check"
+                );
+                Containment::Canonical(canonical.clone())
+            }
+            _ => Containment::Kernel,
+        };
+        Ok(Docroot {
+            path: canonical,
+            dir,
+            containment,
+        })
+    }
+
+    /// The canonical path of the root.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Whether the kernel enforces containment (for `spillway check` and the startup log).
+    pub fn kernel_contained(&self) -> bool {
+        matches!(self.containment, Containment::Kernel)
+    }
+
+    /// Looks up a canonical relative path (see `path::decode_relative`). `""` is the root.
+    pub fn lookup(&self, relative: &str) -> Result<Lookup, LookupError> {
+        let relative = if relative.is_empty() { "." } else { relative };
+        let opened = match &self.containment {
+            Containment::Kernel => {
+                openat2(&self.dir, relative, ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS)
+            }
+            Containment::Canonical(root) => open_checked(root, relative),
+        };
+        let fd = match opened {
+            Ok(fd) => fd,
+            Err(Errno::NOENT | Errno::NOTDIR | Errno::NAMETOOLONG) => return Ok(Lookup::Missing),
+            // EXDEV: a symlink (or absolute path) tried to leave the root. ELOOP: a symlink loop.
+            Err(Errno::XDEV | Errno::LOOP) => return Ok(Lookup::Refused),
+            Err(Errno::ACCESS | Errno::PERM) => return Err(LookupError::PermissionDenied),
+            Err(e) => return Err(LookupError::Io(e.into())),
+        };
+        let file = File::from(fd);
+        let meta = file.metadata()?;
+        let kind = meta.file_type();
+        Ok(if kind.is_file() {
+            Lookup::File(file, meta)
+        } else if kind.is_dir() {
+            Lookup::Directory
+        } else {
+            Lookup::Refused
+        })
+    }
+}
+
+/// Read-only, close-on-exec, and non-blocking so that opening a FIFO cannot hang a worker.
+fn open_flags() -> OFlags {
+    OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK
+}
+
+fn openat2(dir: &OwnedFd, relative: &str, resolve: ResolveFlags) -> Result<OwnedFd, Errno> {
+    rustix::fs::openat2(dir, relative, open_flags(), Mode::empty(), resolve)
+}
+
+fn open_checked(root: &Path, relative: &str) -> Result<OwnedFd, Errno> {
+    let canonical = root
+        .join(relative)
+        .canonicalize()
+        .map_err(|e| Errno::from_io_error(&e).unwrap_or(Errno::IO))?;
+    if !canonical.starts_with(root) {
+        return Err(Errno::XDEV);
+    }
+    rustix::fs::open(&canonical, open_flags(), Mode::empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    fn root() -> (tempfile::TempDir, Docroot) {
+        let outer = tempfile::tempdir().unwrap();
+        let www = outer.path().join("www");
+        std::fs::create_dir_all(www.join("sub")).unwrap();
+        std::fs::write(www.join("sub/a.txt"), "a").unwrap();
+        std::fs::write(outer.path().join("secret.txt"), "secret").unwrap();
+        symlink("sub/a.txt", www.join("inside")).unwrap();
+        symlink("../secret.txt", www.join("outside")).unwrap();
+        symlink(outer.path().join("secret.txt"), www.join("absolute")).unwrap();
+        let root = Docroot::open(&www).unwrap();
+        (outer, root)
+    }
+
+    fn kind(r: &Docroot, p: &str) -> &'static str {
+        match r.lookup(p) {
+            Ok(Lookup::File(..)) => "file",
+            Ok(Lookup::Directory) => "dir",
+            Ok(Lookup::Missing) => "missing",
+            Ok(Lookup::Refused) => "refused",
+            Err(_) => "error",
+        }
+    }
+
+    #[test]
+    fn lookups_stay_beneath_the_root() {
+        let (_keep, r) = root();
+        assert!(r.kernel_contained(), "this kernel has openat2");
+        let cases = [
+            ("sub/a.txt", "file"),
+            ("sub", "dir"),
+            ("", "dir"),
+            ("nope.txt", "missing"),
+            ("sub/a.txt/x", "missing"),
+            ("inside", "file"),
+            ("outside", "refused"),
+            ("absolute", "refused"),
+            ("../secret.txt", "refused"),
+            ("/etc/passwd", "refused"),
+        ];
+        for (path, want) in cases {
+            assert_eq!(kind(&r, path), want, "lookup {path:?}");
+        }
+    }
+}

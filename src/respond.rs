@@ -1,0 +1,123 @@
+//! Writing spillway's own responses through Pingora: redirects, errors and local files.
+//!
+//! Every response spillway originates goes through `head` so status, `Content-Length` and the
+//! no-body rule for HEAD are handled in one place. Pingora's `respond_error` is avoided: it turns
+//! keep-alive off, and body-less redirects need an explicit `Content-Length: 0` or the client
+//! waits for a body that never comes (pingora issue #498).
+
+use std::fs::File;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{
+    ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, ETAG, LAST_MODIFIED, LOCATION,
+    X_CONTENT_TYPE_OPTIONS,
+};
+use http::Method;
+use pingora::http::ResponseHeader;
+use pingora::proxy::Session;
+use pingora::{Error, ErrorType, Result};
+
+use crate::decide::{LocalFile, Redirect, Reject};
+use crate::read::read_chunk;
+use crate::serve::{self, Precondition, Validators};
+
+/// Large enough to keep syscalls per byte low, small enough that many concurrent downloads stay
+/// within a few MiB; `write_response_body` applies back-pressure between chunks.
+const CHUNK: usize = 128 * 1024;
+
+/// Starts a response with the headers every spillway response shares.
+fn head(status: u16, content_length: u64) -> Result<ResponseHeader> {
+    let mut resp = ResponseHeader::build_no_case(status, Some(8))?;
+    resp.insert_header(CONTENT_LENGTH, content_length)?;
+    Ok(resp)
+}
+
+fn is_head(session: &Session) -> bool {
+    session.req_header().method == Method::HEAD
+}
+
+/// Writes `resp` with `body`, leaving the body out for HEAD.
+async fn send(session: &mut Session, resp: ResponseHeader, body: Option<Bytes>) -> Result<()> {
+    let body = body.filter(|b| !b.is_empty() && !is_head(session));
+    session.write_response_header(Box::new(resp), body.is_none()).await?;
+    if let Some(body) = body {
+        session.write_response_body(Some(body), true).await?;
+    }
+    Ok(())
+}
+
+pub async fn redirect(session: &mut Session, redirect: &Redirect) -> Result<()> {
+    let mut resp = head(302, 0)?;
+    resp.insert_header(LOCATION, redirect.location.as_str())?;
+    if let Some(cache_control) = redirect.cache_control() {
+        resp.insert_header(CACHE_CONTROL, cache_control)?;
+    }
+    send(session, resp, None).await
+}
+
+/// A short plain-text error, so `curl` users see why.
+pub async fn reject(session: &mut Session, reject: &Reject) -> Result<()> {
+    let status = reject.status();
+    let reason = http::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("Error");
+    let body = Bytes::from(format!("{status} {reason}\n"));
+    let mut resp = head(status, body.len() as u64)?;
+    resp.insert_header(CONTENT_TYPE, "text/plain; charset=utf-8")?;
+    if let Reject::MethodNotAllowed = reject {
+        resp.insert_header(ALLOW, "GET, HEAD")?;
+    }
+    send(session, resp, Some(body)).await
+}
+
+/// Serves a local file: validators, conditional requests, and the body in chunks.
+/// Returns the status sent.
+pub async fn file(session: &mut Session, local: LocalFile, content_type: &str) -> Result<u16> {
+    let LocalFile { file, meta } = local;
+    let validators = Validators::of(&meta);
+    let method = session.req_header().method.clone();
+    let precondition = serve::evaluate(&method, &session.req_header().headers, &validators);
+    let (status, length) = match precondition {
+        Precondition::Proceed => (200, meta.len()),
+        Precondition::NotModified => (304, 0),
+        Precondition::Failed => (412, 0),
+    };
+    let mut resp = ResponseHeader::build_no_case(status, Some(8))?;
+    if status != 304 {
+        resp.insert_header(CONTENT_LENGTH, length)?;
+    }
+    if status != 412 {
+        resp.insert_header(ETAG, validators.etag.as_str())?;
+        resp.insert_header(LAST_MODIFIED, validators.last_modified.as_str())?;
+    }
+    if status == 200 {
+        resp.insert_header(CONTENT_TYPE, content_type)?;
+        resp.insert_header(X_CONTENT_TYPE_OPTIONS, "nosniff")?;
+    }
+    let body_follows = status == 200 && length > 0 && method != Method::HEAD;
+    session.write_response_header(Box::new(resp), !body_follows).await?;
+    if body_follows {
+        stream(session, Arc::new(file), length).await?;
+    }
+    Ok(status)
+}
+
+/// Sends exactly `length` bytes of `file`. If the file shrinks under us the response cannot be
+/// completed honestly, so the error ends the connection instead of padding or hanging.
+async fn stream(session: &mut Session, file: Arc<File>, length: u64) -> Result<()> {
+    let mut offset = 0u64;
+    while offset < length {
+        let want = (length - offset).min(CHUNK as u64) as usize;
+        let chunk = read_chunk(&file, offset, want)
+            .await
+            .map_err(|e| Error::because(ErrorType::FileReadError, "reading file", e))?;
+        if chunk.is_empty() {
+            return Error::e_explain(ErrorType::FileReadError, "file truncated while being sent");
+        }
+        offset += chunk.len() as u64;
+        session.write_response_body(Some(chunk), offset >= length).await?;
+    }
+    Ok(())
+}

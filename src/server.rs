@@ -1,0 +1,61 @@
+//! Starting Pingora from a compiled config: no second config file, no surprises at bind time.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use pingora::proxy::http_proxy_service;
+use pingora::server::configuration::ServerConf;
+use pingora::server::Server;
+
+use crate::config::Config;
+use crate::proxy::Spillway;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        address: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// Builds Pingora's `ServerConf` from `proxy.yaml`'s values; it is plain data.
+fn server_conf(config: &Config) -> ServerConf {
+    ServerConf {
+        threads: config.threads,
+        grace_period_seconds: Some(round_up_secs(config.shutdown.grace_period)),
+        graceful_shutdown_timeout_seconds: Some(round_up_secs(config.shutdown.timeout)),
+        ..ServerConf::default()
+    }
+}
+
+fn round_up_secs(d: std::time::Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+/// Checks every listen address can be bound, so a port in use is a clear error before Pingora
+/// starts (Pingora itself would only log it from a worker thread).
+pub fn check_listeners(config: &Config) -> Result<(), StartError> {
+    for &address in &config.listen {
+        TcpListener::bind(address).map_err(|source| StartError::Bind { address, source })?;
+    }
+    Ok(())
+}
+
+/// Runs the server until SIGTERM (graceful) or SIGINT (fast). Does not return.
+pub fn run(config: Config) -> Result<(), StartError> {
+    check_listeners(&config)?;
+    let conf = server_conf(&config);
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+    let config = Arc::new(config);
+    let mut service = http_proxy_service(&server.configuration, Spillway::new(Arc::clone(&config)));
+    for address in &config.listen {
+        service.add_tcp(&address.to_string());
+    }
+    server.add_service(service);
+    for address in &config.listen {
+        tracing::info!(%address, threads = config.threads, routes = config.routes.len(), "spillway listening");
+    }
+    server.run_forever()
+}

@@ -1,0 +1,963 @@
+//! Shared black-box test fixtures for spillway's integration tests.
+//!
+//! Everything here talks over real sockets on 127.0.0.1. Tests run in
+//! parallel, so every server gets its own OS-assigned port and its own temp
+//! dir; nothing is fixed or shared. Readiness is established by polling a
+//! port, never by sleeping a guessed amount of time.
+//!
+//! Contents:
+//! - ports: [`free_port`], [`wait_for_port`]
+//! - a raw HTTP/1.1 client ([`request`], [`get`], [`Conn`], [`follow`]) that
+//!   sends the request target byte-for-byte as written (no URL normalisation),
+//!   so tests can probe how spillway handles odd paths;
+//! - [`S3Server`]: in-process s3s + s3s-fs that really verifies SigV4;
+//! - [`Legacy`]: an upstream that echoes what it received;
+//! - [`Spillway`]: the real binary as a child process, plus [`run_cli`].
+#![allow(dead_code)]
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+const LOCALHOST: Ipv4Addr = Ipv4Addr::LOCALHOST;
+/// How long a server may take before its port accepts connections.
+const PORT_WAIT: Duration = Duration::from_secs(10);
+/// The binary is a debug build starting while other tests hog both cores, so
+/// give it more slack than an in-process server needs.
+const SPILLWAY_START_WAIT: Duration = Duration::from_secs(20);
+/// Upper bound for any single read/write, so a hung server fails the test
+/// instead of hanging the whole suite.
+const IO_TIMEOUT: Duration = Duration::from_secs(30);
+
+// ---------------------------------------------------------------------------
+// Ports
+// ---------------------------------------------------------------------------
+
+/// A port that was free a moment ago. Only for things we cannot hand a bound
+/// socket to (the spillway child process); in-process servers bind port 0
+/// themselves and keep the listener, which has no race at all.
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind((LOCALHOST, 0)).expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("local_addr").port()
+}
+
+/// Poll-connect until `port` accepts, with a short exponential backoff.
+/// Panics after ~10 s.
+pub fn wait_for_port(port: u16) {
+    let deadline = Instant::now() + PORT_WAIT;
+    let mut backoff = Backoff::new();
+    while !port_accepts(port) {
+        assert!(
+            Instant::now() < deadline,
+            "nothing accepted connections on 127.0.0.1:{port} within {PORT_WAIT:?}"
+        );
+        backoff.wait();
+    }
+}
+
+fn port_accepts(port: u16) -> bool {
+    let addr = SocketAddr::from((LOCALHOST, port));
+    TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+}
+
+/// 2 ms, 4 ms, ... capped at 100 ms: fast when things are quick, cheap when not.
+struct Backoff(Duration);
+
+impl Backoff {
+    fn new() -> Self {
+        Self(Duration::from_millis(2))
+    }
+    fn wait(&mut self) {
+        std::thread::sleep(self.0);
+        self.0 = (self.0 * 2).min(Duration::from_millis(100));
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Raw HTTP/1.1 client
+// ---------------------------------------------------------------------------
+
+/// A parsed HTTP response. Header names keep the case they had on the wire;
+/// use [`Response::header`] for case-insensitive lookups.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// First value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.header_all(name).into_iter().next()
+    }
+
+    /// Every value of header `name` (case-insensitive), in wire order.
+    pub fn header_all(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    /// The body as (lossy) UTF-8, for assertions and failure messages.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// One request on a fresh connection with `Connection: close`.
+///
+/// Sends `METHOD target HTTP/1.1` with `target` exactly as given. Adds
+/// `Host: 127.0.0.1:port` unless `headers` has a Host, and `Content-Length`
+/// when `body` is non-empty (unless `headers` sets Content-Length or
+/// Transfer-Encoding). Panics on I/O errors or a malformed response.
+pub fn request(
+    port: u16,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Response {
+    try_request(port, method, target, headers, body)
+        .unwrap_or_else(|e| panic!("{method} {target} to 127.0.0.1:{port} failed: {e}"))
+}
+
+/// [`request`] that returns I/O errors instead of panicking, for tests that
+/// expect the server to drop the connection.
+pub fn try_request(
+    port: u16,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> io::Result<Response> {
+    let head = format_request(port, method, target, headers, body, true);
+    exchange(
+        port,
+        &[head.as_slice(), body].concat(),
+        method.eq_ignore_ascii_case("HEAD"),
+    )
+}
+
+/// `GET target` with no extra headers.
+pub fn get(port: u16, target: &str) -> Response {
+    request(port, "GET", target, &[], b"")
+}
+
+/// Send completely hand-written bytes (request line, headers and all) and
+/// read one response, for requests `request` cannot express (e.g. both
+/// Content-Length and Transfer-Encoding). `head_request` suppresses the body
+/// read as for HEAD.
+pub fn send_raw(port: u16, raw: &[u8], head_request: bool) -> io::Result<Response> {
+    exchange(port, raw, head_request)
+}
+
+/// Follow a redirect: request `location` (an absolute `http://` URL) with
+/// `method`. Always connects to 127.0.0.1 at the URL's port (so virtual-host
+/// names like `bucket.s3.localhost` work without DNS), sends the URL's
+/// authority verbatim as Host, and sends path+query exactly as written.
+pub fn follow(location: &str, method: &str) -> Response {
+    follow_with(location, method, &[])
+}
+
+/// [`follow`] with extra request headers (e.g. Range).
+pub fn follow_with(location: &str, method: &str, headers: &[(&str, &str)]) -> Response {
+    let (authority, port, target) = split_url(location);
+    let mut all = vec![("Host", authority)];
+    all.extend_from_slice(headers);
+    request(port, method, target, &all, b"")
+}
+
+/// Split `http://authority/target` into (authority, port, target). The
+/// fragment is dropped because clients never send it.
+fn split_url(url: &str) -> (&str, u16, &str) {
+    let rest = url
+        .strip_prefix("http://")
+        .unwrap_or_else(|| panic!("follow: not an absolute http:// URL: {url:?}"));
+    let rest = rest.split('#').next().unwrap_or_default();
+    let split = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, target) = rest.split_at(split);
+    // "[::1]:8080" and "host:8080" both end in ":port"; no port means 80.
+    let port = match authority.rsplit_once(':') {
+        Some((_, p)) if !p.contains(']') => p
+            .parse()
+            .unwrap_or_else(|_| panic!("follow: bad port in {url:?}")),
+        _ => 80,
+    };
+    let target = match target {
+        "" => "/",
+        t if t.starts_with('?') => panic!("follow: query without path in {url:?}"),
+        t => t,
+    };
+    (authority, port, target)
+}
+
+/// A persistent (keep-alive) connection: requests are sent without
+/// `Connection: close` and exactly one response is read per request, so a
+/// test can check the connection is still usable afterwards (which needs the
+/// server to frame every response, e.g. `Content-Length: 0` on a 302).
+pub struct Conn {
+    port: u16,
+    reader: BufReader<TcpStream>,
+}
+
+impl Conn {
+    pub fn open(port: u16) -> Conn {
+        let stream = connect(port).unwrap_or_else(|e| panic!("connect to 127.0.0.1:{port}: {e}"));
+        Conn {
+            port,
+            reader: BufReader::new(stream),
+        }
+    }
+
+    /// Send one request and read exactly one response. Panics on errors.
+    pub fn send(
+        &mut self,
+        method: &str,
+        target: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Response {
+        self.try_send(method, target, headers, body)
+            .unwrap_or_else(|e| {
+                panic!(
+                    "keep-alive {method} {target} to 127.0.0.1:{} failed: {e}",
+                    self.port
+                )
+            })
+    }
+
+    /// [`Conn::send`] returning errors, e.g. to assert the server closed the
+    /// connection after a previous response.
+    pub fn try_send(
+        &mut self,
+        method: &str,
+        target: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> io::Result<Response> {
+        let head = format_request(self.port, method, target, headers, body, false);
+        let stream = self.reader.get_mut();
+        stream.write_all(&head)?;
+        stream.write_all(body)?;
+        read_response(&mut self.reader, method.eq_ignore_ascii_case("HEAD"))
+            .map_err(clarify_timeout)
+    }
+}
+
+fn connect(port: u16) -> io::Result<TcpStream> {
+    let stream = TcpStream::connect((LOCALHOST, port))?;
+    stream.set_read_timeout(Some(IO_TIMEOUT))?;
+    stream.set_write_timeout(Some(IO_TIMEOUT))?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+fn format_request(
+    port: u16,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    close: bool,
+) -> Vec<u8> {
+    let has = |name: &str| headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
+    let mut head = format!("{method} {target} HTTP/1.1\r\n");
+    if !has("host") {
+        head.push_str(&format!("Host: 127.0.0.1:{port}\r\n"));
+    }
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if close && !has("connection") {
+        head.push_str("Connection: close\r\n");
+    }
+    if !body.is_empty() && !has("content-length") && !has("transfer-encoding") {
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    head.push_str("\r\n");
+    head.into_bytes()
+}
+
+fn exchange(port: u16, raw: &[u8], head_request: bool) -> io::Result<Response> {
+    let mut stream = connect(port)?;
+    // A server may answer (413, 400, ...) and close before reading the whole
+    // body; the response is still what the test wants, so only report the
+    // write error if no response can be read.
+    let written = stream.write_all(raw);
+    let mut reader = BufReader::new(stream);
+    match read_response(&mut reader, head_request) {
+        Ok(resp) => Ok(resp),
+        Err(read_err) => Err(written.err().unwrap_or(read_err)),
+    }
+    .map_err(clarify_timeout)
+}
+
+/// Read one response. Interim 1xx responses (100 Continue etc.) are skipped,
+/// except 101 which is final. The body is framed by, in order: no body
+/// (HEAD, 1xx, 204, 304), chunked, Content-Length, else read to EOF.
+fn read_response(r: &mut impl BufRead, head_request: bool) -> io::Result<Response> {
+    loop {
+        let status_line = read_line(r)?.ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "connection closed before status line",
+            )
+        })?;
+        let status = parse_status_line(&status_line)?;
+        let mut headers = Vec::new();
+        loop {
+            let line = read_line(r)?.ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "connection closed inside headers",
+                )
+            })?;
+            if line.is_empty() {
+                break;
+            }
+            let (name, value) = line
+                .split_once(':')
+                .ok_or_else(|| bad(format!("malformed header line {line:?}")))?;
+            headers.push((name.trim().to_owned(), value.trim().to_owned()));
+        }
+        if (100..200).contains(&status) && status != 101 {
+            continue;
+        }
+        let mut resp = Response {
+            status,
+            headers,
+            body: Vec::new(),
+        };
+        if head_request || (100..200).contains(&status) || status == 204 || status == 304 {
+            return Ok(resp);
+        }
+        let chunked = resp
+            .header_all("transfer-encoding")
+            .iter()
+            .any(|v| v.to_ascii_lowercase().contains("chunked"));
+        if chunked {
+            resp.body = read_chunked(r)?;
+        } else if let Some(len) = resp.header("content-length") {
+            let len: usize = len
+                .parse()
+                .map_err(|_| bad(format!("bad Content-Length {len:?}")))?;
+            resp.body = vec![0; len];
+            r.read_exact(&mut resp.body)?;
+        } else {
+            r.read_to_end(&mut resp.body)?;
+        }
+        return Ok(resp);
+    }
+}
+
+fn read_chunked(r: &mut impl BufRead) -> io::Result<Vec<u8>> {
+    let mut body = Vec::new();
+    loop {
+        let line = read_line(r)?.ok_or_else(|| bad("EOF before chunk size".into()))?;
+        let size = line.split(';').next().unwrap_or_default().trim();
+        let size = usize::from_str_radix(size, 16)
+            .map_err(|_| bad(format!("bad chunk size line {line:?}")))?;
+        if size == 0 {
+            // Trailers (ignored) up to the blank line that ends the message.
+            while !read_line(r)?
+                .ok_or_else(|| bad("EOF in chunked trailers".into()))?
+                .is_empty()
+            {}
+            return Ok(body);
+        }
+        let start = body.len();
+        body.resize(start + size, 0);
+        r.read_exact(&mut body[start..])?;
+        if read_line(r)?.as_deref() != Some("") {
+            return Err(bad("chunk not followed by CRLF".into()));
+        }
+    }
+}
+
+/// One line without its CRLF (or bare LF); `None` on EOF before any byte.
+fn read_line(r: &mut impl BufRead) -> io::Result<Option<String>> {
+    let mut buf = Vec::new();
+    if r.read_until(b'\n', &mut buf)? == 0 {
+        return Ok(None);
+    }
+    if buf.pop() != Some(b'\n') {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "connection closed mid-line",
+        ));
+    }
+    if buf.last() == Some(&b'\r') {
+        buf.pop();
+    }
+    Ok(Some(String::from_utf8_lossy(&buf).into_owned()))
+}
+
+fn parse_status_line(line: &str) -> io::Result<u16> {
+    let mut parts = line.splitn(3, ' ');
+    match (parts.next(), parts.next()) {
+        (Some(v), Some(code)) if v.starts_with("HTTP/1.") => code
+            .parse()
+            .map_err(|_| bad(format!("bad status line {line:?}"))),
+        _ => Err(bad(format!("bad status line {line:?}"))),
+    }
+}
+
+/// A socket timeout surfaces as EAGAIN ("Resource temporarily unavailable");
+/// say what actually happened.
+fn clarify_timeout(e: io::Error) -> io::Error {
+    match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("server sent no (complete) response within {IO_TIMEOUT:?}"),
+        ),
+        _ => e,
+    }
+}
+
+fn bad(msg: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg)
+}
+
+// ---------------------------------------------------------------------------
+// In-process servers (shared plumbing)
+// ---------------------------------------------------------------------------
+
+/// A hyper HTTP/1 server on its own thread with its own current-thread tokio
+/// runtime, so both plain `#[test]`s and `#[tokio::test]`s can use it. The
+/// listener is bound before this returns, so the port is usable at once.
+/// Dropping it stops the accept loop and, with the runtime, every connection.
+struct BackgroundServer {
+    port: u16,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl BackgroundServer {
+    fn start<S, B>(name: &str, listener: TcpListener, service: S) -> Self
+    where
+        S: hyper::service::Service<
+                http::Request<hyper::body::Incoming>,
+                Response = http::Response<B>,
+            > + Clone
+            + Send
+            + 'static,
+        S::Future: 'static,
+        S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+        B: hyper::body::Body + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let port = listener.local_addr().expect("local_addr").port();
+        listener.set_nonblocking(true).expect("set_nonblocking");
+        let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name(format!("{name}-{port}"))
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("tokio runtime");
+                // A LocalSet lets connection tasks be !Send (no Send bounds
+                // on the generic service and body types).
+                let local = tokio::task::LocalSet::new();
+                local.block_on(&rt, async move {
+                    let listener =
+                        tokio::net::TcpListener::from_std(listener).expect("tokio listener");
+                    loop {
+                        let stream = tokio::select! {
+                            _ = &mut rx => return,
+                            accepted = listener.accept() => match accepted {
+                                Ok((stream, _)) => stream,
+                                Err(_) => continue, // e.g. EMFILE under load; keep serving
+                            },
+                        };
+                        let service = service.clone();
+                        tokio::task::spawn_local(async move {
+                            let io = hyper_util::rt::TokioIo::new(stream);
+                            let _ = hyper::server::conn::http1::Builder::new()
+                                .keep_alive(true)
+                                .serve_connection(io, service)
+                                .await;
+                        });
+                    }
+                });
+            })
+            .expect("spawn server thread");
+        Self {
+            port,
+            shutdown: Some(tx),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for BackgroundServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn bind_any() -> TcpListener {
+    TcpListener::bind((LOCALHOST, 0)).expect("bind 127.0.0.1:0")
+}
+
+// ---------------------------------------------------------------------------
+// S3: s3s + s3s-fs, verifying SigV4
+// ---------------------------------------------------------------------------
+
+/// A real S3-compatible server (s3s over s3s-fs) that accepts only requests
+/// signed (header or presigned SigV4) with the given key pair; unsigned
+/// requests get 403 AccessDenied.
+///
+/// s3s-fs stores object `key` of `bucket` at `root/bucket/key` (a key's `/`
+/// become directories), so [`S3Server::put_object`] writes files directly.
+pub struct S3Server {
+    // First field: dropped first, so the server stops before `root` is deleted.
+    server: BackgroundServer,
+    pub port: u16,
+    pub root: TempDir,
+    pub access_key: String,
+    pub secret_key: String,
+    /// `Some("s3.localhost:PORT")` when started with a virtual-host domain.
+    pub domain: Option<String>,
+}
+
+impl S3Server {
+    /// Path-style only: `http://127.0.0.1:PORT/bucket/key`.
+    pub fn start(access_key: &str, secret_key: &str) -> S3Server {
+        Self::start_inner(access_key, secret_key, None)
+    }
+
+    /// Also accept virtual-hosted-style requests, `Host: bucket.DOMAIN:PORT`.
+    /// `domain` is given without a port (e.g. `"s3.localhost"`); the port is
+    /// appended because s3s matches the Host header verbatim, port included.
+    /// Path-style still works when Host is an IP (`127.0.0.1:PORT`) or
+    /// exactly `DOMAIN:PORT`; any other host name is taken as a bucket name.
+    pub fn start_with_domain(access_key: &str, secret_key: &str, domain: &str) -> S3Server {
+        Self::start_inner(access_key, secret_key, Some(domain))
+    }
+
+    fn start_inner(access_key: &str, secret_key: &str, domain: Option<&str>) -> S3Server {
+        let root = tempfile::tempdir().expect("s3 root tempdir");
+        let fs = s3s_fs::FileSystem::new(root.path()).expect("s3s_fs::FileSystem::new");
+        let listener = bind_any();
+        let port = listener.local_addr().expect("local_addr").port();
+
+        let mut builder = s3s::service::S3ServiceBuilder::new(fs);
+        builder.set_auth(s3s::auth::SimpleAuth::from_single(access_key, secret_key));
+        let domain = domain.map(|d| format!("{d}:{port}"));
+        if let Some(d) = &domain {
+            let host = s3s::host::SingleDomain::new(d)
+                .unwrap_or_else(|e| panic!("bad S3 domain {d:?}: {e}"));
+            builder.set_host(host);
+        }
+        let server = BackgroundServer::start("s3", listener, builder.build());
+        S3Server {
+            port,
+            root,
+            access_key: access_key.to_owned(),
+            secret_key: secret_key.to_owned(),
+            domain,
+            server,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`, the path-style endpoint.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn create_bucket(&self, bucket: &str) {
+        let dir = self.root.path().join(bucket);
+        std::fs::create_dir_all(&dir)
+            .unwrap_or_else(|e| panic!("create bucket dir {}: {e}", dir.display()));
+    }
+
+    /// Store an object (creating its bucket). No metadata sidecar is needed:
+    /// s3s-fs computes the ETag from the file, and Content-Type is then absent.
+    pub fn put_object(&self, bucket: &str, key: &str, bytes: &[u8]) {
+        assert!(
+            !key.is_empty()
+                && !key.ends_with('/')
+                && !key.split('/').any(|s| s == ".." || s == "."),
+            "put_object: key {key:?} cannot be stored as a plain file by s3s-fs"
+        );
+        self.create_bucket(bucket);
+        let path = self.root.path().join(bucket).join(key);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .unwrap_or_else(|e| panic!("mkdir {}: {e}", parent.display()));
+        }
+        std::fs::write(&path, bytes).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    }
+}
+
+/// S3-style URI encoding of an object key for a path: every byte except
+/// `A-Za-z0-9-._~` and `/` becomes `%XX` (uppercase hex).
+pub fn encode_key(key: &str) -> String {
+    aws_encode(key, true)
+}
+
+fn aws_encode(s: &str, keep_slash: bool) -> String {
+    let mut out = String::with_capacity(s.len());
+    for &b in s.as_bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) || (keep_slash && b == b'/') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// A SigV4 presigned URL (query-string auth, `UNSIGNED-PAYLOAD`, region
+/// us-east-1) for `base` + `encoded_path`, e.g.
+/// `presign("GET", "http://127.0.0.1:PORT", "/bucket/a%20b", ak, sk, 60s)`.
+/// The Host that must be sent is `base`'s authority (what [`follow`] sends).
+pub fn presign(
+    method: &str,
+    base: &str,
+    encoded_path: &str,
+    access_key: &str,
+    secret_key: &str,
+    expires_in: Duration,
+) -> String {
+    use aws_sigv4::http_request::{
+        sign, PercentEncodingMode, SignableBody, SignableRequest, SignatureLocation, SigningParams,
+        SigningSettings, UriPathNormalizationMode,
+    };
+    let identity = aws_credential_types::Credentials::new(
+        access_key,
+        secret_key,
+        None,
+        None,
+        "spillway-tests",
+    )
+    .into();
+    // S3 rules: the path is already encoded once and must not be re-encoded
+    // or normalised; the body is not part of a presigned signature.
+    let mut settings = SigningSettings::default();
+    settings.percent_encoding_mode = PercentEncodingMode::Single;
+    settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
+    settings.signature_location = SignatureLocation::QueryParams;
+    settings.expires_in = Some(expires_in);
+    let params: SigningParams = aws_sigv4::sign::v4::SigningParams::builder()
+        .identity(&identity)
+        .region("us-east-1")
+        .name("s3")
+        .time(std::time::SystemTime::now())
+        .settings(settings)
+        .build()
+        .expect("sigv4 params")
+        .into();
+    let url = format!("{base}{encoded_path}");
+    let signable = SignableRequest::new(
+        method,
+        url.as_str(),
+        std::iter::empty(),
+        SignableBody::UnsignedPayload,
+    )
+    .expect("signable request");
+    let (instructions, _signature) = sign(signable, &params).expect("sign").into_parts();
+    let query: Vec<String> = instructions
+        .params()
+        .iter()
+        .map(|(k, v)| format!("{}={}", aws_encode(k, false), aws_encode(v, false)))
+        .collect();
+    format!("{url}?{}", query.join("&"))
+}
+
+// ---------------------------------------------------------------------------
+// Legacy upstream: echoes the request
+// ---------------------------------------------------------------------------
+
+/// A plain HTTP/1.1 upstream (keep-alive on). Every request gets 200,
+/// `x-legacy: 1`, and a text/plain body:
+///
+/// ```text
+/// method: GET
+/// uri: /path?query            (as received)
+/// header: host: 127.0.0.1:1234  (one line per header, lowercase name)
+/// body-len: N
+/// body: <body, lossy UTF-8>
+/// ```
+///
+/// Header lines follow hyper's `HeaderMap` order: first-seen order of names,
+/// with repeated names' values grouped together.
+pub struct Legacy {
+    pub port: u16,
+    server: BackgroundServer,
+}
+
+impl Legacy {
+    pub fn start() -> Legacy {
+        let listener = bind_any();
+        let port = listener.local_addr().expect("local_addr").port();
+        let service = hyper::service::service_fn(echo);
+        let server = BackgroundServer::start("legacy", listener, service);
+        Legacy { port, server }
+    }
+}
+
+async fn echo(
+    req: http::Request<hyper::body::Incoming>,
+) -> Result<http::Response<http_body_util::Full<bytes::Bytes>>, hyper::Error> {
+    use http_body_util::BodyExt;
+    let (parts, body) = req.into_parts();
+    let body = body.collect().await?.to_bytes();
+    let mut out = format!("method: {}\nuri: {}\n", parts.method, parts.uri);
+    for (name, value) in &parts.headers {
+        out.push_str(&format!(
+            "header: {}: {}\n",
+            name,
+            String::from_utf8_lossy(value.as_bytes())
+        ));
+    }
+    out.push_str(&format!(
+        "body-len: {}\nbody: {}\n",
+        body.len(),
+        String::from_utf8_lossy(&body)
+    ));
+    let resp = http::Response::builder()
+        .status(200)
+        .header("x-legacy", "1")
+        .header("content-type", "text/plain; charset=utf-8")
+        .body(http_body_util::Full::new(bytes::Bytes::from(out)))
+        .expect("echo response");
+    Ok(resp)
+}
+
+// ---------------------------------------------------------------------------
+// The spillway binary
+// ---------------------------------------------------------------------------
+
+const SPILLWAY_BIN: &str = env!("CARGO_BIN_EXE_spillway");
+
+/// A running `spillway run --config <dir>/config.yaml` child process, with
+/// stdout+stderr in `<dir>/spillway.log` and `<dir>` as its working
+/// directory. Killed on drop; if the test is panicking its log is printed so
+/// the failure output shows what the proxy said.
+pub struct Spillway {
+    pub port: u16,
+    child: Child,
+    dir: TempDir,
+    log: PathBuf,
+}
+
+impl Spillway {
+    /// Start with a fixed YAML whose `listen:` line names the port, e.g. one
+    /// built with a port from [`free_port`].
+    pub fn start(yaml: &str) -> Spillway {
+        let port = listen_port(yaml);
+        Self::try_start(&[], port, |_, _| yaml.to_owned()).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Start with YAML built for a fresh free port, e.g.
+    /// `Spillway::start_with(|port| format!("listen: \"127.0.0.1:{port}\"\n..."))`.
+    pub fn start_with(mut make_yaml: impl FnMut(u16) -> String) -> Spillway {
+        Self::start_custom(&[], |port, _| make_yaml(port))
+    }
+
+    /// Full control: extra environment variables for the child (e.g.
+    /// `("RUST_LOG", "debug")`), and `make_yaml` also gets the temp dir so it
+    /// can create files there and refer to them. If the chosen port is
+    /// grabbed by someone else before spillway binds it, this retries with a
+    /// new port (hence `FnMut`).
+    pub fn start_custom(
+        env: &[(&str, &str)],
+        mut make_yaml: impl FnMut(u16, &Path) -> String,
+    ) -> Spillway {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match Self::try_start(env, free_port(), &mut make_yaml) {
+                Ok(s) => return s,
+                Err(e) if attempt < 3 && e.contains("in use") => continue,
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+
+    fn try_start(
+        env: &[(&str, &str)],
+        port: u16,
+        make_yaml: impl FnOnce(u16, &Path) -> String,
+    ) -> Result<Spillway, String> {
+        let dir = tempfile::tempdir().expect("spillway tempdir");
+        let config = dir.path().join("config.yaml");
+        std::fs::write(&config, make_yaml(port, dir.path())).expect("write config.yaml");
+        let log = dir.path().join("spillway.log");
+        let log_file = std::fs::File::create(&log).expect("create spillway.log");
+
+        let mut cmd = Command::new(SPILLWAY_BIN);
+        cmd.arg("run")
+            .arg("--config")
+            .arg(&config)
+            .current_dir(dir.path())
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            // Plain logs, so tests can search them for messages.
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().expect("dup log fd"))
+            .stderr(log_file);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {SPILLWAY_BIN}: {e}"));
+        let mut s = Spillway {
+            port,
+            child,
+            dir,
+            log,
+        };
+
+        let deadline = Instant::now() + SPILLWAY_START_WAIT;
+        let mut backoff = Backoff::new();
+        loop {
+            // Check exit first: a port that accepts while our child is dead
+            // belongs to somebody else.
+            if let Some(status) = s.child.try_wait().expect("try_wait") {
+                return Err(format!(
+                    "spillway exited before listening on 127.0.0.1:{port} ({status});\n--- spillway.log ---\n{}",
+                    s.logs()
+                ));
+            }
+            if port_accepts(port) {
+                return Ok(s);
+            }
+            if Instant::now() >= deadline {
+                // Drop kills it.
+                return Err(format!(
+                    "spillway did not listen on 127.0.0.1:{port} within {SPILLWAY_START_WAIT:?};\n--- spillway.log ---\n{}",
+                    s.logs()
+                ));
+            }
+            backoff.wait();
+        }
+    }
+
+    /// Everything the child has written to stdout/stderr so far.
+    pub fn logs(&self) -> String {
+        std::fs::read(&self.log)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// Poll the log until it contains `needle` (10 s deadline), e.g. to wait
+    /// for a reload message. Returns the log at that point.
+    pub fn wait_for_log(&self, needle: &str) -> String {
+        let deadline = Instant::now() + PORT_WAIT;
+        let mut backoff = Backoff::new();
+        loop {
+            let logs = self.logs();
+            if logs.contains(needle) {
+                return logs;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "spillway log never contained {needle:?}:\n{logs}"
+            );
+            backoff.wait();
+        }
+    }
+
+    /// The temp dir holding config.yaml and spillway.log (also the child's
+    /// working directory); tests may put files here.
+    pub fn spillway_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("config.yaml")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Has the child exited (without waiting)?
+    pub fn try_wait(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().expect("try_wait")
+    }
+}
+
+impl Drop for Spillway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- spillway.log (port {}) ---\n{}", self.port, self.logs());
+        }
+    }
+}
+
+/// The port in the YAML's `listen: "host:port"` line.
+fn listen_port(yaml: &str) -> u16 {
+    yaml.lines()
+        .filter_map(|l| l.trim().strip_prefix("listen:"))
+        .filter_map(|v| v.trim().trim_matches(['"', '\'']).rsplit_once(':'))
+        .find_map(|(_, p)| p.parse().ok())
+        .unwrap_or_else(|| {
+            panic!("Spillway::start: no `listen: \"host:port\"` line in YAML:\n{yaml}")
+        })
+}
+
+/// Run the binary once (e.g. `["check", "--config", path]`) and collect its
+/// output. Panics if it runs longer than 30 s so a hang fails the test.
+pub fn run_cli(args: &[&str]) -> Output {
+    let mut child = Command::new(SPILLWAY_BIN)
+        .args(args)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {SPILLWAY_BIN}: {e}"));
+    // Drain the pipes on threads so a chatty child cannot block on a full pipe.
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as _));
+    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as _));
+    let deadline = Instant::now() + IO_TIMEOUT;
+    let mut backoff = Backoff::new();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("spillway {args:?} still running after {IO_TIMEOUT:?}");
+        }
+        backoff.wait();
+    };
+    Output {
+        status,
+        stdout: stdout.join().expect("stdout reader"),
+        stderr: stderr.join().expect("stderr reader"),
+    }
+}
