@@ -66,6 +66,8 @@ pub struct RequestCtx {
     outcome: Outcome,
     /// Why a request was rejected, for the log line.
     reason: Option<String>,
+    /// Set when `fail_to_connect` already logged the failure with the upstream's name.
+    connect_failed: bool,
 }
 
 #[async_trait]
@@ -77,6 +79,7 @@ impl ProxyHttp for Spillway {
             start: Instant::now(),
             outcome: Outcome::Pending,
             reason: None,
+            connect_failed: false,
         }
     }
 
@@ -144,14 +147,19 @@ impl ProxyHttp for Spillway {
         &self,
         _session: &mut Session,
         peer: &HttpPeer,
-        _ctx: &mut RequestCtx,
+        ctx: &mut RequestCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
+        ctx.connect_failed = true;
         let name = self.upstream.as_ref().map_or("?", |(u, _)| u.name.as_str());
         tracing::warn!(upstream = name, address = %peer._address, "cannot connect to upstream: {e}");
         // One upstream address: retrying it at once would only delay the 502.
         e.set_retry(false);
         e
+    }
+
+    fn suppress_error_log(&self, _session: &Session, ctx: &RequestCtx, _error: &Error) -> bool {
+        ctx.connect_failed
     }
 
     async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut RequestCtx) {

@@ -170,7 +170,7 @@ impl Compiler<'_> {
     }
 
     fn compile(&mut self, raw: RawConfig) -> Option<Config> {
-        let listen = self.listen(&raw.listen.0);
+        let listen = self.listen(&raw.listen);
         let threads = match raw.threads {
             Some(0) => {
                 self.problem(&[key("threads")], "must be at least 1");
@@ -226,7 +226,8 @@ impl Compiler<'_> {
         })
     }
 
-    fn listen(&mut self, addresses: &[String]) -> Vec<SocketAddr> {
+    fn listen(&mut self, listen: &raw::Listen) -> Vec<SocketAddr> {
+        let addresses = &listen.addresses;
         if addresses.is_empty() {
             self.problem(&[key("listen")], "needs at least one address");
         }
@@ -234,7 +235,8 @@ impl Compiler<'_> {
         for (i, address) in addresses.iter().enumerate() {
             match resolve(address) {
                 Ok(mut addrs) => all.append(&mut addrs),
-                Err(e) => self.problem(&[key("listen"), Step::Index(i)], e),
+                Err(e) if listen.is_list => self.problem(&[key("listen"), Step::Index(i)], e),
+                Err(e) => self.problem(&[key("listen")], e),
             }
         }
         all
@@ -347,7 +349,12 @@ impl Compiler<'_> {
         // Private by default: forgetting `access:` must never publish an object.
         let default = access(raw.access.unwrap_or(RawAccess::Private), route_ttl);
         let mut policy = Policy::new(default);
-        let mut private_at = (default != Access::Public).then(|| field("access"));
+        // Where to point if a private object cannot be signed: the `access:` that made it
+        // private, or the route itself when private came from the default.
+        let mut private_at = (default != Access::Public).then(|| match raw.access {
+            Some(_) => field("access"),
+            None => at.to_vec(),
+        });
         for (i, rule) in raw.rules.iter().enumerate() {
             let rule_at = [at, &[key("rules"), Step::Index(i)]].concat();
             let ttl = match rule.ttl {

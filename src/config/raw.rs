@@ -119,7 +119,11 @@ pub enum RawAccess {
 
 /// `listen:` takes one address or a list of them.
 #[derive(Debug)]
-pub struct Listen(pub Vec<String>);
+pub struct Listen {
+    pub addresses: Vec<String>,
+    /// Whether it was written as a list, so a problem can name `listen[1]` or `listen`.
+    pub is_list: bool,
+}
 
 impl<'de> Deserialize<'de> for Listen {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -130,14 +134,20 @@ impl<'de> Deserialize<'de> for Listen {
                 f.write_str("an address like \"127.0.0.1:8080\" or a list of them")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Listen, E> {
-                Ok(Listen(vec![v.to_owned()]))
+                Ok(Listen {
+                    addresses: vec![v.to_owned()],
+                    is_list: false,
+                })
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Listen, A::Error> {
                 let mut all = Vec::new();
                 while let Some(address) = seq.next_element::<String>()? {
                     all.push(address);
                 }
-                Ok(Listen(all))
+                Ok(Listen {
+                    addresses: all,
+                    is_list: true,
+                })
             }
         }
         deserializer.deserialize_any(ListenVisitor)
@@ -150,9 +160,20 @@ mod opt_duration {
     use super::*;
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-        let text = String::deserialize(d)?;
-        humantime::parse_duration(&text)
-            .map(Some)
-            .map_err(|e| de::Error::custom(format!("invalid duration {text:?}: {e} (write e.g. 300s or 5m)")))
+        // A visitor rather than `String::deserialize` then parse: an error raised inside
+        // `visit_str` is located at the value, not at the enclosing map.
+        struct DurationVisitor;
+        impl Visitor<'_> for DurationVisitor {
+            type Value = Option<Duration>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a duration like 300s or 5m")
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<Self::Value, E> {
+                humantime::parse_duration(text).map(Some).map_err(|e| {
+                    E::custom(format!("invalid duration {text:?}: {e} (write e.g. 300s or 5m)"))
+                })
+            }
+        }
+        d.deserialize_str(DurationVisitor)
     }
 }
