@@ -96,7 +96,12 @@ impl Reject {
 }
 
 /// Decides what to do with `method path` (the raw path, without the query) at time `now`.
-pub fn decide<'c, 'p>(config: &'c Config, method: &Method, path: &'p str, now: SystemTime) -> Decided<'c, 'p> {
+pub fn decide<'c, 'p>(
+    config: &'c Config,
+    method: &Method,
+    path: &'p str,
+    now: SystemTime,
+) -> Decided<'c, 'p> {
     let Some((route, rest)) = config.routes.lookup(path) else {
         let decision = match &config.default_upstream {
             Some(upstream) => Decision::Upstream(upstream),

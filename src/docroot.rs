@@ -91,9 +91,11 @@ impl Docroot {
     pub fn lookup(&self, relative: &str) -> Result<Lookup, LookupError> {
         let relative = if relative.is_empty() { "." } else { relative };
         let opened = match &self.containment {
-            Containment::Kernel => {
-                openat2(&self.dir, relative, ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS)
-            }
+            Containment::Kernel => openat2(
+                &self.dir,
+                relative,
+                ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
+            ),
             Containment::Canonical(root) => open_checked(root, relative),
         };
         let fd = match opened {

@@ -7,7 +7,10 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(version, about = "Serve local files, redirect misses to S3 (presigned when private), proxy the rest")]
+#[command(
+    version,
+    about = "Serve local files, redirect misses to S3 (presigned when private), proxy the rest"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,

@@ -99,7 +99,11 @@ mod tests {
             ("/a..b/c...", "a..b/c..."),
         ];
         for (input, want) in cases {
-            assert_eq!(decode_relative(input).as_deref(), Ok(want), "decode {input:?}");
+            assert_eq!(
+                decode_relative(input).as_deref(),
+                Ok(want),
+                "decode {input:?}"
+            );
         }
         assert!(
             matches!(decode_relative("/plain/path.txt"), Ok(Cow::Borrowed(_))),

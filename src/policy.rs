@@ -92,7 +92,9 @@ impl std::fmt::Display for Access {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Access::Public => f.write_str("public"),
-            Access::Private { ttl } => write!(f, "private (ttl {})", humantime::format_duration(*ttl)),
+            Access::Private { ttl } => {
+                write!(f, "private (ttl {})", humantime::format_duration(*ttl))
+            }
         }
     }
 }
@@ -133,6 +135,9 @@ mod tests {
     #[test]
     fn a_bad_glob_is_an_error() {
         let mut p = Policy::new(Access::Public);
-        assert!(p.add_rule("a/[b", Access::Public).is_err(), "unclosed class");
+        assert!(
+            p.add_rule("a/[b", Access::Public).is_err(),
+            "unclosed class"
+        );
     }
 }

@@ -118,7 +118,11 @@ impl ProxyHttp for Spillway {
         }
     }
 
-    async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
         match &self.upstream {
             Some((_, peer)) => Ok(Box::new(peer.clone())),
             None => Error::e_explain(ErrorType::InternalError, "no upstream configured"),

@@ -50,7 +50,11 @@ mod tests {
         std::fs::write(&path, b"0123456789").unwrap();
         let file = Arc::new(File::open(&path).unwrap());
         assert_eq!(&read_chunk(&file, 0, 4).await.unwrap()[..], b"0123");
-        assert_eq!(&read_chunk(&file, 8, 4).await.unwrap()[..], b"89", "short at the end");
+        assert_eq!(
+            &read_chunk(&file, 8, 4).await.unwrap()[..],
+            b"89",
+            "short at the end"
+        );
         assert!(read_chunk(&file, 10, 4).await.unwrap().is_empty(), "EOF");
     }
 }

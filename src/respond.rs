@@ -40,7 +40,9 @@ fn is_head(session: &Session) -> bool {
 /// Writes `resp` with `body`, leaving the body out for HEAD.
 async fn send(session: &mut Session, resp: ResponseHeader, body: Option<Bytes>) -> Result<()> {
     let body = body.filter(|b| !b.is_empty() && !is_head(session));
-    session.write_response_header(Box::new(resp), body.is_none()).await?;
+    session
+        .write_response_header(Box::new(resp), body.is_none())
+        .await?;
     if let Some(body) = body {
         session.write_response_body(Some(body), true).await?;
     }
@@ -97,7 +99,9 @@ pub async fn file(session: &mut Session, local: LocalFile, content_type: &str) -
         resp.insert_header(X_CONTENT_TYPE_OPTIONS, "nosniff")?;
     }
     let body_follows = status == 200 && length > 0 && method != Method::HEAD;
-    session.write_response_header(Box::new(resp), !body_follows).await?;
+    session
+        .write_response_header(Box::new(resp), !body_follows)
+        .await?;
     if body_follows {
         stream(session, Arc::new(file), length).await?;
     }
@@ -117,7 +121,9 @@ async fn stream(session: &mut Session, file: Arc<File>, length: u64) -> Result<(
             return Error::e_explain(ErrorType::FileReadError, "file truncated while being sent");
         }
         offset += chunk.len() as u64;
-        session.write_response_body(Some(chunk), offset >= length).await?;
+        session
+            .write_response_body(Some(chunk), offset >= length)
+            .await?;
     }
     Ok(())
 }

@@ -130,8 +130,15 @@ mod tests {
     fn root_prefix_catches_everything_else() {
         let mut t = table();
         t.insert("/", "root").unwrap();
-        assert_eq!(t.lookup("/other").map(|(v, r)| (*v, r)), Some(("root", "/other")));
-        assert_eq!(t.lookup("/static/a").map(|(v, _)| *v), Some("static"), "longer wins");
+        assert_eq!(
+            t.lookup("/other").map(|(v, r)| (*v, r)),
+            Some(("root", "/other"))
+        );
+        assert_eq!(
+            t.lookup("/static/a").map(|(v, _)| *v),
+            Some("static"),
+            "longer wins"
+        );
     }
 
     #[test]
@@ -148,6 +155,10 @@ mod tests {
             assert_eq!(t.insert(prefix, ()), Err(want), "prefix {prefix:?}");
         }
         t.insert("/a", ()).unwrap();
-        assert_eq!(t.insert("/a/", ()), Err(PrefixError::Duplicate), "same after normalising");
+        assert_eq!(
+            t.insert("/a/", ()),
+            Err(PrefixError::Duplicate),
+            "same after normalising"
+        );
     }
 }

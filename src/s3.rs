@@ -137,7 +137,8 @@ impl Bucket {
 
     /// The unsigned URL of `key_prefix + relative`.
     pub fn object_url(&self, key_prefix: &str, relative: &str) -> String {
-        let mut url = String::with_capacity(self.base_url.len() + 3 * (key_prefix.len() + relative.len()));
+        let mut url =
+            String::with_capacity(self.base_url.len() + 3 * (key_prefix.len() + relative.len()));
         url.push_str(&self.base_url);
         url.extend(utf8_percent_encode(key_prefix, KEY));
         url.extend(utf8_percent_encode(relative, KEY));
@@ -213,25 +214,64 @@ mod tests {
     fn endpoint_styles() {
         let cases = [
             (None, None, "https://media.s3.eu-west-1.amazonaws.com/"),
-            (None, Some(true), "https://s3.eu-west-1.amazonaws.com/media/"),
-            (Some("http://127.0.0.1:9000"), None, "http://127.0.0.1:9000/media/"),
-            (Some("http://127.0.0.1:9000/"), None, "http://127.0.0.1:9000/media/"),
-            (Some("https://s3.local:9000"), Some(false), "https://media.s3.local:9000/"),
+            (
+                None,
+                Some(true),
+                "https://s3.eu-west-1.amazonaws.com/media/",
+            ),
+            (
+                Some("http://127.0.0.1:9000"),
+                None,
+                "http://127.0.0.1:9000/media/",
+            ),
+            (
+                Some("http://127.0.0.1:9000/"),
+                None,
+                "http://127.0.0.1:9000/media/",
+            ),
+            (
+                Some("https://s3.local:9000"),
+                Some(false),
+                "https://media.s3.local:9000/",
+            ),
         ];
         for (endpoint, style, want) in cases {
-            assert_eq!(bucket(endpoint, style).base_url(), want, "{endpoint:?} {style:?}");
+            assert_eq!(
+                bucket(endpoint, style).base_url(),
+                want,
+                "{endpoint:?} {style:?}"
+            );
         }
         let dotted = Bucket::new("my.media", "us-east-1", None, None, None).unwrap();
-        assert_eq!(dotted.base_url(), "https://s3.us-east-1.amazonaws.com/my.media/", "dots force path-style");
+        assert_eq!(
+            dotted.base_url(),
+            "https://s3.us-east-1.amazonaws.com/my.media/",
+            "dots force path-style"
+        );
     }
 
     #[test]
     fn bad_buckets_are_refused() {
-        assert!(matches!(Bucket::new("Media", "us-east-1", None, None, None), Err(BucketError::BadName(_))));
-        assert!(matches!(Bucket::new("m", "", None, None, None), Err(BucketError::BadRegion(_))));
-        for endpoint in ["127.0.0.1:9000", "ftp://x", "http://x/path", "http://", "http://u@x"] {
+        assert!(matches!(
+            Bucket::new("Media", "us-east-1", None, None, None),
+            Err(BucketError::BadName(_))
+        ));
+        assert!(matches!(
+            Bucket::new("m", "", None, None, None),
+            Err(BucketError::BadRegion(_))
+        ));
+        for endpoint in [
+            "127.0.0.1:9000",
+            "ftp://x",
+            "http://x/path",
+            "http://",
+            "http://u@x",
+        ] {
             assert!(
-                matches!(Bucket::new("m", "r", Some(endpoint), None, None), Err(BucketError::BadEndpoint(_))),
+                matches!(
+                    Bucket::new("m", "r", Some(endpoint), None, None),
+                    Err(BucketError::BadEndpoint(_))
+                ),
                 "endpoint {endpoint:?}"
             );
         }
@@ -246,7 +286,10 @@ mod tests {
             ("100%/x~y_z-w", "http://s3.test/media/up/100%25/x~y_z-w"),
             ("dir//x/", "http://s3.test/media/up/dir//x/"),
             ("café", "http://s3.test/media/up/caf%C3%A9"),
-            ("(!*'@$&=;:,?#)", "http://s3.test/media/up/%28%21%2A%27%40%24%26%3D%3B%3A%2C%3F%23%29"),
+            (
+                "(!*'@$&=;:,?#)",
+                "http://s3.test/media/up/%28%21%2A%27%40%24%26%3D%3B%3A%2C%3F%23%29",
+            ),
         ];
         for (relative, want) in cases {
             assert_eq!(b.object_url("up/", relative), want, "key {relative:?}");
@@ -255,13 +298,36 @@ mod tests {
 
     #[test]
     fn presigned_url_carries_the_sigv4_query() {
-        let creds = Credentials::new("AKIDEXAMPLE", "secret", Some("tok/en+=".into()), None, "test");
-        let b = Bucket::new("media", "us-east-1", Some("http://127.0.0.1:9000"), None, Some(creds)).unwrap();
+        let creds = Credentials::new(
+            "AKIDEXAMPLE",
+            "secret",
+            Some("tok/en+=".into()),
+            None,
+            "test",
+        );
+        let b = Bucket::new(
+            "media",
+            "us-east-1",
+            Some("http://127.0.0.1:9000"),
+            None,
+            Some(creds),
+        )
+        .unwrap();
         let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let url = b
-            .presign("GET", b.object_url("", "a b.jpg"), at, Duration::from_secs(300))
+            .presign(
+                "GET",
+                b.object_url("", "a b.jpg"),
+                at,
+                Duration::from_secs(300),
+            )
             .unwrap();
-        assert!(url.starts_with("http://127.0.0.1:9000/media/a%20b.jpg?X-Amz-Algorithm=AWS4-HMAC-SHA256&"), "{url}");
+        assert!(
+            url.starts_with(
+                "http://127.0.0.1:9000/media/a%20b.jpg?X-Amz-Algorithm=AWS4-HMAC-SHA256&"
+            ),
+            "{url}"
+        );
         for part in [
             "X-Amz-Credential=AKIDEXAMPLE%2F20231114%2Fus-east-1%2Fs3%2Faws4_request",
             "X-Amz-Date=20231114T221320Z",
@@ -272,9 +338,23 @@ mod tests {
         ] {
             assert!(url.contains(part), "{part} in {url}");
         }
-        let again = b.presign("GET", b.object_url("", "a b.jpg"), at, Duration::from_secs(300)).unwrap();
+        let again = b
+            .presign(
+                "GET",
+                b.object_url("", "a b.jpg"),
+                at,
+                Duration::from_secs(300),
+            )
+            .unwrap();
         assert_eq!(url, again, "signing is deterministic for a fixed time");
-        let head = b.presign("HEAD", b.object_url("", "a b.jpg"), at, Duration::from_secs(300)).unwrap();
+        let head = b
+            .presign(
+                "HEAD",
+                b.object_url("", "a b.jpg"),
+                at,
+                Duration::from_secs(300),
+            )
+            .unwrap();
         assert_ne!(url, head, "the method is part of the signature");
         assert!(matches!(
             bucket(None, None).presign("GET", String::new(), at, Duration::from_secs(1)),

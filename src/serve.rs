@@ -43,7 +43,10 @@ pub fn content_type(relative_path: &str) -> Cow<'static, str> {
         return Cow::Borrowed("application/octet-stream");
     };
     let textual = mime.starts_with("text/")
-        || matches!(mime, "application/javascript" | "application/json" | "image/svg+xml");
+        || matches!(
+            mime,
+            "application/javascript" | "application/json" | "image/svg+xml"
+        );
     if textual {
         Cow::Owned(format!("{mime}; charset=utf-8"))
     } else {
@@ -64,7 +67,11 @@ pub enum Precondition {
 
 /// Evaluates preconditions in the order of RFC 9110 §13.2.2.
 pub fn evaluate(method: &Method, headers: &HeaderMap, v: &Validators) -> Precondition {
-    let text = |name| headers.get(name).and_then(|h: &http::HeaderValue| h.to_str().ok());
+    let text = |name| {
+        headers
+            .get(name)
+            .and_then(|h: &http::HeaderValue| h.to_str().ok())
+    };
     let date = |name| text(name).and_then(|t| httpdate::parse_http_date(t).ok());
 
     if let Some(list) = text(http::header::IF_MATCH) {
@@ -146,27 +153,128 @@ mod tests {
         let earlier = httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(99_999_999));
         let later = httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(100_000_001));
         use Precondition::*;
-        let cases: Vec<(Method, Vec<(&str, &str)>, Precondition, &str)> = vec![
+        type Case<'a> = (
+            Method,
+            Vec<(&'static str, &'a str)>,
+            Precondition,
+            &'static str,
+        );
+        let cases: Vec<Case> = vec![
             (Method::GET, vec![], Proceed, "no conditions"),
-            (Method::GET, vec![("if-none-match", tag)], NotModified, "exact tag"),
-            (Method::GET, vec![("if-none-match", &weak)], NotModified, "weak comparison for INM"),
-            (Method::GET, vec![("if-none-match", "\"x\", \"y\"")], Proceed, "list without ours"),
-            (Method::GET, vec![("if-none-match", &tag_in_list)], NotModified, "list with ours"),
-            (Method::GET, vec![("if-none-match", "*")], NotModified, "star"),
-            (Method::HEAD, vec![("if-none-match", tag)], NotModified, "HEAD like GET"),
-            (Method::GET, vec![("if-modified-since", lm)], NotModified, "same date"),
-            (Method::GET, vec![("if-modified-since", &later)], NotModified, "later date"),
-            (Method::GET, vec![("if-modified-since", &earlier)], Proceed, "earlier date"),
-            (Method::GET, vec![("if-modified-since", "yesterday")], Proceed, "invalid date ignored"),
-            (Method::GET, vec![("if-none-match", "\"x\""), ("if-modified-since", lm)], Proceed, "INM wins over IMS"),
-            (Method::GET, vec![("if-match", tag)], Proceed, "if-match strong"),
-            (Method::GET, vec![("if-match", &weak)], Failed, "if-match never weak"),
-            (Method::GET, vec![("if-match", "\"x\"")], Failed, "if-match other"),
-            (Method::GET, vec![("if-match", "*")], Proceed, "if-match star"),
-            (Method::GET, vec![("if-unmodified-since", &earlier)], Failed, "modified since"),
-            (Method::GET, vec![("if-unmodified-since", lm)], Proceed, "not modified since"),
-            (Method::GET, vec![("if-match", tag), ("if-unmodified-since", &earlier)], Proceed, "IM present: IUS ignored"),
-            (Method::GET, vec![("if-match", "\"x\""), ("if-none-match", tag)], Failed, "412 before 304"),
+            (
+                Method::GET,
+                vec![("if-none-match", tag)],
+                NotModified,
+                "exact tag",
+            ),
+            (
+                Method::GET,
+                vec![("if-none-match", &weak)],
+                NotModified,
+                "weak comparison for INM",
+            ),
+            (
+                Method::GET,
+                vec![("if-none-match", "\"x\", \"y\"")],
+                Proceed,
+                "list without ours",
+            ),
+            (
+                Method::GET,
+                vec![("if-none-match", &tag_in_list)],
+                NotModified,
+                "list with ours",
+            ),
+            (
+                Method::GET,
+                vec![("if-none-match", "*")],
+                NotModified,
+                "star",
+            ),
+            (
+                Method::HEAD,
+                vec![("if-none-match", tag)],
+                NotModified,
+                "HEAD like GET",
+            ),
+            (
+                Method::GET,
+                vec![("if-modified-since", lm)],
+                NotModified,
+                "same date",
+            ),
+            (
+                Method::GET,
+                vec![("if-modified-since", &later)],
+                NotModified,
+                "later date",
+            ),
+            (
+                Method::GET,
+                vec![("if-modified-since", &earlier)],
+                Proceed,
+                "earlier date",
+            ),
+            (
+                Method::GET,
+                vec![("if-modified-since", "yesterday")],
+                Proceed,
+                "invalid date ignored",
+            ),
+            (
+                Method::GET,
+                vec![("if-none-match", "\"x\""), ("if-modified-since", lm)],
+                Proceed,
+                "INM wins over IMS",
+            ),
+            (
+                Method::GET,
+                vec![("if-match", tag)],
+                Proceed,
+                "if-match strong",
+            ),
+            (
+                Method::GET,
+                vec![("if-match", &weak)],
+                Failed,
+                "if-match never weak",
+            ),
+            (
+                Method::GET,
+                vec![("if-match", "\"x\"")],
+                Failed,
+                "if-match other",
+            ),
+            (
+                Method::GET,
+                vec![("if-match", "*")],
+                Proceed,
+                "if-match star",
+            ),
+            (
+                Method::GET,
+                vec![("if-unmodified-since", &earlier)],
+                Failed,
+                "modified since",
+            ),
+            (
+                Method::GET,
+                vec![("if-unmodified-since", lm)],
+                Proceed,
+                "not modified since",
+            ),
+            (
+                Method::GET,
+                vec![("if-match", tag), ("if-unmodified-since", &earlier)],
+                Proceed,
+                "IM present: IUS ignored",
+            ),
+            (
+                Method::GET,
+                vec![("if-match", "\"x\""), ("if-none-match", tag)],
+                Failed,
+                "412 before 304",
+            ),
         ];
         for (method, headers, want, why) in cases {
             assert_eq!(eval(method, &headers), want, "{why}");
@@ -199,6 +307,9 @@ mod tests {
         std::fs::write(&path, "three").unwrap();
         let b = Validators::of(&std::fs::metadata(&path).unwrap());
         assert_ne!(a.etag, b.etag, "size is part of the tag");
-        assert!(a.etag.starts_with('"') && a.etag.ends_with('"'), "quoted strong tag");
+        assert!(
+            a.etag.starts_with('"') && a.etag.ends_with('"'),
+            "quoted strong tag"
+        );
     }
 }

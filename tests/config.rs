@@ -62,19 +62,40 @@ fn the_shipped_proxy_yaml_compiles_to_what_it_documents() {
     assert_eq!(config.listen, vec!["127.0.0.1:8080".parse().unwrap()]);
     assert_eq!(config.threads, 2);
     let upstream = config.default_upstream.as_ref().expect("default upstream");
-    assert_eq!((upstream.name.as_str(), upstream.address.to_string().as_str()), ("legacy", "127.0.0.1:8081"));
+    assert_eq!(
+        (
+            upstream.name.as_str(),
+            upstream.address.to_string().as_str()
+        ),
+        ("legacy", "127.0.0.1:8081")
+    );
     let prefixes: Vec<&str> = config.routes.iter().map(|(p, _)| p).collect();
     assert_eq!(prefixes, ["/uploads", "/static"]);
     let (uploads, rest) = config.routes.lookup("/uploads/a.jpg").unwrap();
     assert_eq!(rest, "/a.jpg");
     let bucket = uploads.bucket.as_ref().expect("uploads has a bucket");
-    assert_eq!(bucket.base_url(), "http://127.0.0.1:9000/example-media/", "custom endpoint → path style");
+    assert_eq!(
+        bucket.base_url(),
+        "http://127.0.0.1:9000/example-media/",
+        "custom endpoint → path style"
+    );
     assert!(bucket.can_sign(), "demo keys present");
-    assert_eq!(uploads.policy.evaluate("avatars/x.png").access, Access::Public);
-    assert!(matches!(uploads.policy.evaluate("doc.pdf").access, Access::Private { ttl } if ttl.as_secs() == 300));
+    assert_eq!(
+        uploads.policy.evaluate("avatars/x.png").access,
+        Access::Public
+    );
+    assert!(
+        matches!(uploads.policy.evaluate("doc.pdf").access, Access::Private { ttl } if ttl.as_secs() == 300)
+    );
     let (statics, _) = config.routes.lookup("/static/site.css").unwrap();
-    assert!(statics.bucket.is_none(), "static has no bucket: misses are 404");
-    assert!(statics.docroot.path().join("site.css").is_file(), "bundled example file exists");
+    assert!(
+        statics.bucket.is_none(),
+        "static has no bucket: misses are 404"
+    );
+    assert!(
+        statics.docroot.path().join("site.css").is_file(),
+        "bundled example file exists"
+    );
 }
 
 #[test]
@@ -82,12 +103,19 @@ fn a_good_config_compiles() {
     let dir = base();
     let config = config::parse(GOOD, dir.path(), &no_env).unwrap_or_else(|e| panic!("{e:?}"));
     assert_eq!(config.routes.len(), 1);
-    assert_eq!(config.shutdown.grace_period.as_secs(), 1, "default grace period");
+    assert_eq!(
+        config.shutdown.grace_period.as_secs(),
+        1,
+        "default grace period"
+    );
 }
 
 #[test]
 fn listen_takes_a_list() {
-    let yaml = GOOD.replace(r#"listen: "127.0.0.1:0""#, "listen:\n  - \"127.0.0.1:0\"\n  - \"[::1]:0\"");
+    let yaml = GOOD.replace(
+        r#"listen: "127.0.0.1:0""#,
+        "listen:\n  - \"127.0.0.1:0\"\n  - \"[::1]:0\"",
+    );
     let dir = base();
     let config = config::parse(&yaml, dir.path(), &no_env).unwrap();
     assert_eq!(config.listen.len(), 2);
@@ -96,40 +124,119 @@ fn listen_takes_a_list() {
 #[test]
 fn syntax_errors_name_the_key_and_line() {
     let cases = [
-        (GOOD.replace("ttl: 5m", "tll: 5m"), "routes[0]: unknown field `tll`", 20),
-        (GOOD.replace("ttl: 5m", "ttl: soon"), "routes[0].ttl: invalid duration \"soon\"", 20),
-        (GOOD.replace("access: private", "access: secret"), "routes[0].access: unknown variant `secret`", 19),
-        (GOOD.replace("region: us-east-1", "region: [1]"), "buckets.media.region: invalid type", 9),
-        (GOOD.replace("threads", "x").replace("listen:", "threads: many\nlisten:"), "threads: invalid type", 1),
+        (
+            GOOD.replace("ttl: 5m", "tll: 5m"),
+            "routes[0]: unknown field `tll`",
+            20,
+        ),
+        (
+            GOOD.replace("ttl: 5m", "ttl: soon"),
+            "routes[0].ttl: invalid duration \"soon\"",
+            20,
+        ),
+        (
+            GOOD.replace("access: private", "access: secret"),
+            "routes[0].access: unknown variant `secret`",
+            19,
+        ),
+        (
+            GOOD.replace("region: us-east-1", "region: [1]"),
+            "buckets.media.region: invalid type",
+            9,
+        ),
+        (
+            GOOD.replace("threads", "x")
+                .replace("listen:", "threads: many\nlisten:"),
+            "threads: invalid type",
+            1,
+        ),
     ];
     for (yaml, want, line) in cases {
         let got = errors(&yaml, &no_env);
         assert!(got.contains(want), "want {want:?} in {got:?}");
-        assert!(got.contains(&format!("at line {line} column")), "want line {line} in {got:?}");
+        assert!(
+            got.contains(&format!("at line {line} column")),
+            "want line {line} in {got:?}"
+        );
     }
 }
 
 #[test]
 fn semantic_errors_name_the_key_and_line() {
     let cases = [
-        (GOOD.replace("bucket: media\n    key", "bucket: medai\n    key"), "routes[0].bucket: unknown bucket \"medai\" (defined: media)", 17),
-        (GOOD.replace("default_upstream: legacy", "default_upstream: legacy2"), "default_upstream: unknown upstream \"legacy2\" (defined: legacy)", 5),
-        (GOOD.replace("root: www", "root: nowhere"), "routes[0].root: cannot open", 16),
-        (GOOD.replace("ttl: 5m", "ttl: 8d"), "routes[0].ttl: must be between 1s and 7 days", 20),
-        (GOOD.replace("\"avatars/**\"", "\"avatars/[x\""), "routes[0].rules[0].match:", 22),
-        (GOOD.replace("prefix: /uploads", "prefix: uploads"), "routes[0].prefix: \"uploads\" must start with '/'", 15),
-        (GOOD.replace("prefix: /uploads", "prefix: /up%20loads"), "routes[0].prefix:", 15),
-        (GOOD.replace("address: \"127.0.0.1:1\"", "address: \"no-port\""), "upstreams.legacy.address: \"no-port\" is not a usable host:port", 4),
-        (GOOD.replace(r#"listen: "127.0.0.1:0""#, r#"listen: "localhost""#), "listen: \"localhost\" is not a usable", 1),
-        (GOOD.replace("\"http://127.0.0.1:9000\"", "\"127.0.0.1:9000\""), "buckets.media.endpoint: endpoint \"127.0.0.1:9000\" must be an absolute", 10),
-        (GOOD.replace("bucket: media\n    region", "bucket: Media\n    region"), "buckets.media.bucket:", 8),
-        (GOOD.replace("key_prefix: uploads/", "key_prefix: /uploads/"), "routes[0].key_prefix: must not start with '/'", 18),
-        (format!("threads: 0\n{GOOD}"), "threads: must be at least 1", 1),
+        (
+            GOOD.replace("bucket: media\n    key", "bucket: medai\n    key"),
+            "routes[0].bucket: unknown bucket \"medai\" (defined: media)",
+            17,
+        ),
+        (
+            GOOD.replace("default_upstream: legacy", "default_upstream: legacy2"),
+            "default_upstream: unknown upstream \"legacy2\" (defined: legacy)",
+            5,
+        ),
+        (
+            GOOD.replace("root: www", "root: nowhere"),
+            "routes[0].root: cannot open",
+            16,
+        ),
+        (
+            GOOD.replace("ttl: 5m", "ttl: 8d"),
+            "routes[0].ttl: must be between 1s and 7 days",
+            20,
+        ),
+        (
+            GOOD.replace("\"avatars/**\"", "\"avatars/[x\""),
+            "routes[0].rules[0].match:",
+            22,
+        ),
+        (
+            GOOD.replace("prefix: /uploads", "prefix: uploads"),
+            "routes[0].prefix: \"uploads\" must start with '/'",
+            15,
+        ),
+        (
+            GOOD.replace("prefix: /uploads", "prefix: /up%20loads"),
+            "routes[0].prefix:",
+            15,
+        ),
+        (
+            GOOD.replace("address: \"127.0.0.1:1\"", "address: \"no-port\""),
+            "upstreams.legacy.address: \"no-port\" is not a usable host:port",
+            4,
+        ),
+        (
+            GOOD.replace(r#"listen: "127.0.0.1:0""#, r#"listen: "localhost""#),
+            "listen: \"localhost\" is not a usable",
+            1,
+        ),
+        (
+            GOOD.replace("\"http://127.0.0.1:9000\"", "\"127.0.0.1:9000\""),
+            "buckets.media.endpoint: endpoint \"127.0.0.1:9000\" must be an absolute",
+            10,
+        ),
+        (
+            GOOD.replace("bucket: media\n    region", "bucket: Media\n    region"),
+            "buckets.media.bucket:",
+            8,
+        ),
+        (
+            GOOD.replace("key_prefix: uploads/", "key_prefix: /uploads/"),
+            "routes[0].key_prefix: must not start with '/'",
+            18,
+        ),
+        (
+            format!("threads: 0\n{GOOD}"),
+            "threads: must be at least 1",
+            1,
+        ),
     ];
     for (yaml, want, line) in cases {
         let got = errors(&yaml, &no_env);
         assert!(got.contains(want), "want {want:?} in {got:?}");
-        assert!(got.contains(&format!("at line {line} column")), "want line {line} in {got:?}");
+        assert!(
+            got.contains(&format!("at line {line} column")),
+            "want line {line} in {got:?}"
+        );
     }
 }
 
@@ -139,14 +246,22 @@ fn all_problems_are_reported_at_once() {
         .replace("root: www", "root: nowhere")
         .replace("default_upstream: legacy", "default_upstream: nope");
     let got = errors(&yaml, &no_env);
-    assert!(got.contains("routes[0].root") && got.contains("default_upstream"), "{got}");
+    assert!(
+        got.contains("routes[0].root") && got.contains("default_upstream"),
+        "{got}"
+    );
 }
 
 #[test]
 fn a_duplicate_prefix_is_refused() {
     let yaml = format!("{GOOD}  - prefix: /uploads/\n    root: www\n");
     let got = errors(&yaml, &no_env);
-    assert!(got.contains("routes[1].prefix: \"/uploads/\" duplicates another route's prefix at line 24"), "{got}");
+    assert!(
+        got.contains(
+            "routes[1].prefix: \"/uploads/\" duplicates another route's prefix at line 24"
+        ),
+        "{got}"
+    );
 }
 
 const NO_CREDENTIALS: &str = r#"listen: "127.0.0.1:0"
@@ -171,9 +286,15 @@ fn private_objects_need_credentials() {
         got.contains("routes[0]: private objects need credentials to presign, but bucket \"media\" has no `credentials:`"),
         "{got}"
     );
-    let public = NO_CREDENTIALS.replace("    bucket: media\n    rules", "    bucket: media\n    access: public\n    rules");
+    let public = NO_CREDENTIALS.replace(
+        "    bucket: media\n    rules",
+        "    bucket: media\n    access: public\n    rules",
+    );
     let got = errors(&public, &no_env);
-    assert!(got.contains("routes[0].rules[0].access: private objects need credentials"), "{got}");
+    assert!(
+        got.contains("routes[0].rules[0].access: private objects need credentials"),
+        "{got}"
+    );
     assert!(got.contains("at line 13 column"), "{got}");
 }
 
@@ -185,9 +306,13 @@ fn credentials_come_from_the_environment_when_absent() {
         _ => None,
     };
     let dir = base();
-    let config = config::parse(NO_CREDENTIALS, dir.path(), &env).unwrap_or_else(|e| panic!("{e:?}"));
+    let config =
+        config::parse(NO_CREDENTIALS, dir.path(), &env).unwrap_or_else(|e| panic!("{e:?}"));
     let (route, _) = config.routes.lookup("/files/a.pdf").unwrap();
-    assert_eq!(route.bucket.as_ref().unwrap().access_key_id(), Some("AKIDENV"));
+    assert_eq!(
+        route.bucket.as_ref().unwrap().access_key_id(),
+        Some("AKIDENV")
+    );
 }
 
 #[test]
@@ -197,5 +322,8 @@ fn secrets_never_appear_in_debug_output() {
     let debug = format!("{config:?}");
     assert!(debug.contains("AK"), "the key id may show");
     assert!(!debug.contains("\"SK\""), "the secret must not: {debug}");
-    assert!(!config::describe(&config).contains("SK"), "nor in `check` output");
+    assert!(
+        !config::describe(&config).contains("SK"),
+        "nor in `check` output"
+    );
 }

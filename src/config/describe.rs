@@ -4,7 +4,6 @@ use std::fmt::Write as _;
 
 use super::Config;
 
-
 pub fn describe(config: &Config) -> String {
     let mut out = String::new();
     // Writing to a String cannot fail; the results are ignored below for that reason.
@@ -28,7 +27,11 @@ pub fn describe(config: &Config) -> String {
         } else {
             "canonicalising check"
         };
-        let _ = writeln!(out, "  root {} ({containment})", route.docroot.path().display());
+        let _ = writeln!(
+            out,
+            "  root {} ({containment})",
+            route.docroot.path().display()
+        );
         match (&route.bucket, &route.bucket_name) {
             (Some(bucket), Some(name)) => {
                 let signer = match bucket.access_key_id() {
@@ -53,4 +56,3 @@ pub fn describe(config: &Config) -> String {
     }
     out
 }
-

@@ -139,16 +139,38 @@ mod tests {
     #[test]
     fn finds_nested_values() {
         let path = [key("routes"), Step::Index(1), key("bucket")];
-        assert_eq!(locate(DOC, &path), Some((6, 13)), "routes[1].bucket is on line 6");
+        assert_eq!(
+            locate(DOC, &path),
+            Some((6, 13)),
+            "routes[1].bucket is on line 6"
+        );
         assert_eq!(render(&path), "routes[1].bucket");
-        let path = [key("routes"), Step::Index(1), key("rules"), Step::Index(0), key("match")];
-        assert_eq!(locate(DOC, &path).map(|p| p.0), Some(8), "a value inside a nested list");
-        assert_eq!(locate(DOC, &[key("listen")]), Some((1, 9)), "a top-level scalar");
+        let path = [
+            key("routes"),
+            Step::Index(1),
+            key("rules"),
+            Step::Index(0),
+            key("match"),
+        ];
+        assert_eq!(
+            locate(DOC, &path).map(|p| p.0),
+            Some(8),
+            "a value inside a nested list"
+        );
+        assert_eq!(
+            locate(DOC, &[key("listen")]),
+            Some((1, 9)),
+            "a top-level scalar"
+        );
     }
 
     #[test]
     fn a_missing_path_has_no_location() {
-        assert_eq!(locate(DOC, &[key("routes"), Step::Index(7)]), None, "index past the end");
+        assert_eq!(
+            locate(DOC, &[key("routes"), Step::Index(7)]),
+            None,
+            "index past the end"
+        );
         assert_eq!(locate(DOC, &[key("nope")]), None, "absent key");
     }
 }

@@ -102,12 +102,21 @@ impl fmt::Display for Problem {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {}: {source}", path.display())]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// serde_yaml's message already carries the key path and line.
     #[error("{}: {source}", path.display())]
-    Syntax { path: PathBuf, source: serde_yaml::Error },
+    Syntax {
+        path: PathBuf,
+        source: serde_yaml::Error,
+    },
     #[error("{}", render_problems(path, problems))]
-    Invalid { path: PathBuf, problems: Vec<Problem> },
+    Invalid {
+        path: PathBuf,
+        problems: Vec<Problem>,
+    },
 }
 
 /// Reads, parses and compiles a config file. Relative roots resolve against its directory.
@@ -117,14 +126,21 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         source,
     })?;
     let base = path.parent().unwrap_or(Path::new("."));
-    parse(&text, base, &|name| std::env::var(name).ok()).map(|mut c| {
-        c.source = path.to_owned();
-        c
-    })
-    .map_err(|e| match e {
-        ParseError::Syntax(source) => ConfigError::Syntax { path: path.to_owned(), source },
-        ParseError::Invalid(problems) => ConfigError::Invalid { path: path.to_owned(), problems },
-    })
+    parse(&text, base, &|name| std::env::var(name).ok())
+        .map(|mut c| {
+            c.source = path.to_owned();
+            c
+        })
+        .map_err(|e| match e {
+            ParseError::Syntax(source) => ConfigError::Syntax {
+                path: path.to_owned(),
+                source,
+            },
+            ParseError::Invalid(problems) => ConfigError::Invalid {
+                path: path.to_owned(),
+                problems,
+            },
+        })
 }
 
 #[derive(Debug)]
@@ -134,7 +150,11 @@ pub enum ParseError {
 }
 
 /// Parses and compiles YAML text; `env` looks up environment variables (passed in for tests).
-pub fn parse(text: &str, base: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ParseError> {
+pub fn parse(
+    text: &str,
+    base: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ParseError> {
     let raw: RawConfig = serde_yaml::from_str(text).map_err(ParseError::Syntax)?;
     let mut compiler = Compiler {
         text,
@@ -180,7 +200,10 @@ impl Compiler<'_> {
             None => std::thread::available_parallelism().map_or(1, |n| n.get()),
         };
         let shutdown = Shutdown {
-            grace_period: raw.shutdown.grace_period.unwrap_or(Shutdown::default().grace_period),
+            grace_period: raw
+                .shutdown
+                .grace_period
+                .unwrap_or(Shutdown::default().grace_period),
             timeout: raw.shutdown.timeout.unwrap_or(Shutdown::default().timeout),
         };
         let upstreams: BTreeMap<&str, Arc<Upstream>> = raw
@@ -193,7 +216,10 @@ impl Compiler<'_> {
             if found.is_none() && !raw.upstreams.contains_key(name) {
                 self.problem(
                     &[key("default_upstream")],
-                    format!("unknown upstream {name:?} (defined: {})", names(raw.upstreams.keys())),
+                    format!(
+                        "unknown upstream {name:?} (defined: {})",
+                        names(raw.upstreams.keys())
+                    ),
                 );
             }
             found
@@ -205,7 +231,10 @@ impl Compiler<'_> {
             .collect();
         let mut routes = RouteTable::default();
         if raw.routes.is_empty() && default_upstream.is_none() {
-            self.problem(&[key("routes")], "no routes and no default_upstream: nothing to serve");
+            self.problem(
+                &[key("routes")],
+                "no routes and no default_upstream: nothing to serve",
+            );
         }
         for (index, r) in raw.routes.iter().enumerate() {
             let at = [key("routes"), Step::Index(index)];
@@ -213,7 +242,10 @@ impl Compiler<'_> {
                 continue;
             };
             if let Err(e) = routes.insert(&r.prefix, route) {
-                self.problem(&[at[0].clone(), at[1].clone(), key("prefix")], format!("{:?} {e}", r.prefix));
+                self.problem(
+                    &[at[0].clone(), at[1].clone(), key("prefix")],
+                    format!("{:?} {e}", r.prefix),
+                );
             }
         }
         Some(Config {
@@ -331,7 +363,10 @@ impl Compiler<'_> {
                     if !config.buckets.contains_key(name) {
                         self.problem(
                             &field("bucket"),
-                            format!("unknown bucket {name:?} (defined: {})", names(config.buckets.keys())),
+                            format!(
+                                "unknown bucket {name:?} (defined: {})",
+                                names(config.buckets.keys())
+                            ),
                         );
                     }
                     None
@@ -339,7 +374,10 @@ impl Compiler<'_> {
             },
         };
         if raw.key_prefix.starts_with('/') {
-            self.problem(&field("key_prefix"), "must not start with '/' (S3 keys have no leading slash)");
+            self.problem(
+                &field("key_prefix"),
+                "must not start with '/' (S3 keys have no leading slash)",
+            );
         }
         let route_ttl = self.ttl(&field("ttl"), raw.ttl);
         let access = |a: RawAccess, ttl: Duration| match a {
@@ -365,7 +403,10 @@ impl Compiler<'_> {
                 private_at = Some([rule_at.as_slice(), &[key("access")]].concat());
             }
             if let Err(e) = policy.add_rule(&rule.pattern, access(rule.access, ttl)) {
-                self.problem(&[rule_at.as_slice(), &[key("match")]].concat(), e.to_string());
+                self.problem(
+                    &[rule_at.as_slice(), &[key("match")]].concat(),
+                    e.to_string(),
+                );
             }
         }
         if let (Some(b), Some(private_at)) = (&bucket, private_at) {

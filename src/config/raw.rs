@@ -170,7 +170,9 @@ mod opt_duration {
             }
             fn visit_str<E: de::Error>(self, text: &str) -> Result<Self::Value, E> {
                 humantime::parse_duration(text).map(Some).map_err(|e| {
-                    E::custom(format!("invalid duration {text:?}: {e} (write e.g. 300s or 5m)"))
+                    E::custom(format!(
+                        "invalid duration {text:?}: {e} (write e.g. 300s or 5m)"
+                    ))
                 })
             }
         }

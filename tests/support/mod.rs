@@ -831,15 +831,13 @@ impl Spillway {
         let deadline = Instant::now() + SPILLWAY_START_WAIT;
         let mut backoff = Backoff::new();
         loop {
-            // Check exit first: a port that accepts while our child is dead
-            // belongs to somebody else.
             if let Some(status) = s.child.try_wait().expect("try_wait") {
                 return Err(format!(
                     "spillway exited before listening on 127.0.0.1:{port} ({status});\n--- spillway.log ---\n{}",
                     s.logs()
                 ));
             }
-            if port_accepts(port) {
+            if process_listens_on(s.child.id(), port) {
                 return Ok(s);
             }
             if Instant::now() >= deadline {
@@ -908,6 +906,45 @@ impl Drop for Spillway {
     }
 }
 
+/// Does process `pid` hold a listening TCP socket on `port`? A bare connect
+/// cannot tell spillway from whoever else grabbed the port after
+/// [`free_port`] released it (e.g. another test's server binding port 0);
+/// then spillway fails to bind and we must see that, not the other server.
+/// Linux: find LISTEN sockets on the port in /proc/net/tcp{,6} and look for
+/// their inodes among the process's fds.
+#[cfg(target_os = "linux")]
+fn process_listens_on(pid: u32, port: u16) -> bool {
+    let port_suffix = format!(":{port:04X}");
+    let mut sockets = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            // sl local_address rem_address st ... inode (field 9); st 0A = LISTEN
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() > 9 && f[1].ends_with(&port_suffix) && f[3] == "0A" {
+                sockets.push(format!("socket:[{}]", f[9]));
+            }
+        }
+    }
+    if sockets.is_empty() {
+        return false;
+    }
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten().any(|fd| {
+        std::fs::read_link(fd.path())
+            .is_ok_and(|target| sockets.iter().any(|s| target.as_os_str() == s.as_str()))
+    })
+}
+
+#[cfg(not(target_os = "linux"))]
+fn process_listens_on(_pid: u32, port: u16) -> bool {
+    port_accepts(port)
+}
+
 /// The port in the YAML's `listen: "host:port"` line.
 fn listen_port(yaml: &str) -> u16 {
     yaml.lines()
@@ -959,5 +996,123 @@ pub fn run_cli(args: &[&str]) -> Output {
         status,
         stdout: stdout.join().expect("stdout reader"),
         stderr: stderr.join().expect("stderr reader"),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The whole stack: S3, legacy upstream and spillway wired together
+// ---------------------------------------------------------------------------
+
+/// The key pair the test S3 server accepts.
+pub const ACCESS_KEY: &str = "AKIDSPILLWAYTEST";
+pub const SECRET_KEY: &str = "spillway-test-secret";
+
+/// A real S3 server (bucket `media`), a real legacy upstream, and spillway in front of both.
+///
+/// Routes (roots under `<spillway dir>/www`):
+/// - `/uploads` → bucket `media`, key prefix `uploads/`, private (ttl 5m); `avatars/**` public
+/// - `/forged`  → bucket `forged`: the same server, signed with a wrong secret
+/// - `/static`  → no bucket (a miss is 404)
+pub struct Stack {
+    pub s3: S3Server,
+    pub legacy: Legacy,
+    pub proxy: Spillway,
+}
+
+pub struct StackOptions {
+    /// Whether `default_upstream` is set.
+    pub upstream: bool,
+    /// YAML appended to the route list (indented as list items).
+    pub extra_routes: &'static str,
+}
+
+impl Default for StackOptions {
+    fn default() -> Self {
+        StackOptions {
+            upstream: true,
+            extra_routes: "",
+        }
+    }
+}
+
+impl Stack {
+    pub fn start() -> Stack {
+        Stack::start_with(StackOptions::default())
+    }
+
+    pub fn start_with(options: StackOptions) -> Stack {
+        let s3 = S3Server::start(ACCESS_KEY, SECRET_KEY);
+        s3.create_bucket("media");
+        let legacy = Legacy::start();
+        let endpoint = s3.endpoint();
+        let legacy_port = legacy.port;
+        let proxy = Spillway::start_custom(&[], |port, dir| {
+            for sub in ["uploads/avatars", "forged", "static"] {
+                std::fs::create_dir_all(dir.join("www").join(sub)).expect("create www");
+            }
+            let upstream = if options.upstream {
+                format!("upstreams:\n  legacy:\n    address: \"127.0.0.1:{legacy_port}\"\n    connect_timeout: 1s\ndefault_upstream: legacy\n")
+            } else {
+                String::new()
+            };
+            format!(
+                r#"listen: "127.0.0.1:{port}"
+threads: 1
+shutdown:
+  grace_period: 0s
+  timeout: 1s
+{upstream}buckets:
+  media:
+    bucket: media
+    region: us-east-1
+    endpoint: "{endpoint}"
+    credentials:
+      access_key_id: "{ACCESS_KEY}"
+      secret_access_key: "{SECRET_KEY}"
+  forged:
+    bucket: media
+    region: us-east-1
+    endpoint: "{endpoint}"
+    credentials:
+      access_key_id: "{ACCESS_KEY}"
+      secret_access_key: "not-the-secret"
+routes:
+  - prefix: /uploads
+    root: www/uploads
+    bucket: media
+    key_prefix: uploads/
+    access: private
+    ttl: 5m
+    rules:
+      - match: "avatars/**"
+        access: public
+  - prefix: /forged
+    root: www/forged
+    bucket: forged
+    key_prefix: uploads/
+  - prefix: /static
+    root: www/static
+{}"#,
+                options.extra_routes
+            )
+        });
+        Stack { s3, legacy, proxy }
+    }
+
+    /// Where a route's files live: `www(\"uploads\")`.
+    pub fn www(&self, route: &str) -> PathBuf {
+        self.proxy.spillway_dir().join("www").join(route)
+    }
+
+    /// Puts a file under a route's root, creating directories.
+    pub fn put_local(&self, route: &str, relative: &str, bytes: &[u8]) -> PathBuf {
+        let path = self.www(route).join(relative);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&path, bytes).expect("write local file");
+        path
+    }
+
+    pub fn port(&self) -> u16 {
+        self.proxy.port
     }
 }
