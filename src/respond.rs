@@ -37,8 +37,35 @@ fn is_head(session: &Session) -> bool {
     session.req_header().method == Method::HEAD
 }
 
+/// Request bodies up to this size are read and discarded so a rejected upload does not cost
+/// the client its keep-alive connection; larger ones close the connection instead.
+const DRAIN_LIMIT: u64 = 64 * 1024;
+
+/// Makes the connection reusable after answering without reading the request body.
+async fn discard_request_body(session: &mut Session) -> Result<()> {
+    let downstream = session.as_downstream_mut();
+    if downstream.is_body_empty() {
+        return Ok(());
+    }
+    let length = downstream
+        .get_header(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match length {
+        Some(n) if n <= DRAIN_LIMIT => {
+            downstream.set_total_drain_timeout(Some(std::time::Duration::from_secs(5)));
+            downstream.drain_request_body().await
+        }
+        _ => {
+            downstream.set_keepalive(None);
+            Ok(())
+        }
+    }
+}
+
 /// Writes `resp` with `body`, leaving the body out for HEAD.
 async fn send(session: &mut Session, resp: ResponseHeader, body: Option<Bytes>) -> Result<()> {
+    discard_request_body(session).await?;
     let body = body.filter(|b| !b.is_empty() && !is_head(session));
     session
         .write_response_header(Box::new(resp), body.is_none())
@@ -77,6 +104,7 @@ pub async fn reject(session: &mut Session, reject: &Reject) -> Result<()> {
 /// Serves a local file: validators, conditional requests, and the body in chunks.
 /// Returns the status sent.
 pub async fn file(session: &mut Session, local: LocalFile, content_type: &str) -> Result<u16> {
+    discard_request_body(session).await?;
     let LocalFile { file, meta } = local;
     let validators = Validators::of(&meta);
     let method = session.req_header().method.clone();

@@ -1,0 +1,166 @@
+//! The command line: `check`, config errors, bind errors, the default command and signals.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::{free_port, get, run_cli, wait_for_port, Spillway};
+
+fn shipped_config() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("proxy.yaml")
+        .display()
+        .to_string()
+}
+
+#[test]
+fn check_prints_the_compiled_routes_of_the_shipped_config() {
+    let out = run_cli(&["check", "--config", &shipped_config()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for want in [
+        "config ok:",
+        "listen 127.0.0.1:8080 (2 threads)",
+        "default upstream legacy at 127.0.0.1:8081",
+        "route /uploads",
+        "miss -> bucket media: http://127.0.0.1:9000/example-media/uploads/ (signs as minioadmin)",
+        "access private (ttl 5m)",
+        "avatars/** -> public",
+        "route /static",
+        "miss -> 404 (no bucket)",
+    ] {
+        assert!(stdout.contains(want), "{want:?} in:\n{stdout}");
+    }
+    assert!(
+        !stdout.contains("secret_access_key") && !stdout.contains("minioadmin\n"),
+        "no secret"
+    );
+}
+
+#[test]
+fn config_errors_exit_non_zero_with_key_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bad.yaml");
+    std::fs::write(
+        &config,
+        "listen: \"127.0.0.1:0\"\nroutes:\n  - prefix: /a\n    root: .\n    tll: 5m\n",
+    )
+    .unwrap();
+    for command in ["check", "run"] {
+        let out = run_cli(&[command, "--config", config.to_str().unwrap()]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{command}: {stderr}");
+        assert!(
+            stderr.contains("routes[0]: unknown field `tll`"),
+            "{command}: {stderr}"
+        );
+        assert!(stderr.contains("at line 5 column 5"), "{command}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{command}: {stderr}");
+    }
+    let out = run_cli(&["check", "--config", "/nonexistent/proxy.yaml"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr.contains("cannot read /nonexistent/proxy.yaml"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_port_in_use_is_a_clear_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("proxy.yaml");
+    std::fs::create_dir(dir.path().join("www")).unwrap();
+    std::fs::write(
+        &config,
+        format!("listen: \"127.0.0.1:{port}\"\nroutes:\n  - prefix: /a\n    root: www\n"),
+    )
+    .unwrap();
+    let out = run_cli(&["run", "--config", config.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot listen on 127.0.0.1:{port}")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("Address already in use"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn no_command_runs_proxy_yaml_in_the_current_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("www")).unwrap();
+    std::fs::write(dir.path().join("www/hi.txt"), "hi").unwrap();
+    let port = free_port();
+    std::fs::write(
+        dir.path().join("proxy.yaml"),
+        format!("listen: \"127.0.0.1:{port}\"\nthreads: 1\nroutes:\n  - prefix: /files\n    root: www\n"),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_spillway"))
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_port(port);
+    let resp = get(port, "/files/hi.txt");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!((resp.status, resp.body.as_slice()), (200, &b"hi"[..]));
+}
+
+/// Sends `signal` and returns how long the process took to exit.
+fn stop_with(signal: &str) -> (Duration, String) {
+    let mut proxy = Spillway::start_with(|port| {
+        format!("listen: \"127.0.0.1:{port}\"\nthreads: 1\nshutdown:\n  grace_period: 1s\n  timeout: 1s\nroutes:\n  - prefix: /a\n    root: .\n")
+    });
+    assert_eq!(
+        get(proxy.port, "/a/config.yaml").status,
+        200,
+        "serving before the signal"
+    );
+    let sent = Instant::now();
+    let killed = Command::new("kill")
+        .args([signal, &proxy.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let deadline = sent + Duration::from_secs(15);
+    loop {
+        if proxy.try_wait().is_some() {
+            return (sent.elapsed(), proxy.logs());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still running 15s after {signal}:\n{}",
+            proxy.logs()
+        );
+        std::thread::sleep(Duration::from_millis(20)); // polling an exit, not synchronising
+    }
+}
+
+#[test]
+fn sigterm_stops_gracefully_within_the_configured_grace() {
+    let (took, logs) = stop_with("-TERM");
+    assert!(
+        took < Duration::from_secs(5),
+        "took {took:?} with a 1s grace period:\n{logs}"
+    );
+    assert!(logs.contains("SIGTERM"), "{logs}");
+}
+
+#[test]
+fn sigint_stops_at_once() {
+    let (took, logs) = stop_with("-INT");
+    assert!(took < Duration::from_secs(3), "took {took:?}:\n{logs}");
+}
