@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 use criterion::{criterion_group, criterion_main, Criterion};
 use http::Method;
 use spillway::config;
-use spillway::decide::decide;
+use spillway::decide::{decide, Request};
 use spillway::path::decode_relative;
 
 const CONFIG: &str = r#"listen: "127.0.0.1:0"
@@ -39,28 +39,21 @@ fn bench(c: &mut Criterion) {
     c.bench_function("path/decode hostile", |b| {
         b.iter(|| decode_relative(black_box(&hostile)))
     });
+    let headers = http::HeaderMap::new();
+    let get = |path| Request {
+        method: &Method::GET,
+        path,
+        query: None,
+        headers: &headers,
+    };
     c.bench_function("decide/hit (openat2 + fstat)", |b| {
-        b.iter(|| decide(&config, &Method::GET, black_box("/uploads/hit.txt"), now))
+        b.iter(|| decide(&config, &get(black_box("/uploads/hit.txt")), now))
     });
     c.bench_function("decide/miss public redirect", |b| {
-        b.iter(|| {
-            decide(
-                &config,
-                &Method::GET,
-                black_box("/uploads/avatars/a b.png"),
-                now,
-            )
-        })
+        b.iter(|| decide(&config, &get(black_box("/uploads/avatars/a%20b.png")), now))
     });
     c.bench_function("decide/miss presigned redirect", |b| {
-        b.iter(|| {
-            decide(
-                &config,
-                &Method::GET,
-                black_box("/uploads/private/doc.pdf"),
-                now,
-            )
-        })
+        b.iter(|| decide(&config, &get(black_box("/uploads/private/doc.pdf")), now))
     });
 }
 

@@ -8,13 +8,15 @@ use std::borrow::Cow;
 use std::fs::{File, Metadata};
 use std::time::SystemTime;
 
-use http::Method;
+use http::{HeaderMap, Method};
 
-use crate::config::{Config, Route, Upstream};
+use crate::config::{Config, Encoding, Route, Upstream};
 use crate::docroot::{Lookup, LookupError};
+use crate::negotiate;
 use crate::path::{decode_relative, PathError};
 use crate::policy::{Access, Verdict};
 use crate::s3::SignError;
+use crate::serve::content_type;
 
 /// A decision plus what led to it, for logs and `explain`.
 #[derive(Debug)]
@@ -28,7 +30,9 @@ pub struct Decided<'c, 'p> {
 #[derive(Debug)]
 pub enum Decision<'c> {
     /// Answer from a local file.
-    Serve(LocalFile),
+    Serve(LocalFile<'c>),
+    /// `301` to the directory's path with a trailing slash (a relative `Location`).
+    AddSlash(String),
     /// `302` to the object in its bucket.
     Redirect(Redirect),
     /// Proxy to the legacy upstream.
@@ -38,9 +42,15 @@ pub enum Decision<'c> {
 }
 
 #[derive(Debug)]
-pub struct LocalFile {
+pub struct LocalFile<'c> {
+    /// The route whose options (cache control, precompressed variants) apply.
+    pub route: &'c Route,
     pub file: File,
     pub meta: Metadata,
+    /// By the extension of the path requested, also for a precompressed variant.
+    pub content_type: Cow<'static, str>,
+    /// Set when serving a precompressed variant (`file.br`, `file.gz`).
+    pub encoding: Option<Encoding>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,6 +82,8 @@ pub enum Reject {
     BadPath(#[from] PathError),
     #[error("not found on disk and the route has no bucket")]
     NotFound,
+    #[error("a path segment starts with '.' (dotfiles are not served)")]
+    Hidden,
     #[error("refused: not a regular file, or a link out of the root")]
     Refused,
     #[error("permission denied reading the file")]
@@ -82,11 +94,20 @@ pub enum Reject {
     Sign(#[from] SignError),
 }
 
+impl From<LookupError> for Reject {
+    fn from(e: LookupError) -> Reject {
+        match e {
+            LookupError::PermissionDenied => Reject::PermissionDenied,
+            LookupError::Io(e) => Reject::Io(e),
+        }
+    }
+}
+
 impl Reject {
     /// The one mapping from cause to status.
     pub fn status(&self) -> u16 {
         match self {
-            Reject::NoRoute | Reject::NotFound | Reject::Refused => 404,
+            Reject::NoRoute | Reject::NotFound | Reject::Hidden | Reject::Refused => 404,
             Reject::MethodNotAllowed => 405,
             Reject::BadPath(_) => 400,
             Reject::PermissionDenied => 403,
@@ -95,14 +116,24 @@ impl Reject {
     }
 }
 
-/// Decides what to do with `method path` (the raw path, without the query) at time `now`.
+/// The parts of a request a decision depends on.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    pub method: &'a Method,
+    /// The raw path, still percent-encoded, without the query.
+    pub path: &'a str,
+    pub query: Option<&'a str>,
+    pub headers: &'a HeaderMap,
+}
+
+/// Decides what to do with `request` at time `now`.
 pub fn decide<'c, 'p>(
     config: &'c Config,
-    method: &Method,
-    path: &'p str,
+    request: &Request<'p>,
     now: SystemTime,
 ) -> Decided<'c, 'p> {
-    let Some((route, rest)) = config.routes.lookup(path) else {
+    let method = request.method;
+    let Some((route, rest)) = config.routes.lookup(request.path) else {
         let decision = match &config.default_upstream {
             Some(upstream) => Decision::Upstream(upstream),
             None => Decision::Reject(Reject::NoRoute),
@@ -133,17 +164,96 @@ pub fn decide<'c, 'p>(
             return decided;
         }
     };
-    decided.decision = match route.docroot.lookup(&relative) {
-        Ok(Lookup::File(file, meta)) => Decision::Serve(LocalFile { file, meta }),
-        Ok(Lookup::Missing | Lookup::Directory) => miss(route, method, &relative, now),
-        Ok(Lookup::Refused) => Decision::Reject(Reject::Refused),
-        Err(LookupError::PermissionDenied) => Decision::Reject(Reject::PermissionDenied),
-        Err(LookupError::Io(e)) => Decision::Reject(Reject::Io(e)),
+    decided.decision = if !route.dotfiles && relative.split('/').any(|s| s.starts_with('.')) {
+        // `.git`, `.env`, `.htaccess`: neither served nor sent to the bucket.
+        Decision::Reject(Reject::Hidden)
+    } else {
+        match route.docroot.lookup(&relative) {
+            Ok(Lookup::File(file, meta)) => serve(route, request, &relative, file, meta),
+            Ok(Lookup::Directory) => directory(route, request, &relative, now),
+            Ok(Lookup::Missing) => miss(route, method, &relative, now),
+            Ok(Lookup::Refused) => Decision::Reject(Reject::Refused),
+            Err(e) => Decision::Reject(e.into()),
+        }
     };
     decided.relative = Some(relative);
     decided
 }
 
+/// A regular file: pick the precompressed variant the client accepts, if the route has any.
+fn serve<'c>(
+    route: &'c Route,
+    request: &Request,
+    relative: &str,
+    file: File,
+    meta: Metadata,
+) -> Decision<'c> {
+    let content_type = content_type(relative);
+    let accept = request
+        .headers
+        .get(http::header::ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    for &encoding in &route.precompressed {
+        if !negotiate::accepts(accept, encoding.token()) {
+            continue;
+        }
+        let variant = format!("{relative}{}", encoding.suffix());
+        if let Ok(Lookup::File(file, meta)) = route.docroot.lookup(&variant) {
+            return Decision::Serve(LocalFile {
+                route,
+                file,
+                meta,
+                content_type,
+                encoding: Some(encoding),
+            });
+        }
+    }
+    Decision::Serve(LocalFile {
+        route,
+        file,
+        meta,
+        content_type,
+        encoding: None,
+    })
+}
+
+/// A directory: its index file when it has one (after a redirect that adds the trailing
+/// slash, so relative links in the page resolve), a miss otherwise.
+fn directory<'c>(
+    route: &'c Route,
+    request: &Request,
+    relative: &str,
+    now: SystemTime,
+) -> Decision<'c> {
+    let slashed = relative.is_empty() || relative.ends_with('/');
+    for name in &route.index {
+        let candidate = if slashed {
+            format!("{relative}{name}")
+        } else {
+            format!("{relative}/{name}")
+        };
+        let Ok(Lookup::File(file, meta)) = route.docroot.lookup(&candidate) else {
+            continue;
+        };
+        if slashed {
+            return serve(route, request, &candidate, file, meta);
+        }
+        // Built from the request's own path (never Host). A path with an empty segment right
+        // after the prefix could turn into `//host/`, a link to another site: not redirected.
+        if !(route.prefix.is_empty() && request.path.starts_with("//")) {
+            let mut location = String::with_capacity(request.path.len() + 2);
+            location.push_str(request.path);
+            location.push('/');
+            if let Some(query) = request.query {
+                location.push('?');
+                location.push_str(query);
+            }
+            return Decision::AddSlash(location);
+        }
+    }
+    miss(route, request.method, relative, now)
+}
 /// Not on disk: redirect to the bucket, presigned when the policy says private.
 fn miss<'c>(route: &Route, method: &Method, relative: &str, now: SystemTime) -> Decision<'c> {
     let Some(bucket) = &route.bucket else {

@@ -49,11 +49,14 @@ pub struct Docroot {
     path: PathBuf,
     dir: OwnedFd,
     containment: Containment,
+    /// `openat2` resolve flags: always beneath the root; with `symlinks: deny`, no symlinks.
+    resolve: ResolveFlags,
 }
 
 impl Docroot {
-    /// Opens `path` as a document root. It must be a directory.
-    pub fn open(path: &Path) -> io::Result<Docroot> {
+    /// Opens `path` as a document root. It must be a directory. Symlinks that stay beneath the
+    /// root are followed unless `follow_symlinks` is false.
+    pub fn open(path: &Path, follow_symlinks: bool) -> io::Result<Docroot> {
         let dir = rustix::fs::open(
             path,
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -70,10 +73,15 @@ impl Docroot {
             }
             _ => Containment::Kernel,
         };
+        let mut resolve = ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS;
+        if !follow_symlinks {
+            resolve |= ResolveFlags::NO_SYMLINKS;
+        }
         Ok(Docroot {
             path: canonical,
             dir,
             containment,
+            resolve,
         })
     }
 
@@ -91,17 +99,18 @@ impl Docroot {
     pub fn lookup(&self, relative: &str) -> Result<Lookup, LookupError> {
         let relative = if relative.is_empty() { "." } else { relative };
         let opened = match &self.containment {
-            Containment::Kernel => openat2(
-                &self.dir,
+            Containment::Kernel => openat2(&self.dir, relative, self.resolve),
+            Containment::Canonical(root) => open_checked(
+                root,
                 relative,
-                ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
+                self.resolve.contains(ResolveFlags::NO_SYMLINKS),
             ),
-            Containment::Canonical(root) => open_checked(root, relative),
         };
         let fd = match opened {
             Ok(fd) => fd,
             Err(Errno::NOENT | Errno::NOTDIR | Errno::NAMETOOLONG) => return Ok(Lookup::Missing),
-            // EXDEV: a symlink (or absolute path) tried to leave the root. ELOOP: a symlink loop.
+            // EXDEV: a symlink (or absolute path) tried to leave the root. ELOOP: a symlink loop,
+            // or any symlink under `symlinks: deny`.
             Err(Errno::XDEV | Errno::LOOP) => return Ok(Lookup::Refused),
             Err(Errno::ACCESS | Errno::PERM) => return Err(LookupError::PermissionDenied),
             Err(e) => return Err(LookupError::Io(e.into())),
@@ -128,12 +137,14 @@ fn openat2(dir: &OwnedFd, relative: &str, resolve: ResolveFlags) -> Result<Owned
     rustix::fs::openat2(dir, relative, open_flags(), Mode::empty(), resolve)
 }
 
-fn open_checked(root: &Path, relative: &str) -> Result<OwnedFd, Errno> {
-    let canonical = root
-        .join(relative)
+/// The pre-5.6 fallback. It has a window between the check and the open that `openat2` does
+/// not, which is why it is only used when the kernel offers nothing better.
+fn open_checked(root: &Path, relative: &str, no_symlinks: bool) -> Result<OwnedFd, Errno> {
+    let joined = root.join(relative);
+    let canonical = joined
         .canonicalize()
         .map_err(|e| Errno::from_io_error(&e).unwrap_or(Errno::IO))?;
-    if !canonical.starts_with(root) {
+    if !canonical.starts_with(root) || (no_symlinks && canonical != joined) {
         return Err(Errno::XDEV);
     }
     rustix::fs::open(&canonical, open_flags(), Mode::empty())
@@ -153,7 +164,7 @@ mod tests {
         symlink("sub/a.txt", www.join("inside")).unwrap();
         symlink("../secret.txt", www.join("outside")).unwrap();
         symlink(outer.path().join("secret.txt"), www.join("absolute")).unwrap();
-        let root = Docroot::open(&www).unwrap();
+        let root = Docroot::open(&www, true).unwrap();
         (outer, root)
     }
 
@@ -186,5 +197,18 @@ mod tests {
         for (path, want) in cases {
             assert_eq!(kind(&r, path), want, "lookup {path:?}");
         }
+    }
+
+    #[test]
+    fn symlinks_deny_refuses_even_links_inside() {
+        let (keep, _) = root();
+        let r = Docroot::open(&keep.path().join("www"), false).unwrap();
+        assert_eq!(kind(&r, "sub/a.txt"), "file");
+        assert_eq!(
+            kind(&r, "inside"),
+            "refused",
+            "a link, though it stays inside"
+        );
+        assert_eq!(kind(&r, "outside"), "refused");
     }
 }

@@ -6,9 +6,11 @@
 pub mod config;
 pub mod decide;
 pub mod docroot;
+pub mod negotiate;
 pub mod path;
 pub mod policy;
 pub mod proxy;
+pub mod range;
 pub mod read;
 pub mod respond;
 pub mod route;

@@ -10,9 +10,8 @@ use pingora::proxy::{ProxyHttp, Session};
 use pingora::{Error, ErrorType, Result};
 
 use crate::config::{Config, Upstream};
-use crate::decide::{decide, Decision};
+use crate::decide::{decide, Decision, Request};
 use crate::respond;
-use crate::serve::content_type;
 
 /// The proxy service: the compiled config plus what Pingora needs per upstream.
 pub struct Spillway {
@@ -85,7 +84,13 @@ impl ProxyHttp for Spillway {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let req = session.req_header();
-        let decided = decide(&self.config, &req.method, req.uri.path(), SystemTime::now());
+        let request = Request {
+            method: &req.method,
+            path: req.uri.path(),
+            query: req.uri.query(),
+            headers: &req.headers,
+        };
+        let decided = decide(&self.config, &request, SystemTime::now());
         match decided.decision {
             Decision::Upstream(_) => {
                 ctx.outcome = Outcome::Upstream;
@@ -93,8 +98,12 @@ impl ProxyHttp for Spillway {
             }
             Decision::Serve(local) => {
                 ctx.outcome = Outcome::Served;
-                let mime = content_type(decided.relative.as_deref().unwrap_or_default());
-                respond::file(session, local, &mime).await?;
+                respond::file(session, local).await?;
+                Ok(true)
+            }
+            Decision::AddSlash(location) => {
+                ctx.outcome = Outcome::Redirect;
+                respond::add_slash(session, &location).await?;
                 Ok(true)
             }
             Decision::Redirect(redirect) => {

@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::header::{
-    ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, ETAG, LAST_MODIFIED, LOCATION,
-    X_CONTENT_TYPE_OPTIONS,
+    ACCEPT_RANGES, ALLOW, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_RANGE,
+    CONTENT_TYPE, ETAG, LAST_MODIFIED, LOCATION, VARY, X_CONTENT_TYPE_OPTIONS,
 };
 use http::Method;
 use pingora::http::ResponseHeader;
@@ -20,7 +20,7 @@ use pingora::{Error, ErrorType, Result};
 
 use crate::decide::{LocalFile, Redirect, Reject};
 use crate::read::read_chunk;
-use crate::serve::{self, Precondition, Validators};
+use crate::serve::{self, Body, FilePlan};
 
 /// Large enough to keep syscalls per byte low, small enough that many concurrent downloads stay
 /// within a few MiB; `write_response_body` applies back-pressure between chunks.
@@ -101,48 +101,133 @@ pub async fn reject(session: &mut Session, reject: &Reject) -> Result<()> {
     send(session, resp, Some(body)).await
 }
 
-/// Serves a local file: validators, conditional requests, and the body in chunks.
+/// Moves a 301 to the same path with a trailing slash.
+pub async fn add_slash(session: &mut Session, location: &str) -> Result<()> {
+    let mut resp = head(301, 0)?;
+    resp.insert_header(LOCATION, location)?;
+    send(session, resp, None).await
+}
+
+/// Serves a local file as `serve::plan` says: 200, 206 (single or multipart), 304, 412 or 416.
 /// Returns the status sent.
-pub async fn file(session: &mut Session, local: LocalFile, content_type: &str) -> Result<u16> {
+pub async fn file(session: &mut Session, local: LocalFile<'_>) -> Result<u16> {
     discard_request_body(session).await?;
-    let LocalFile { file, meta } = local;
-    let validators = Validators::of(&meta);
-    let method = session.req_header().method.clone();
-    let precondition = serve::evaluate(&method, &session.req_header().headers, &validators);
-    let (status, length) = match precondition {
-        Precondition::Proceed => (200, meta.len()),
-        Precondition::NotModified => (304, 0),
-        Precondition::Failed => (412, 0),
+    let LocalFile {
+        route,
+        file,
+        meta,
+        content_type,
+        encoding,
+    } = local;
+    let req = session.req_header();
+    let FilePlan {
+        status,
+        validators,
+        body,
+    } = serve::plan(&req.method, &req.headers, &meta);
+    let with_body = req.method != Method::HEAD;
+
+    let mut resp = ResponseHeader::build_no_case(status, Some(12))?;
+    resp.insert_header(ACCEPT_RANGES, "bytes")?;
+    if !route.precompressed.is_empty() {
+        // The same URL has different bodies per Accept-Encoding: caches must key on it.
+        resp.insert_header(VARY, "Accept-Encoding")?;
+    }
+    if matches!(status, 200 | 206 | 304) {
+        resp.insert_header(ETAG, validators.etag.as_str())?;
+        resp.insert_header(LAST_MODIFIED, validators.last_modified.as_str())?;
+        if let Some(cache_control) = &route.cache_control {
+            resp.insert_header(CACHE_CONTROL, cache_control.clone())?;
+        }
+    }
+    if matches!(status, 200 | 206) {
+        resp.insert_header(X_CONTENT_TYPE_OPTIONS, "nosniff")?;
+        if let Some(encoding) = encoding {
+            resp.insert_header(CONTENT_ENCODING, encoding.token())?;
+        }
+    }
+    let length = match &body {
+        Body::Empty => 0,
+        Body::Whole { length } => {
+            resp.insert_header(CONTENT_TYPE, content_type.as_ref())?;
+            *length
+        }
+        Body::Single { range, total } => {
+            resp.insert_header(CONTENT_TYPE, content_type.as_ref())?;
+            resp.insert_header(
+                CONTENT_RANGE,
+                format!("bytes {}-{}/{total}", range.start, range.end),
+            )?;
+            range.length()
+        }
+        Body::Multi {
+            ranges,
+            total,
+            boundary,
+        } => {
+            resp.insert_header(
+                CONTENT_TYPE,
+                format!("multipart/byteranges; boundary={boundary}"),
+            )?;
+            serve::multipart_length(boundary, &content_type, ranges, *total)
+        }
     };
-    let mut resp = ResponseHeader::build_no_case(status, Some(8))?;
+    if status == 416 {
+        resp.insert_header(CONTENT_RANGE, format!("bytes */{}", meta.len()))?;
+    }
     if status != 304 {
         resp.insert_header(CONTENT_LENGTH, length)?;
     }
-    if status != 412 {
-        resp.insert_header(ETAG, validators.etag.as_str())?;
-        resp.insert_header(LAST_MODIFIED, validators.last_modified.as_str())?;
-    }
-    if status == 200 {
-        resp.insert_header(CONTENT_TYPE, content_type)?;
-        resp.insert_header(X_CONTENT_TYPE_OPTIONS, "nosniff")?;
-    }
-    let body_follows = status == 200 && length > 0 && method != Method::HEAD;
+
+    let body_follows = with_body && length > 0;
     session
         .write_response_header(Box::new(resp), !body_follows)
         .await?;
-    if body_follows {
-        stream(session, Arc::new(file), length).await?;
+    if !body_follows {
+        return Ok(status);
+    }
+    let file = Arc::new(file);
+    match body {
+        Body::Empty => {}
+        Body::Whole { length } => stream(session, &file, 0, length, true).await?,
+        Body::Single { range, .. } => {
+            stream(session, &file, range.start, range.length(), true).await?
+        }
+        Body::Multi {
+            ranges,
+            total,
+            boundary,
+        } => {
+            for range in ranges {
+                let part = serve::part_header(&boundary, &content_type, range, total);
+                session
+                    .write_response_body(Some(Bytes::from(part)), false)
+                    .await?;
+                stream(session, &file, range.start, range.length(), false).await?;
+            }
+            let closing = Bytes::from(serve::closing_boundary(&boundary));
+            session.write_response_body(Some(closing), true).await?;
+        }
     }
     Ok(status)
 }
 
-/// Sends exactly `length` bytes of `file`. If the file shrinks under us the response cannot be
-/// completed honestly, so the error ends the connection instead of padding or hanging.
-async fn stream(session: &mut Session, file: Arc<File>, length: u64) -> Result<()> {
-    let mut offset = 0u64;
-    while offset < length {
-        let want = (length - offset).min(CHUNK as u64) as usize;
-        let chunk = read_chunk(&file, offset, want)
+/// Sends exactly `length` bytes of `file` from `start`; `last` marks the end of the response.
+/// If the file shrinks under us the response cannot be completed honestly, so the error ends the
+/// connection instead of padding or hanging. (A file replaced by rename, or deleted, keeps
+/// its old bytes: we hold the open descriptor.)
+async fn stream(
+    session: &mut Session,
+    file: &Arc<File>,
+    start: u64,
+    length: u64,
+    last: bool,
+) -> Result<()> {
+    let end = start + length;
+    let mut offset = start;
+    while offset < end {
+        let want = (end - offset).min(CHUNK as u64) as usize;
+        let chunk = read_chunk(file, offset, want)
             .await
             .map_err(|e| Error::because(ErrorType::FileReadError, "reading file", e))?;
         if chunk.is_empty() {
@@ -150,7 +235,7 @@ async fn stream(session: &mut Session, file: Arc<File>, length: u64) -> Result<(
         }
         offset += chunk.len() as u64;
         session
-            .write_response_body(Some(chunk), offset >= length)
+            .write_response_body(Some(chunk), last && offset >= end)
             .await?;
     }
     Ok(())

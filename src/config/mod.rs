@@ -25,7 +25,9 @@ use crate::policy::{Access, Policy};
 use crate::route::RouteTable;
 use crate::s3::{Bucket, MAX_TTL};
 use locate::Step;
-use raw::{RawAccess, RawBucket, RawConfig, RawCredentials, RawRoute, RawUpstream};
+use raw::{
+    AllowDeny, RawAccess, RawBucket, RawConfig, RawCredentials, RawEncoding, RawRoute, RawUpstream,
+};
 
 /// Presigned links live this long unless a route says otherwise.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(300);
@@ -79,6 +81,42 @@ pub struct Route {
     pub bucket_name: Option<String>,
     pub key_prefix: String,
     pub policy: Policy,
+    /// Index files for directory requests, tried in order; empty = directories are misses.
+    pub index: Vec<String>,
+    /// Precompressed variants to look for beside a file, in order of preference.
+    pub precompressed: Vec<Encoding>,
+    /// Sent on 200, 206 and 304 responses for local files.
+    pub cache_control: Option<http::HeaderValue>,
+    /// Serve and redirect paths with a segment starting with `.` (`.git`, `.env`).
+    pub dotfiles: bool,
+}
+
+/// A content coding spillway can serve precompressed, and the suffix of its files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    Br,
+    Zstd,
+    Gzip,
+}
+
+impl Encoding {
+    /// The `Content-Encoding` token.
+    pub fn token(self) -> &'static str {
+        match self {
+            Encoding::Br => "br",
+            Encoding::Zstd => "zstd",
+            Encoding::Gzip => "gzip",
+        }
+    }
+
+    /// The file suffix, as written by `brotli`, `zstd` and `gzip`.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Encoding::Br => ".br",
+            Encoding::Zstd => ".zst",
+            Encoding::Gzip => ".gz",
+        }
+    }
 }
 
 /// One problem in the configuration, located.
@@ -345,7 +383,8 @@ impl Compiler<'_> {
     ) -> Option<Route> {
         let field = |k: &str| [at, &[key(k)]].concat();
         let root_path = self.base.join(&raw.root);
-        let docroot = match Docroot::open(&root_path) {
+        let follow_symlinks = raw.symlinks != Some(AllowDeny::Deny);
+        let docroot = match Docroot::open(&root_path, follow_symlinks) {
             Ok(d) => Some(d),
             Err(e) => {
                 self.problem(
@@ -420,6 +459,30 @@ impl Compiler<'_> {
                 );
             }
         }
+        for (i, name) in raw.index.iter().enumerate() {
+            if name.is_empty() || name.contains('/') || name.starts_with('.') {
+                self.problem(
+                    &[field("index").as_slice(), &[Step::Index(i)]].concat(),
+                    format!("{name:?} must be a plain file name like index.html"),
+                );
+            }
+        }
+        let cache_control = raw.cache_control.as_deref().and_then(|value| {
+            let parsed = http::HeaderValue::from_str(value).ok();
+            if parsed.is_none() {
+                self.problem(&field("cache_control"), "is not a valid header value");
+            }
+            parsed
+        });
+        let precompressed = raw
+            .precompressed
+            .iter()
+            .map(|e| match e {
+                RawEncoding::Br => Encoding::Br,
+                RawEncoding::Zstd => Encoding::Zstd,
+                RawEncoding::Gzip => Encoding::Gzip,
+            })
+            .collect();
         Some(Route {
             prefix: raw.prefix.clone(),
             docroot: docroot?,
@@ -427,6 +490,10 @@ impl Compiler<'_> {
             bucket_name: raw.bucket.clone(),
             key_prefix: raw.key_prefix.clone(),
             policy,
+            index: raw.index.clone(),
+            precompressed,
+            cache_control,
+            dotfiles: raw.dotfiles == Some(AllowDeny::Allow),
         })
     }
 

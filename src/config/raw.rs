@@ -98,6 +98,31 @@ pub struct RawRoute {
     pub ttl: Option<Duration>,
     #[serde(default)]
     pub rules: Vec<RawRule>,
+    #[serde(default)]
+    pub index: Vec<String>,
+    #[serde(default)]
+    pub precompressed: Vec<RawEncoding>,
+    #[serde(default)]
+    pub cache_control: Option<String>,
+    #[serde(default)]
+    pub dotfiles: Option<AllowDeny>,
+    #[serde(default)]
+    pub symlinks: Option<AllowDeny>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawEncoding {
+    Br,
+    Zstd,
+    Gzip,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AllowDeny {
+    Allow,
+    Deny,
 }
 
 #[derive(Debug, Deserialize)]
