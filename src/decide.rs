@@ -226,9 +226,10 @@ fn directory<'c>(
     relative: &str,
     now: SystemTime,
 ) -> Decision<'c> {
-    let slashed = relative.is_empty() || relative.ends_with('/');
+    // The request path, not `relative`: `/site` and `/site/` both have an empty relative path.
+    let slashed = request.path.ends_with('/');
     for name in &route.index {
-        let candidate = if slashed {
+        let candidate = if relative.is_empty() || relative.ends_with('/') {
             format!("{relative}{name}")
         } else {
             format!("{relative}/{name}")

@@ -2,7 +2,7 @@
 
 mod support;
 
-use support::{get, request, Conn, Stack};
+use support::{get, request, Conn, Stack, StackOptions};
 
 #[test]
 fn a_local_file_is_served_with_validators() {
@@ -192,4 +192,308 @@ fn a_fifo_or_a_link_out_of_the_root_is_404_never_a_hang_or_a_leak() {
             "{path} is refused, not redirected"
         );
     }
+}
+
+const SITE: &str = r#"  - prefix: /site
+    root: www/site
+    index: [index.html, index.htm]
+  - prefix: /assets
+    root: www/assets
+    precompressed: [br, gzip]
+    cache_control: "public, max-age=3600"
+"#;
+
+fn site_stack() -> Stack {
+    Stack::start_with(StackOptions {
+        extra_routes: SITE,
+        extra_roots: &["site", "assets"],
+        ..StackOptions::default()
+    })
+}
+
+#[test]
+fn directories_serve_their_index_after_adding_the_slash() {
+    let stack = site_stack();
+    stack.put_local("site", "index.html", b"<h1>home</h1>");
+    stack.put_local("site", "docs/index.htm", b"<h1>docs</h1>");
+    std::fs::create_dir_all(stack.www("site").join("empty")).unwrap();
+
+    let resp = request(
+        stack.port(),
+        "GET",
+        "/site/docs?lang=en",
+        &[("Host", "evil.example")],
+        b"",
+    );
+    assert_eq!(resp.status, 301);
+    assert_eq!(
+        resp.header("location"),
+        Some("/site/docs/?lang=en"),
+        "relative, from the request path"
+    );
+    assert_eq!(resp.header("content-length"), Some("0"));
+    let resp = get(stack.port(), "/site");
+    assert_eq!(
+        (resp.status, resp.header("location")),
+        (301, Some("/site/"))
+    );
+
+    let resp = get(stack.port(), "/site/docs/");
+    assert_eq!(
+        (resp.status, resp.body.as_slice()),
+        (200, &b"<h1>docs</h1>"[..]),
+        "second index name"
+    );
+    assert_eq!(
+        resp.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    let resp = get(stack.port(), "/site/");
+    assert_eq!(resp.body, b"<h1>home</h1>");
+    assert_eq!(
+        get(stack.port(), "/site/empty/").status,
+        404,
+        "no index, no listing, no bucket: 404"
+    );
+    assert_eq!(
+        get(stack.port(), "/site/empty").status,
+        404,
+        "no index: no slash redirect either"
+    );
+}
+
+#[test]
+fn precompressed_variants_are_served_to_clients_that_accept_them() {
+    let stack = site_stack();
+    stack.put_local("assets", "app.js", b"console.log('plain')");
+    stack.put_local("assets", "app.js.gz", b"GZIP-BYTES");
+    stack.put_local("assets", "app.js.br", b"BROTLI-BYTES");
+    stack.put_local("assets", "only-gz.css", b"plain css");
+    stack.put_local("assets", "only-gz.css.gz", b"GZ-CSS");
+
+    let fetch = |accept: &str, path: &str| {
+        let headers: Vec<(&str, &str)> = if accept.is_empty() {
+            vec![]
+        } else {
+            vec![("Accept-Encoding", accept)]
+        };
+        request(stack.port(), "GET", path, &headers, b"")
+    };
+    let cases = [
+        (
+            "gzip, deflate, br",
+            "/assets/app.js",
+            "BROTLI-BYTES",
+            Some("br"),
+        ),
+        ("gzip", "/assets/app.js", "GZIP-BYTES", Some("gzip")),
+        ("br;q=0, gzip", "/assets/app.js", "GZIP-BYTES", Some("gzip")),
+        ("", "/assets/app.js", "console.log('plain')", None),
+        ("identity", "/assets/app.js", "console.log('plain')", None),
+        ("br, gzip", "/assets/only-gz.css", "GZ-CSS", Some("gzip")),
+    ];
+    let mut etags = std::collections::HashSet::new();
+    for (accept, path, body, encoding) in cases {
+        let resp = fetch(accept, path);
+        assert_eq!(resp.status, 200, "{accept:?} {path}");
+        assert_eq!(resp.text(), body, "{accept:?} {path}");
+        assert_eq!(
+            resp.header("content-encoding"),
+            encoding,
+            "{accept:?} {path}"
+        );
+        assert_eq!(
+            resp.header("vary"),
+            Some("Accept-Encoding"),
+            "always on such routes"
+        );
+        if path == "/assets/app.js" {
+            assert_eq!(
+                resp.header("content-type"),
+                Some("text/javascript; charset=utf-8"),
+                "type of the original"
+            );
+            etags.insert(resp.header("etag").unwrap().to_owned());
+        }
+    }
+    assert_eq!(etags.len(), 3, "each variant has its own ETag");
+    let resp = get(stack.port(), "/assets/app.js.gz");
+    assert_eq!(
+        (resp.status, resp.header("content-encoding")),
+        (200, None),
+        "the .gz file itself is plain bytes"
+    );
+}
+
+#[test]
+fn cache_control_is_sent_on_200_206_and_304_only() {
+    let stack = site_stack();
+    stack.put_local("assets", "logo.svg", b"<svg/>");
+    let resp = get(stack.port(), "/assets/logo.svg");
+    assert_eq!(resp.header("cache-control"), Some("public, max-age=3600"));
+    let etag = resp.header("etag").unwrap().to_owned();
+    let resp = request(
+        stack.port(),
+        "GET",
+        "/assets/logo.svg",
+        &[("If-None-Match", &etag)],
+        b"",
+    );
+    assert_eq!(
+        (resp.status, resp.header("cache-control")),
+        (304, Some("public, max-age=3600"))
+    );
+    let resp = request(
+        stack.port(),
+        "GET",
+        "/assets/logo.svg",
+        &[("Range", "bytes=0-1")],
+        b"",
+    );
+    assert_eq!(
+        (resp.status, resp.header("cache-control")),
+        (206, Some("public, max-age=3600"))
+    );
+    let resp = get(stack.port(), "/assets/missing.svg");
+    assert_eq!((resp.status, resp.header("cache-control")), (404, None));
+}
+
+/// A 64 MiB file whose every byte depends on its offset, so any misplaced chunk shows.
+fn patterned(len: usize) -> Vec<u8> {
+    (0..len).map(|i| ((i / 7) ^ (i % 251)) as u8).collect()
+}
+
+#[test]
+fn a_64_mib_file_streams_completely_and_a_middle_range_is_exact() {
+    let stack = Stack::start();
+    let bytes = patterned(64 << 20);
+    stack.put_local("static", "big.bin", &bytes);
+    let resp = get(stack.port(), "/static/big.bin");
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.header("content-length"), Some("67108864"));
+    assert!(resp.body == bytes, "byte-exact 64 MiB");
+
+    let (start, end) = (30_000_001usize, 30_500_000usize);
+    let range = format!("bytes={start}-{end}");
+    let resp = request(
+        stack.port(),
+        "GET",
+        "/static/big.bin",
+        &[("Range", &range)],
+        b"",
+    );
+    assert_eq!(resp.status, 206);
+    assert_eq!(
+        resp.header("content-range"),
+        Some(format!("bytes {start}-{end}/67108864").as_str())
+    );
+    assert!(resp.body == bytes[start..=end], "byte-exact middle range");
+}
+
+/// Starts a GET for `path`, reads the response head and `prefix` body bytes, and returns the
+/// stream (the rest unread, so the server is held back by the full socket buffers).
+fn start_download(port: u16, path: &str, prefix: usize) -> (std::net::TcpStream, usize, Vec<u8>) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 8192];
+    let head_end = loop {
+        let n = stream.read(&mut buf).unwrap();
+        assert!(n > 0, "closed before the head");
+        got.extend_from_slice(&buf[..n]);
+        if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&got[..head_end]).to_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length: "))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let mut body = got.split_off(head_end);
+    while body.len() < prefix {
+        let n = stream.read(&mut buf).unwrap();
+        assert!(n > 0);
+        body.extend_from_slice(&buf[..n]);
+    }
+    (stream, length, body)
+}
+
+fn read_rest(mut stream: std::net::TcpStream, mut body: Vec<u8>) -> Vec<u8> {
+    use std::io::Read;
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return body,
+            Ok(n) => body.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+#[test]
+fn a_file_truncated_mid_transfer_ends_the_connection_short() {
+    let stack = Stack::start();
+    let bytes = patterned(64 << 20);
+    let path = stack.put_local("static", "shrinking.bin", &bytes);
+    let (stream, length, body) = start_download(stack.port(), "/static/shrinking.bin", 1 << 20);
+    assert_eq!(length, bytes.len());
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(2 << 20)
+        .unwrap();
+    let body = read_rest(stream, body);
+    assert!(
+        body.len() < length,
+        "the response must end short, never padded: {} of {length}",
+        body.len()
+    );
+    assert!(
+        body[..] == bytes[..body.len()],
+        "what was sent is the file's real bytes"
+    );
+    let logs = stack.proxy.wait_for_log("truncated");
+    assert!(logs.contains("/static/shrinking.bin"), "{logs}");
+}
+
+#[test]
+fn a_file_replaced_or_deleted_mid_transfer_finishes_with_its_original_bytes() {
+    let stack = Stack::start();
+    let bytes = patterned(32 << 20);
+    let path = stack.put_local("static", "release.bin", &bytes);
+    let (replaced, _, replaced_head) = start_download(stack.port(), "/static/release.bin", 1 << 20);
+    let staging = stack.www("static").join("release.bin.new");
+    std::fs::write(&staging, vec![0xEE; 1000]).unwrap();
+    std::fs::rename(&staging, &path).unwrap();
+    let (deleted, _, deleted_head) = {
+        let original = stack.put_local("static", "gone.bin", &bytes);
+        let download = start_download(stack.port(), "/static/gone.bin", 1 << 20);
+        std::fs::remove_file(original).unwrap();
+        download
+    };
+    assert!(
+        read_rest(replaced, replaced_head) == bytes,
+        "rename: the bytes it started with"
+    );
+    assert!(
+        read_rest(deleted, deleted_head) == bytes,
+        "delete: the bytes it started with"
+    );
+    assert_eq!(
+        get(stack.port(), "/static/release.bin").body.len(),
+        1000,
+        "new requests see the new file"
+    );
 }

@@ -761,7 +761,7 @@ impl Spillway {
     /// built with a port from [`free_port`].
     pub fn start(yaml: &str) -> Spillway {
         let port = listen_port(yaml);
-        Self::try_start(&[], port, |_, _| yaml.to_owned()).unwrap_or_else(|e| panic!("{e}"))
+        Self::try_start(None, &[], port, |_, _| yaml.to_owned()).unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Start with YAML built for a fresh free port, e.g.
@@ -777,12 +777,22 @@ impl Spillway {
     /// new port (hence `FnMut`).
     pub fn start_custom(
         env: &[(&str, &str)],
+        make_yaml: impl FnMut(u16, &Path) -> String,
+    ) -> Spillway {
+        Self::start_as(None, env, make_yaml)
+    }
+
+    /// Like `start_custom`, but when the tests run as root and `uid` is given, spillway runs as
+    /// that user: root reads any file, so a permission error can only be seen without it.
+    pub fn start_as(
+        uid: Option<u32>,
+        env: &[(&str, &str)],
         mut make_yaml: impl FnMut(u16, &Path) -> String,
     ) -> Spillway {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match Self::try_start(env, free_port(), &mut make_yaml) {
+            match Self::try_start(uid, env, free_port(), &mut make_yaml) {
                 Ok(s) => return s,
                 Err(e) if attempt < 3 && e.contains("in use") => continue,
                 Err(e) => panic!("{e}"),
@@ -791,6 +801,7 @@ impl Spillway {
     }
 
     fn try_start(
+        uid: Option<u32>,
         env: &[(&str, &str)],
         port: u16,
         make_yaml: impl FnOnce(u16, &Path) -> String,
@@ -798,6 +809,10 @@ impl Spillway {
         let dir = tempfile::tempdir().expect("spillway tempdir");
         let config = dir.path().join("config.yaml");
         std::fs::write(&config, make_yaml(port, dir.path())).expect("write config.yaml");
+        let uid = uid.filter(|_| running_as_root());
+        if uid.is_some() {
+            open_up(dir.path());
+        }
         let log = dir.path().join("spillway.log");
         let log_file = std::fs::File::create(&log).expect("create spillway.log");
 
@@ -817,6 +832,10 @@ impl Spillway {
             .stderr(log_file);
         for (k, v) in env {
             cmd.env(k, v);
+        }
+        if let Some(uid) = uid {
+            use std::os::unix::process::CommandExt;
+            cmd.uid(uid).gid(uid);
         }
         let child = cmd
             .spawn()
@@ -904,6 +923,38 @@ impl Drop for Spillway {
             eprintln!("--- spillway.log (port {}) ---\n{}", self.port, self.logs());
         }
     }
+}
+
+/// The uid of `nobody`, for [`Spillway::start_as`].
+pub const NOBODY: u32 = 65534;
+
+pub fn running_as_root() -> bool {
+    std::fs::metadata("/proc/self").is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+}
+
+/// Makes a temp dir tree readable and traversable by everyone (temp dirs are 0700), so an
+/// unprivileged spillway can read its config and roots. Files made unreadable on purpose
+/// afterwards stay that way.
+fn open_up(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    for entry in walk(dir) {
+        let mode = if entry.is_dir() { 0o755 } else { 0o644 };
+        std::fs::set_permissions(&entry, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut all = vec![dir.to_path_buf()];
+    let mut i = 0;
+    while i < all.len() {
+        if all[i].is_dir() && !all[i].is_symlink() {
+            if let Ok(entries) = std::fs::read_dir(&all[i]) {
+                all.extend(entries.flatten().map(|e| e.path()));
+            }
+        }
+        i += 1;
+    }
+    all
 }
 
 /// Does process `pid` hold a listening TCP socket on `port`? A bare connect
@@ -1024,6 +1075,10 @@ pub struct StackOptions {
     pub upstream: bool,
     /// YAML appended to the route list (indented as list items).
     pub extra_routes: &'static str,
+    /// Directories to create under `www/` before spillway starts (roots of `extra_routes`).
+    pub extra_roots: &'static [&'static str],
+    /// Run spillway as `nobody` when the tests run as root (see [`Spillway::start_as`]).
+    pub unprivileged: bool,
 }
 
 impl Default for StackOptions {
@@ -1031,6 +1086,8 @@ impl Default for StackOptions {
         StackOptions {
             upstream: true,
             extra_routes: "",
+            extra_roots: &[],
+            unprivileged: false,
         }
     }
 }
@@ -1046,8 +1103,10 @@ impl Stack {
         let legacy = Legacy::start();
         let endpoint = s3.endpoint();
         let legacy_port = legacy.port;
-        let proxy = Spillway::start_custom(&[], |port, dir| {
-            for sub in ["uploads/avatars", "forged", "static"] {
+        let uid = options.unprivileged.then_some(NOBODY);
+        let proxy = Spillway::start_as(uid, &[], |port, dir| {
+            let roots = ["uploads/avatars", "forged", "static"];
+            for sub in roots.iter().chain(options.extra_roots) {
                 std::fs::create_dir_all(dir.join("www").join(sub)).expect("create www");
             }
             let upstream = if options.upstream {
