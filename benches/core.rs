@@ -7,6 +7,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use http::Method;
 use spillway::config;
 use spillway::decide::{decide, Request};
+use spillway::docroot::Io;
 use spillway::path::decode_relative;
 
 const CONFIG: &str = r#"listen: "127.0.0.1:0"
@@ -47,13 +48,34 @@ fn bench(c: &mut Criterion) {
         headers: &headers,
     };
     c.bench_function("decide/hit (openat2 + fstat)", |b| {
-        b.iter(|| decide(&config, &get(black_box("/uploads/hit.txt")), now))
+        b.iter(|| {
+            decide(
+                &config,
+                &get(black_box("/uploads/hit.txt")),
+                now,
+                Io::MayBlock,
+            )
+        })
     });
     c.bench_function("decide/miss public redirect", |b| {
-        b.iter(|| decide(&config, &get(black_box("/uploads/avatars/a%20b.png")), now))
+        b.iter(|| {
+            decide(
+                &config,
+                &get(black_box("/uploads/avatars/a%20b.png")),
+                now,
+                Io::MayBlock,
+            )
+        })
     });
     c.bench_function("decide/miss presigned redirect", |b| {
-        b.iter(|| decide(&config, &get(black_box("/uploads/private/doc.pdf")), now))
+        b.iter(|| {
+            decide(
+                &config,
+                &get(black_box("/uploads/private/doc.pdf")),
+                now,
+                Io::MayBlock,
+            )
+        })
     });
 }
 

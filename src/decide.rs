@@ -6,12 +6,13 @@
 
 use std::borrow::Cow;
 use std::fs::{File, Metadata};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use http::{HeaderMap, Method};
 
 use crate::config::{Config, Encoding, Route, Upstream};
-use crate::docroot::{Lookup, LookupError};
+use crate::docroot::{Docroot, Io, Lookup, LookupError};
 use crate::negotiate;
 use crate::path::{decode_relative, PathError};
 use crate::policy::{Access, Verdict};
@@ -39,6 +40,24 @@ pub enum Decision<'c> {
     Upstream(&'c Upstream),
     /// Answer with an error status and no further work.
     Reject(Reject),
+    /// Deciding needs a path the kernel has not cached: warm it off the event loop, then
+    /// decide again. Only returned for `Io::CachedOnly`.
+    Uncached(Warm),
+}
+
+/// A path to resolve once with blocking I/O, so the next cached-only lookup finds it.
+#[derive(Debug)]
+pub struct Warm {
+    pub docroot: Arc<Docroot>,
+    pub relative: String,
+}
+
+impl Warm {
+    /// Blocking: run it on the blocking pool. The result is dropped; the dentry cache keeps
+    /// what matters.
+    pub fn run(&self) {
+        let _ = self.docroot.lookup(&self.relative, Io::MayBlock);
+    }
 }
 
 #[derive(Debug)]
@@ -94,15 +113,6 @@ pub enum Reject {
     Sign(#[from] SignError),
 }
 
-impl From<LookupError> for Reject {
-    fn from(e: LookupError) -> Reject {
-        match e {
-            LookupError::PermissionDenied => Reject::PermissionDenied,
-            LookupError::Io(e) => Reject::Io(e),
-        }
-    }
-}
-
 impl Reject {
     /// The one mapping from cause to status.
     pub fn status(&self) -> u16 {
@@ -126,11 +136,13 @@ pub struct Request<'a> {
     pub headers: &'a HeaderMap,
 }
 
-/// Decides what to do with `request` at time `now`.
+/// Decides what to do with `request` at time `now`; `io` says whether file lookups may wait
+/// for the disk.
 pub fn decide<'c, 'p>(
     config: &'c Config,
     request: &Request<'p>,
     now: SystemTime,
+    io: Io,
 ) -> Decided<'c, 'p> {
     let method = request.method;
     let Some((route, rest)) = config.routes.lookup(request.path) else {
@@ -168,12 +180,14 @@ pub fn decide<'c, 'p>(
         // `.git`, `.env`, `.htaccess`: neither served nor sent to the bucket.
         Decision::Reject(Reject::Hidden)
     } else {
-        match route.docroot.lookup(&relative) {
-            Ok(Lookup::File(file, meta)) => serve(route, request, &relative, file, meta),
-            Ok(Lookup::Directory) => directory(route, request, &relative, now),
+        match route.docroot.lookup(&relative, io) {
+            Ok(Lookup::File(file, meta)) => serve(route, request, &relative, file, meta, io),
+            Ok(Lookup::Directory) => directory(route, request, &relative, now, io),
             Ok(Lookup::Missing) => miss(route, method, &relative, now),
             Ok(Lookup::Refused) => Decision::Reject(Reject::Refused),
-            Err(e) => Decision::Reject(e.into()),
+            Err(LookupError::Uncached) => uncached(route, &relative),
+            Err(LookupError::PermissionDenied) => Decision::Reject(Reject::PermissionDenied),
+            Err(LookupError::Io(e)) => Decision::Reject(Reject::Io(e)),
         }
     };
     decided.relative = Some(relative);
@@ -187,6 +201,7 @@ fn serve<'c>(
     relative: &str,
     file: File,
     meta: Metadata,
+    io: Io,
 ) -> Decision<'c> {
     let content_type = content_type(relative);
     let accept = request
@@ -199,14 +214,18 @@ fn serve<'c>(
             continue;
         }
         let variant = format!("{relative}{}", encoding.suffix());
-        if let Ok(Lookup::File(file, meta)) = route.docroot.lookup(&variant) {
-            return Decision::Serve(LocalFile {
-                route,
-                file,
-                meta,
-                content_type,
-                encoding: Some(encoding),
-            });
+        match route.docroot.lookup(&variant, io) {
+            Ok(Lookup::File(file, meta)) => {
+                return Decision::Serve(LocalFile {
+                    route,
+                    file,
+                    meta,
+                    content_type,
+                    encoding: Some(encoding),
+                })
+            }
+            Err(LookupError::Uncached) => return uncached(route, &variant),
+            _ => {}
         }
     }
     Decision::Serve(LocalFile {
@@ -225,6 +244,7 @@ fn directory<'c>(
     request: &Request,
     relative: &str,
     now: SystemTime,
+    io: Io,
 ) -> Decision<'c> {
     // The request path, not `relative`: `/site` and `/site/` both have an empty relative path.
     let slashed = request.path.ends_with('/');
@@ -234,11 +254,13 @@ fn directory<'c>(
         } else {
             format!("{relative}/{name}")
         };
-        let Ok(Lookup::File(file, meta)) = route.docroot.lookup(&candidate) else {
-            continue;
+        let (file, meta) = match route.docroot.lookup(&candidate, io) {
+            Ok(Lookup::File(file, meta)) => (file, meta),
+            Err(LookupError::Uncached) => return uncached(route, &candidate),
+            _ => continue,
         };
         if slashed {
-            return serve(route, request, &candidate, file, meta);
+            return serve(route, request, &candidate, file, meta, io);
         }
         // Built from the request's own path (never Host). A path with an empty segment right
         // after the prefix could turn into `//host/`, a link to another site: not redirected.
@@ -255,6 +277,13 @@ fn directory<'c>(
     }
     miss(route, request.method, relative, now)
 }
+fn uncached<'c>(route: &Route, relative: &str) -> Decision<'c> {
+    Decision::Uncached(Warm {
+        docroot: Arc::clone(&route.docroot),
+        relative: relative.to_owned(),
+    })
+}
+
 /// Not on disk: redirect to the bucket, presigned when the policy says private.
 fn miss<'c>(route: &Route, method: &Method, relative: &str, now: SystemTime) -> Decision<'c> {
     let Some(bucket) = &route.bucket else {

@@ -27,11 +27,24 @@ pub enum Lookup {
     Refused,
 }
 
+/// How much a lookup may wait for the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Io {
+    /// Only what the kernel's dentry cache can answer (`RESOLVE_CACHED`); anything else fails
+    /// with `LookupError::Uncached` at once. For the event loop.
+    CachedOnly,
+    /// Whatever it takes. For the blocking pool, tools, and kernels without `RESOLVE_CACHED`.
+    MayBlock,
+}
+
 /// Failures that are neither "missing" nor "refused", each with its own status.
 #[derive(Debug, thiserror::Error)]
 pub enum LookupError {
     #[error("permission denied")]
     PermissionDenied,
+    /// Resolving the path needs the disk; retry with `Io::MayBlock` off the event loop.
+    #[error("path not in the dentry cache")]
+    Uncached,
     #[error("{0}")]
     Io(#[from] io::Error),
 }
@@ -51,6 +64,8 @@ pub struct Docroot {
     containment: Containment,
     /// `openat2` resolve flags: always beneath the root; with `symlinks: deny`, no symlinks.
     resolve: ResolveFlags,
+    /// Whether the kernel knows `RESOLVE_CACHED` (5.12+).
+    cached_lookups: bool,
 }
 
 impl Docroot {
@@ -77,11 +92,17 @@ impl Docroot {
         if !follow_symlinks {
             resolve |= ResolveFlags::NO_SYMLINKS;
         }
+        let cached_lookups = matches!(containment, Containment::Kernel)
+            && !matches!(
+                openat2(&dir, ".", resolve | ResolveFlags::CACHED),
+                Err(Errno::INVAL)
+            );
         Ok(Docroot {
             path: canonical,
             dir,
             containment,
             resolve,
+            cached_lookups,
         })
     }
 
@@ -96,9 +117,13 @@ impl Docroot {
     }
 
     /// Looks up a canonical relative path (see `path::decode_relative`). `""` is the root.
-    pub fn lookup(&self, relative: &str) -> Result<Lookup, LookupError> {
+    pub fn lookup(&self, relative: &str, io: Io) -> Result<Lookup, LookupError> {
         let relative = if relative.is_empty() { "." } else { relative };
+        let cached_only = io == Io::CachedOnly && self.cached_lookups;
         let opened = match &self.containment {
+            Containment::Kernel if cached_only => {
+                openat2(&self.dir, relative, self.resolve | ResolveFlags::CACHED)
+            }
             Containment::Kernel => openat2(&self.dir, relative, self.resolve),
             Containment::Canonical(root) => open_checked(
                 root,
@@ -113,6 +138,7 @@ impl Docroot {
             // or any symlink under `symlinks: deny`.
             Err(Errno::XDEV | Errno::LOOP) => return Ok(Lookup::Refused),
             Err(Errno::ACCESS | Errno::PERM) => return Err(LookupError::PermissionDenied),
+            Err(Errno::AGAIN) if cached_only => return Err(LookupError::Uncached),
             Err(e) => return Err(LookupError::Io(e.into())),
         };
         let file = File::from(fd);
@@ -169,7 +195,7 @@ mod tests {
     }
 
     fn kind(r: &Docroot, p: &str) -> &'static str {
-        match r.lookup(p) {
+        match r.lookup(p, Io::MayBlock) {
             Ok(Lookup::File(..)) => "file",
             Ok(Lookup::Directory) => "dir",
             Ok(Lookup::Missing) => "missing",
@@ -197,6 +223,23 @@ mod tests {
         for (path, want) in cases {
             assert_eq!(kind(&r, path), want, "lookup {path:?}");
         }
+    }
+
+    #[test]
+    fn cached_only_lookups_succeed_once_the_path_is_warm() {
+        let (_keep, r) = root();
+        assert!(r.cached_lookups, "this kernel has RESOLVE_CACHED");
+        // Whether the first cached-only attempt hits depends on the dentry cache; after a
+        // blocking lookup the same path must resolve without the disk.
+        assert_eq!(kind(&r, "sub/a.txt"), "file");
+        assert!(matches!(
+            r.lookup("sub/a.txt", Io::CachedOnly),
+            Ok(Lookup::File(..))
+        ));
+        assert!(matches!(
+            r.lookup("sub", Io::CachedOnly),
+            Ok(Lookup::Directory)
+        ));
     }
 
     #[test]

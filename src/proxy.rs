@@ -10,7 +10,8 @@ use pingora::proxy::{ProxyHttp, Session};
 use pingora::{Error, ErrorType, Result};
 
 use crate::config::{Config, Upstream};
-use crate::decide::{decide, Decision, Request};
+use crate::decide::{decide, Decided, Decision, Reject, Request};
+use crate::docroot::Io;
 use crate::respond;
 
 /// The proxy service: the compiled config plus what Pingora needs per upstream.
@@ -34,6 +35,31 @@ impl Spillway {
         });
         Spillway { config, upstream }
     }
+}
+
+/// Runs `decide` on the event loop with cached-only lookups. A path the kernel must read from
+/// disk to resolve is resolved on the blocking pool instead, and the decision retried, so a cold
+/// disk never stalls the other requests on this worker.
+async fn decide_without_blocking<'c, 'p>(
+    config: &'c Config,
+    request: &Request<'p>,
+) -> Decided<'c, 'p> {
+    // Each round warms one more path (the file, then a precompressed variant or index file).
+    for _ in 0..4 {
+        let decided = decide(config, request, SystemTime::now(), Io::CachedOnly);
+        let Decision::Uncached(warm) = decided.decision else {
+            return decided;
+        };
+        if tokio::task::spawn_blocking(move || warm.run())
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    // A file system whose lookups never stay cached (network file systems revalidate):
+    // fall back to what nginx does, a blocking lookup here.
+    decide(config, request, SystemTime::now(), Io::MayBlock)
 }
 
 /// What happened to a request, for the one log line it gets.
@@ -90,8 +116,20 @@ impl ProxyHttp for Spillway {
             query: req.uri.query(),
             headers: &req.headers,
         };
-        let decided = decide(&self.config, &request, SystemTime::now());
+        let decided = decide_without_blocking(&self.config, &request).await;
         match decided.decision {
+            Decision::Uncached(warm) => {
+                // Only possible if the blocking retry itself failed; answer rather than guess.
+                let reject = Reject::Io(std::io::Error::other(format!(
+                    "lookup of {:?} did not complete",
+                    warm.relative
+                )));
+                tracing::error!(path = %session.req_header().uri.path(), "{reject}");
+                ctx.outcome = Outcome::Rejected;
+                ctx.reason = Some(reject.to_string());
+                respond::reject(session, &reject).await?;
+                Ok(true)
+            }
             Decision::Upstream(_) => {
                 ctx.outcome = Outcome::Upstream;
                 Ok(false)

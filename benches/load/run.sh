@@ -47,6 +47,15 @@ SKIP_BUILD=${SKIP_BUILD:-0}
 SKIP_INSTALL=${SKIP_INSTALL:-0}
 
 START_TIME=$(date +%s)
+LOADAVG_START=$(cut -d' ' -f1-3 /proc/loadavg)
+# percent of CPU time idle over one second, to show whether something else was running
+cpu_idle_pct() {
+    local a b
+    a=$(awk '/^cpu / { print $5 + $6, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat)
+    sleep 1
+    b=$(awk '/^cpu / { print $5 + $6, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat)
+    awk -v a="$a" -v b="$b" 'BEGIN { split(a, x, " "); split(b, y, " "); t = y[2] - x[2]; printf "%.0f", t ? 100 * (y[1] - x[1]) / t : 0 }'
+}
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 cd "$ROOT"
@@ -124,6 +133,7 @@ cleanup() {
     exit "$rc"
 }
 trap cleanup EXIT
+trap 'log "failed: line $LINENO: $BASH_COMMAND"' ERR
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
@@ -272,6 +282,8 @@ $(tail -n 20 "$logf")"
 $(tail -n 20 "$logf")"
 }
 
+CPU_IDLE_START=$(cpu_idle_pct)
+((CPU_IDLE_START >= 90)) || log "warning: the CPUs are only ${CPU_IDLE_START}% idle before the run; results will be noisy"
 for p in "$SPILLWAY_PORT" "$NGINX_PORT" "$BACKEND_PORT"; do
     port_open "$p" && die "127.0.0.1:$p is already in use (set SPILLWAY_PORT / NGINX_PORT / BACKEND_PORT)"
 done
@@ -515,7 +527,7 @@ for w in "${WORKLOADS[@]}"; do
 done
 
 NGINX_VERSION=$("$NGINX_BIN" -v 2>&1 | sed 's/^nginx version: //')
-WRK_VERSION=$(wrk -v 2>&1 | head -n 1 | awk '{ print $1, $2 }')
+WRK_VERSION=$( (wrk -v 2>&1 || true) | awk 'NR == 1 { print $1, $2 }')
 SPILLWAY_REV=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 if [[ -n $(git status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null) ]]; then SPILLWAY_REV+=" + uncommitted changes"; fi
 CPU_MODEL=$(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null || echo unknown)
@@ -525,7 +537,7 @@ REPORT="# spillway vs nginx: load benchmark
 
 $(date -u '+%Y-%m-%d %H:%M:%S UTC') -- \`bash benches/load/run.sh\`
 
-- machine: $(nproc) CPUs ($CPU_MODEL), kernel $(uname -r), $(awk '/^MemTotal/ { printf "%.0f GiB RAM", $2 / 1048576 }' /proc/meminfo)
+- machine: $(nproc) CPUs ($CPU_MODEL), kernel $(uname -r), $(awk '/^MemTotal/ { printf "%.0f GiB RAM", $2 / 1048576 }' /proc/meminfo); before the servers started: load average $LOADAVG_START, CPU idle $CPU_IDLE_START% (other work on the machine skews both columns)
 - spillway $SPILLWAY_REV (release build), $NGINX_VERSION, $WRK_VERSION
 - both servers: $THREADS workers (spillway \`threads: $THREADS\`, nginx \`worker_processes $THREADS\`), 127.0.0.1 only, same document root
 - logging: nginx \`access_log off\`, spillway \`RUST_LOG=warn\` (no per-request lines on either side)
@@ -552,7 +564,14 @@ wrk reported no responses with status >= 400 and no socket errors.
 "
 fi
 if ((SP_WARNINGS > 0)); then
-    REPORT+="spillway logged $SP_WARNINGS line(s) at warn or above: $RAW_DIR/spillway.log
+    # tracing's lines start with a timestamp; group the rest (first 200 characters)
+    REPORT+="
+spillway logged $SP_WARNINGS line(s) at warn or above ($RAW_DIR/spillway.log), most frequent first
+(wrk stops each run with requests in flight, and the memory test's curl stops mid-body):
+
+\`\`\`
+$(sed -E 's/^[0-9]{4}-[0-9-]+T[0-9:.]+Z +//' "$RAW_DIR/spillway.log" | cut -c1-200 | sort | uniq -c | sort -rn | head -n 8)
+\`\`\`
 "
 fi
 REPORT+="

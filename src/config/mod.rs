@@ -75,7 +75,8 @@ pub struct Upstream {
 #[derive(Debug)]
 pub struct Route {
     pub prefix: String,
-    pub docroot: Docroot,
+    /// Shared so a lookup can be finished on the blocking pool.
+    pub docroot: Arc<Docroot>,
     /// Where misses go; `None` makes a miss a plain 404.
     pub bucket: Option<Arc<Bucket>>,
     pub bucket_name: Option<String>,
@@ -485,7 +486,7 @@ impl Compiler<'_> {
             .collect();
         Some(Route {
             prefix: raw.prefix.clone(),
-            docroot: docroot?,
+            docroot: Arc::new(docroot?),
             bucket,
             bucket_name: raw.bucket.clone(),
             key_prefix: raw.key_prefix.clone(),
