@@ -10,6 +10,19 @@ use spillway::decide::{decide, Request};
 use spillway::docroot::Io;
 use spillway::path::decode_relative;
 
+fn no_var(_: &str) -> Option<String> {
+    None
+}
+
+fn no_chain() -> Result<spillway::sigv4::Keys, String> {
+    Err("not used".into())
+}
+
+const NO_ENV: config::Environment = config::Environment {
+    var: &no_var,
+    chain: &no_chain,
+};
+
 const CONFIG: &str = r#"listen: "127.0.0.1:0"
 buckets:
   media:
@@ -30,7 +43,7 @@ fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("www")).unwrap();
     std::fs::write(dir.path().join("www/hit.txt"), [b'x'; 1024]).unwrap();
-    let config = config::parse(CONFIG, dir.path(), &|_| None).unwrap();
+    let config = config::parse(CONFIG, dir.path(), &NO_ENV).unwrap();
     let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
 
     c.bench_function("path/decode plain", |b| {

@@ -7,7 +7,7 @@
 use std::borrow::Cow;
 use std::fs::{File, Metadata};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::{HeaderMap, Method};
 
@@ -77,16 +77,43 @@ pub struct Redirect {
     /// Built from configuration and the canonical path only, never from `Host`.
     pub location: String,
     pub verdict: Verdict,
+    pub cache_control: CacheControl,
+}
+
+/// A cached redirect must not outlive its link: this much is kept in hand for clock skew and
+/// the time between the cache's use of the redirect and S3's check of the link.
+pub const REDIRECT_CACHE_MARGIN: Duration = Duration::from_secs(30);
+
+/// How the `302` may be cached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CacheControl {
+    /// Public objects: `public, max-age=N` (the route's `redirect_max_age`).
+    Public(http::HeaderValue),
+    /// A link signed in a window: `private, max-age=N`, N = how long it surely stays valid.
+    PrivateFor(Duration),
+    /// A link signed per request: `private, no-store`. Presigned links are per-user secrets
+    /// that expire; no shared cache may keep one.
+    NoStore,
+}
+
+impl CacheControl {
+    pub fn header_value(&self) -> http::HeaderValue {
+        match self {
+            CacheControl::Public(value) => value.clone(),
+            CacheControl::PrivateFor(d) if !d.is_zero() => {
+                http::HeaderValue::from_str(&format!("private, max-age={}", d.as_secs()))
+                    .unwrap_or(http::HeaderValue::from_static("private, no-store"))
+            }
+            CacheControl::PrivateFor(_) | CacheControl::NoStore => {
+                http::HeaderValue::from_static("private, no-store")
+            }
+        }
+    }
 }
 
 impl Redirect {
     pub fn presigned(&self) -> bool {
-        matches!(self.verdict.access, Access::Private { .. })
-    }
-
-    /// Presigned links are per-user secrets that expire: no shared cache may keep one.
-    pub fn cache_control(&self) -> Option<&'static str> {
-        self.presigned().then_some("private, no-store")
+        matches!(self.verdict.access, Access::Private(_))
     }
 }
 
@@ -121,7 +148,9 @@ impl Reject {
             Reject::MethodNotAllowed => 405,
             Reject::BadPath(_) => 400,
             Reject::PermissionDenied => 403,
-            Reject::Io(_) | Reject::Sign(_) => 500,
+            Reject::Io(_) | Reject::Sign(SignError::NoCredentials) => 500,
+            // Temporary: the refresher has been asked for new credentials.
+            Reject::Sign(SignError::CredentialsExpiring) => 503,
         }
     }
 }
@@ -290,13 +319,50 @@ fn miss<'c>(route: &Route, method: &Method, relative: &str, now: SystemTime) -> 
         return Decision::Reject(Reject::NotFound);
     };
     let verdict = route.policy.evaluate(relative);
-    let url = bucket.object_url(&route.key_prefix, relative);
-    let location = match verdict.access {
-        Access::Public => url,
-        Access::Private { ttl } => match bucket.presign(method.as_str(), url, now, ttl) {
-            Ok(signed) => signed,
-            Err(e) => return Decision::Reject(e.into()),
+    let redirect = match verdict.access {
+        Access::Public => Redirect {
+            location: bucket.public_url(&route.key_prefix, relative),
+            verdict,
+            cache_control: CacheControl::Public(route.redirect_cache_control.clone()),
         },
+        Access::Private(signing) => {
+            let signed_at = signing.window.map_or(now, |w| window_start(now, w));
+            let signed = match bucket.presign(
+                method.as_str(),
+                &route.key_prefix,
+                relative,
+                signed_at,
+                signing.ttl,
+                signing.attachment,
+            ) {
+                Ok(signed) => signed,
+                Err(e) => return Decision::Reject(e.into()),
+            };
+            // Within a window every request gets this same URL, so the redirect may be
+            // cached by the browser (never a shared cache) while the link surely works.
+            let cache_control = match signing.window {
+                None => CacheControl::NoStore,
+                Some(_) => CacheControl::PrivateFor(
+                    signed
+                        .expires_at
+                        .duration_since(now)
+                        .unwrap_or_default()
+                        .saturating_sub(REDIRECT_CACHE_MARGIN),
+                ),
+            };
+            Redirect {
+                location: signed.url,
+                verdict,
+                cache_control,
+            }
+        }
     };
-    Decision::Redirect(Redirect { location, verdict })
+    Decision::Redirect(redirect)
+}
+
+/// The start of the signing window `now` falls in.
+pub fn window_start(now: SystemTime, window: Duration) -> SystemTime {
+    let since_epoch = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+    let window = window.as_secs().max(1);
+    UNIX_EPOCH + Duration::from_secs(since_epoch - since_epoch % window)
 }

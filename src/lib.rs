@@ -4,6 +4,7 @@
 //! `s3`, `serve`, `decide`) knows nothing of Pingora; `proxy`, `respond` and `server` are the glue.
 
 pub mod config;
+pub mod credentials;
 pub mod decide;
 pub mod docroot;
 pub mod negotiate;
@@ -17,3 +18,4 @@ pub mod route;
 pub mod s3;
 pub mod serve;
 pub mod server;
+pub mod sigv4;

@@ -13,8 +13,30 @@ use globset::{GlobBuilder, GlobMatcher};
 pub enum Access {
     /// A plain redirect to the object URL.
     Public,
-    /// A redirect to a URL presigned for `ttl`.
-    Private { ttl: Duration },
+    /// A redirect to a presigned URL.
+    Private(Signing),
+}
+
+/// How private objects are signed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Signing {
+    /// How long a link lives.
+    pub ttl: Duration,
+    /// Sign at the start of fixed windows of this length, so every request for a key in one
+    /// window gets the same URL and browsers can cache the object.
+    pub window: Option<Duration>,
+    /// Ask S3 to answer with `Content-Disposition: attachment` and the file name.
+    pub attachment: bool,
+}
+
+impl Signing {
+    pub fn with_ttl(ttl: Duration) -> Signing {
+        Signing {
+            ttl,
+            window: None,
+            attachment: false,
+        }
+    }
 }
 
 /// The outcome of matching one path: the access and which rule (if any) decided it.
@@ -92,8 +114,15 @@ impl std::fmt::Display for Access {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Access::Public => f.write_str("public"),
-            Access::Private { ttl } => {
-                write!(f, "private (ttl {})", humantime::format_duration(*ttl))
+            Access::Private(s) => {
+                write!(f, "private (ttl {}", humantime::format_duration(s.ttl))?;
+                if let Some(window) = s.window {
+                    write!(f, ", sign_window {}", humantime::format_duration(window))?;
+                }
+                if s.attachment {
+                    f.write_str(", attachment")?;
+                }
+                f.write_str(")")
             }
         }
     }
@@ -103,9 +132,11 @@ impl std::fmt::Display for Access {
 mod tests {
     use super::*;
 
-    const FIVE_MIN: Access = Access::Private {
+    const FIVE_MIN: Access = Access::Private(Signing {
         ttl: Duration::from_secs(300),
-    };
+        window: None,
+        attachment: false,
+    });
 
     fn policy() -> Policy {
         let mut p = Policy::new(FIVE_MIN);

@@ -51,7 +51,12 @@ pub fn parse(header: &str, len: u64, max_ranges: usize) -> Ranges {
             let Some(n) = number(last) else {
                 return Ranges::Full;
             };
-            (n > 0 && len > 0).then(|| ByteRange {
+            if n > 0 && len == 0 {
+                // Satisfiable (RFC 9110 §14.1.2) yet no Content-Range can describe zero bytes:
+                // the Range is ignored and the empty file sent with 200.
+                return Ranges::Full;
+            }
+            (n > 0).then(|| ByteRange {
                 start: len - n.min(len),
                 end: len - 1,
             })
@@ -134,7 +139,8 @@ mod tests {
             ("bytes=100-200", 100, Unsatisfiable),
             ("bytes=-0", 100, Unsatisfiable),
             ("bytes=0-", 0, Unsatisfiable),
-            ("bytes=-5", 0, Unsatisfiable),
+            ("bytes=-5", 0, Full),
+            ("bytes=0-0", 0, Unsatisfiable),
             ("bytes=5-1", 100, Full),
             ("bytes=a-b", 100, Full),
             ("bytes=+1-2", 100, Full),

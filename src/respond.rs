@@ -79,9 +79,7 @@ async fn send(session: &mut Session, resp: ResponseHeader, body: Option<Bytes>) 
 pub async fn redirect(session: &mut Session, redirect: &Redirect) -> Result<()> {
     let mut resp = head(302, 0)?;
     resp.insert_header(LOCATION, redirect.location.as_str())?;
-    if let Some(cache_control) = redirect.cache_control() {
-        resp.insert_header(CACHE_CONTROL, cache_control)?;
-    }
+    resp.insert_header(CACHE_CONTROL, redirect.cache_control.header_value())?;
     send(session, resp, None).await
 }
 
@@ -95,8 +93,10 @@ pub async fn reject(session: &mut Session, reject: &Reject) -> Result<()> {
     let body = Bytes::from(format!("{status} {reason}\n"));
     let mut resp = head(status, body.len() as u64)?;
     resp.insert_header(CONTENT_TYPE, "text/plain; charset=utf-8")?;
-    if let Reject::MethodNotAllowed = reject {
-        resp.insert_header(ALLOW, "GET, HEAD")?;
+    match reject {
+        Reject::MethodNotAllowed => resp.insert_header(ALLOW, "GET, HEAD")?,
+        Reject::Sign(_) => resp.insert_header("retry-after", "5")?,
+        _ => {}
     }
     send(session, resp, Some(body)).await
 }

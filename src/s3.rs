@@ -1,21 +1,17 @@
-//! S3 object URLs and SigV4 query-string presigning.
+//! S3 object URLs and presigned links.
 //!
 //! URLs are built from configuration only (never from the request's `Host`). The key is
-//! percent-encoded exactly once, the S3 way: every byte except `A-Z a-z 0-9 - . _ ~ /`. aws-sigv4
-//! is told to sign that path as given (single encoding, no normalisation), so `+`, spaces, `//`
-//! and a trailing `/` reach S3 as the same key that was signed.
+//! `key_prefix` + the canonical relative path, byte for byte, percent-encoded exactly once the
+//! S3 way: every byte except `A-Z a-z 0-9 - . _ ~ /`, so `+` is `%2B`, a space `%20`, and `//`
+//! and a trailing `/` stay part of the key.
 
-use std::fmt::Write as _;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use aws_credential_types::Credentials;
-use aws_sigv4::http_request::{
-    sign, PercentEncodingMode, SignableBody, SignableRequest, SignatureLocation, SigningSettings,
-    UriPathNormalizationMode,
-};
-use aws_sigv4::sign::v4;
-use aws_smithy_runtime_api::client::identity::Identity;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+
+use crate::credentials::{CredentialCell, EXPIRY_MARGIN};
+use crate::sigv4::{self, Keys, Presign, QUERY_VALUE};
 
 /// Bytes that stay literal in an S3 key path.
 const KEY: &AsciiSet = &NON_ALPHANUMERIC
@@ -25,11 +21,39 @@ const KEY: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'~')
     .remove(b'/');
 
-/// Bytes that stay literal in a query-string value (the key set without `/`).
-const QUERY: &AsciiSet = &KEY.add(b'/');
+/// RFC 5987 `attr-char`: what may stay literal in `filename*=UTF-8''...`.
+const ATTR_CHAR: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'!')
+    .remove(b'#')
+    .remove(b'$')
+    .remove(b'&')
+    .remove(b'+')
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'^')
+    .remove(b'_')
+    .remove(b'`')
+    .remove(b'|')
+    .remove(b'~');
 
 /// SigV4 allows presigned URLs to live at most seven days.
 pub const MAX_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// How a bucket is addressed.
+#[derive(Debug, Clone, Default)]
+pub struct Addressing<'a> {
+    /// A custom endpoint (MinIO, Ceph, R2, ...); `None` is AWS.
+    pub endpoint: Option<&'a str>,
+    /// `None`: path-style for custom endpoints and for bucket names with dots (they break
+    /// the wildcard TLS certificate of virtual-hosted URLs), virtual-hosted otherwise.
+    pub path_style: Option<bool>,
+    /// AWS dual-stack (IPv4 + IPv6) endpoints.
+    pub dualstack: bool,
+    /// S3 Transfer Acceleration (virtual-hosted only).
+    pub accelerate: bool,
+    /// Where public objects are linked instead of the S3 host (a CDN in front of the bucket).
+    pub public_url: Option<&'a str>,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BucketError {
@@ -39,14 +63,21 @@ pub enum BucketError {
     BadRegion(String),
     #[error("endpoint {0:?} must be an absolute http:// or https:// URL with no path, e.g. http://127.0.0.1:9000")]
     BadEndpoint(String),
+    #[error("public_url {0:?} must be an absolute http:// or https:// URL")]
+    BadPublicUrl(String),
+    #[error("accelerate needs virtual-hosted addressing: not with path_style, a custom endpoint, or a bucket name with dots")]
+    AccelerateNeedsVirtualHost,
+    #[error("dualstack and accelerate apply to AWS only, not to a custom endpoint")]
+    AwsOnly,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum SignError {
     #[error("bucket has no credentials to sign with")]
     NoCredentials,
-    #[error("presigning failed: {0}")]
-    Sign(String),
+    /// The credentials expire before a useful link could: a refresh has been requested.
+    #[error("credentials expire too soon to sign a useful link (refresh requested)")]
+    CredentialsExpiring,
 }
 
 /// A bucket as the server reaches it: where its objects live and how to sign for them.
@@ -54,23 +85,30 @@ pub enum SignError {
 pub struct Bucket {
     name: String,
     region: String,
-    /// Everything before the key, ending in `/`: `https://b.s3.eu-west-1.amazonaws.com/` or
-    /// `http://127.0.0.1:9000/b/`.
-    base_url: String,
-    identity: Option<Identity>,
-    access_key_id: Option<String>,
+    /// `https://host[:port]`.
+    origin: String,
+    /// The `Host` S3 sees (the authority without a default port), for signing.
+    host: String,
+    /// `/` (virtual-hosted) or `/bucket/` (path-style).
+    path_prefix: String,
+    /// Public objects link here (ending in `/`) instead of `origin + path_prefix`.
+    public_base: Option<String>,
+    credentials: Arc<CredentialCell>,
+}
+
+/// A presigned link and the moment it stops working.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signed {
+    pub url: String,
+    pub expires_at: SystemTime,
 }
 
 impl Bucket {
-    /// `path_style: None` means: path-style for custom endpoints (what MinIO and most
-    /// S3-compatible servers expect) and for AWS bucket names with dots (they break the
-    /// wildcard TLS certificate of virtual-hosted URLs); virtual-hosted otherwise.
     pub fn new(
         name: &str,
         region: &str,
-        endpoint: Option<&str>,
-        path_style: Option<bool>,
-        credentials: Option<Credentials>,
+        addressing: &Addressing,
+        credentials: Arc<CredentialCell>,
     ) -> Result<Bucket, BucketError> {
         let valid_name = (1..=63).contains(&name.len())
             && name
@@ -86,31 +124,61 @@ impl Bucket {
         if !valid_region {
             return Err(BucketError::BadRegion(region.to_owned()));
         }
-        let base_url = match endpoint {
+        let (scheme, authority, path_style) = match addressing.endpoint {
             None => {
-                if path_style.unwrap_or(name.contains('.')) {
-                    format!("https://s3.{region}.amazonaws.com/{name}/")
-                } else {
-                    format!("https://{name}.s3.{region}.amazonaws.com/")
+                let path_style = addressing
+                    .path_style
+                    .unwrap_or(name.contains('.') && !addressing.accelerate);
+                if addressing.accelerate && (path_style || name.contains('.')) {
+                    return Err(BucketError::AccelerateNeedsVirtualHost);
                 }
+                let service = match (addressing.accelerate, addressing.dualstack) {
+                    (true, true) => "s3-accelerate.dualstack.amazonaws.com".to_owned(),
+                    (true, false) => "s3-accelerate.amazonaws.com".to_owned(),
+                    (false, true) => format!("s3.dualstack.{region}.amazonaws.com"),
+                    (false, false) => format!("s3.{region}.amazonaws.com"),
+                };
+                ("https", service, path_style)
             }
             Some(endpoint) => {
-                let (scheme, authority) = parse_endpoint(endpoint)
-                    .ok_or_else(|| BucketError::BadEndpoint(endpoint.to_owned()))?;
-                if path_style.unwrap_or(true) {
-                    format!("{scheme}://{authority}/{name}/")
-                } else {
-                    format!("{scheme}://{name}.{authority}/")
+                if addressing.dualstack || addressing.accelerate {
+                    return Err(BucketError::AwsOnly);
                 }
+                let (scheme, authority) = parse_origin(endpoint)
+                    .filter(|(_, _, path)| path.is_empty())
+                    .map(|(s, a, _)| (s, a))
+                    .ok_or_else(|| BucketError::BadEndpoint(endpoint.to_owned()))?;
+                (
+                    scheme,
+                    authority.to_owned(),
+                    addressing.path_style.unwrap_or(true),
+                )
             }
         };
-        let access_key_id = credentials.as_ref().map(|c| c.access_key_id().to_owned());
+        let (authority, path_prefix) = if path_style {
+            (authority, format!("/{name}/"))
+        } else {
+            (format!("{name}.{authority}"), "/".to_owned())
+        };
+        let public_base = match addressing.public_url {
+            None => None,
+            Some(url) => {
+                let (scheme, authority, path) =
+                    parse_origin(url).ok_or_else(|| BucketError::BadPublicUrl(url.to_owned()))?;
+                Some(format!(
+                    "{scheme}://{authority}{}/",
+                    path.trim_end_matches('/')
+                ))
+            }
+        };
         Ok(Bucket {
             name: name.to_owned(),
             region: region.to_owned(),
-            base_url,
-            identity: credentials.map(Identity::from),
-            access_key_id,
+            host: host_header(scheme, &authority),
+            origin: format!("{scheme}://{authority}"),
+            path_prefix,
+            public_base,
+            credentials,
         })
     }
 
@@ -122,142 +190,288 @@ impl Bucket {
         &self.region
     }
 
-    pub fn base_url(&self) -> &str {
-        &self.base_url
+    /// Everything before the key in a signed URL.
+    pub fn base_url(&self) -> String {
+        format!("{}{}", self.origin, self.path_prefix)
     }
 
-    /// The access key id (never the secret), for `spillway check`.
-    pub fn access_key_id(&self) -> Option<&str> {
-        self.access_key_id.as_deref()
+    /// Everything before the key in a public URL.
+    pub fn public_base_url(&self) -> String {
+        self.public_base.clone().unwrap_or_else(|| self.base_url())
     }
 
-    pub fn can_sign(&self) -> bool {
-        self.identity.is_some()
+    pub fn credentials(&self) -> &Arc<CredentialCell> {
+        &self.credentials
     }
 
-    /// The unsigned URL of `key_prefix + relative`.
-    pub fn object_url(&self, key_prefix: &str, relative: &str) -> String {
-        let mut url =
-            String::with_capacity(self.base_url.len() + 3 * (key_prefix.len() + relative.len()));
-        url.push_str(&self.base_url);
+    /// The unsigned URL of `key_prefix + relative` (through `public_url` when set).
+    pub fn public_url(&self, key_prefix: &str, relative: &str) -> String {
+        let mut url = String::with_capacity(
+            self.origin.len() + self.path_prefix.len() + 3 * (key_prefix.len() + relative.len()),
+        );
+        match &self.public_base {
+            Some(base) => url.push_str(base),
+            None => {
+                url.push_str(&self.origin);
+                url.push_str(&self.path_prefix);
+            }
+        }
         url.extend(utf8_percent_encode(key_prefix, KEY));
         url.extend(utf8_percent_encode(relative, KEY));
         url
     }
 
-    /// `object_url` presigned for `method` (GET or HEAD), valid from `now` for `ttl`.
+    /// A link to `key_prefix + relative` for `method` (GET or HEAD), signed at `time` and valid
+    /// for `ttl`, shortened to what the credentials can cover. With `attachment`, the link makes
+    /// S3 answer with `Content-Disposition: attachment` and the file name.
     pub fn presign(
         &self,
         method: &str,
-        object_url: String,
-        now: SystemTime,
+        key_prefix: &str,
+        relative: &str,
+        time: SystemTime,
         ttl: Duration,
-    ) -> Result<String, SignError> {
-        let identity = self.identity.as_ref().ok_or(SignError::NoCredentials)?;
-        let mut settings = SigningSettings::default();
-        settings.percent_encoding_mode = PercentEncodingMode::Single;
-        settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
-        settings.signature_location = SignatureLocation::QueryParams;
-        settings.expires_in = Some(ttl.min(MAX_TTL));
-        let params = v4::SigningParams::builder()
-            .identity(identity)
-            .region(&self.region)
-            .name("s3")
-            .time(now)
-            .settings(settings)
-            .build()
-            .map_err(|e| SignError::Sign(e.to_string()))?
-            .into();
-        let request = SignableRequest::new(
-            method,
-            object_url.as_str(),
-            std::iter::empty(),
-            SignableBody::UnsignedPayload,
-        )
-        .map_err(|e| SignError::Sign(e.to_string()))?;
-        let (instructions, _signature) = sign(request, &params)
-            .map_err(|e| SignError::Sign(e.to_string()))?
-            .into_parts();
-        let mut url = object_url;
-        for (i, (name, value)) in instructions.params().iter().enumerate() {
-            url.push(if i == 0 { '?' } else { '&' });
-            // Writing to a String cannot fail.
-            let _ = write!(url, "{name}={}", utf8_percent_encode(value, QUERY));
+        attachment: bool,
+    ) -> Result<Signed, SignError> {
+        let keys = self.credentials.current().ok_or(SignError::NoCredentials)?;
+        let ttl = self.covered_ttl(&keys, time, ttl)?;
+        let mut path =
+            String::with_capacity(self.path_prefix.len() + 3 * (key_prefix.len() + relative.len()));
+        path.push_str(&self.path_prefix);
+        path.extend(utf8_percent_encode(key_prefix, KEY));
+        path.extend(utf8_percent_encode(relative, KEY));
+        let disposition = attachment.then(|| content_disposition(relative));
+        let extra: &[(&str, &str)] = match &disposition {
+            Some(value) => &[("response-content-disposition", value)],
+            None => &[],
+        };
+        let url = sigv4::presign(
+            &keys,
+            &Presign {
+                method,
+                origin: &self.origin,
+                host: &self.host,
+                path: &path,
+                extra_query: extra,
+                region: &self.region,
+                time,
+                expires: ttl,
+            },
+        );
+        Ok(Signed {
+            url,
+            expires_at: time + ttl,
+        })
+    }
+
+    /// The configured ttl, cut to the SigV4 maximum and to the credentials' remaining life. A
+    /// link that would be doomed (shorter than a minute, or than the ttl if that is shorter)
+    /// is refused and a refresh requested.
+    fn covered_ttl(
+        &self,
+        keys: &Keys,
+        time: SystemTime,
+        ttl: Duration,
+    ) -> Result<Duration, SignError> {
+        let ttl = ttl.min(MAX_TTL);
+        let Some(expiry) = keys.expiry else {
+            return Ok(ttl);
+        };
+        let covered = expiry
+            .checked_sub(EXPIRY_MARGIN)
+            .and_then(|last| last.duration_since(time).ok())
+            .unwrap_or(Duration::ZERO);
+        if covered < ttl.min(Duration::from_secs(60)) {
+            self.credentials.request_refresh();
+            return Err(SignError::CredentialsExpiring);
         }
-        Ok(url)
+        Ok(ttl.min(Duration::from_secs(covered.as_secs())))
     }
 }
 
-/// Splits `http(s)://authority[/]` into its scheme and authority.
-fn parse_endpoint(endpoint: &str) -> Option<(&str, &str)> {
-    let (scheme, rest) = endpoint.split_once("://")?;
-    if scheme != "http" && scheme != "https" {
-        return None;
-    }
-    let authority = rest.strip_suffix('/').unwrap_or(rest);
-    let uri: http::Uri = endpoint.parse().ok()?;
+/// `attachment` with the key's last segment as file name (RFC 6266): an ASCII fallback in
+/// `filename`, the exact UTF-8 name in `filename*` (RFC 5987); then encoded as a query value.
+fn content_disposition(relative: &str) -> String {
+    let name = relative.rsplit('/').next().unwrap_or_default();
+    let fallback: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let header = format!(
+        "attachment; filename=\"{fallback}\"; filename*=UTF-8''{}",
+        utf8_percent_encode(name, ATTR_CHAR)
+    );
+    utf8_percent_encode(&header, QUERY_VALUE).to_string()
+}
+
+/// Splits `http(s)://authority[/path]` into scheme, authority and path (without trailing `/`).
+fn parse_origin(url: &str) -> Option<(&'static str, &str, &str)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let scheme = match scheme {
+        "http" => "http",
+        "https" => "https",
+        _ => return None,
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
+        None => (rest, ""),
+    };
+    let uri: http::Uri = url.parse().ok()?;
     let plain = uri.host().is_some_and(|h| !h.is_empty())
         && uri.query().is_none()
-        && !authority.contains(['/', '@', '?', '#']);
-    plain.then_some((scheme, authority))
+        && !authority.is_empty()
+        && !authority.contains(['@', '?', '#'])
+        && !path.contains(['?', '#']);
+    plain.then_some((scheme, authority, path))
+}
+
+/// The `Host` header for an authority: clients leave out the scheme's default port.
+fn host_header(scheme: &str, authority: &str) -> String {
+    let default = if scheme == "https" { ":443" } else { ":80" };
+    authority
+        .strip_suffix(default)
+        .unwrap_or(authority)
+        .to_owned()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn bucket(endpoint: Option<&str>, path_style: Option<bool>) -> Bucket {
-        Bucket::new("media", "eu-west-1", endpoint, path_style, None).unwrap()
+    fn bucket(name: &str, addressing: Addressing) -> Result<Bucket, BucketError> {
+        Bucket::new(name, "eu-west-1", &addressing, Arc::default())
+    }
+
+    fn keys(expiry: Option<SystemTime>) -> Arc<CredentialCell> {
+        Arc::new(CredentialCell::with(Keys::new(
+            "AKIDEXAMPLE",
+            "secret",
+            None,
+            expiry,
+            "test",
+        )))
     }
 
     #[test]
     fn endpoint_styles() {
+        let custom = Addressing {
+            endpoint: Some("http://127.0.0.1:9000"),
+            ..Addressing::default()
+        };
         let cases = [
-            (None, None, "https://media.s3.eu-west-1.amazonaws.com/"),
             (
-                None,
-                Some(true),
+                "media",
+                Addressing::default(),
+                "https://media.s3.eu-west-1.amazonaws.com/",
+            ),
+            (
+                "my.media",
+                Addressing::default(),
+                "https://s3.eu-west-1.amazonaws.com/my.media/",
+            ),
+            (
+                "media",
+                Addressing {
+                    path_style: Some(true),
+                    ..Addressing::default()
+                },
                 "https://s3.eu-west-1.amazonaws.com/media/",
             ),
             (
-                Some("http://127.0.0.1:9000"),
-                None,
+                "media",
+                Addressing {
+                    dualstack: true,
+                    ..Addressing::default()
+                },
+                "https://media.s3.dualstack.eu-west-1.amazonaws.com/",
+            ),
+            (
+                "media",
+                Addressing {
+                    accelerate: true,
+                    ..Addressing::default()
+                },
+                "https://media.s3-accelerate.amazonaws.com/",
+            ),
+            (
+                "media",
+                Addressing {
+                    accelerate: true,
+                    dualstack: true,
+                    ..Addressing::default()
+                },
+                "https://media.s3-accelerate.dualstack.amazonaws.com/",
+            ),
+            ("media", custom.clone(), "http://127.0.0.1:9000/media/"),
+            (
+                "media",
+                Addressing {
+                    endpoint: Some("http://127.0.0.1:9000/"),
+                    ..Addressing::default()
+                },
                 "http://127.0.0.1:9000/media/",
             ),
             (
-                Some("http://127.0.0.1:9000/"),
-                None,
-                "http://127.0.0.1:9000/media/",
-            ),
-            (
-                Some("https://s3.local:9000"),
-                Some(false),
+                "media",
+                Addressing {
+                    endpoint: Some("https://s3.local:9000"),
+                    path_style: Some(false),
+                    ..Addressing::default()
+                },
                 "https://media.s3.local:9000/",
             ),
         ];
-        for (endpoint, style, want) in cases {
+        for (name, addressing, want) in cases {
             assert_eq!(
-                bucket(endpoint, style).base_url(),
+                bucket(name, addressing.clone()).unwrap().base_url(),
                 want,
-                "{endpoint:?} {style:?}"
+                "{name} {addressing:?}"
             );
         }
-        let dotted = Bucket::new("my.media", "us-east-1", None, None, None).unwrap();
+        let r2 = Bucket::new(
+            "media",
+            "auto",
+            &Addressing {
+                endpoint: Some("https://acct.r2.cloudflarestorage.com"),
+                ..Addressing::default()
+            },
+            Arc::default(),
+        )
+        .unwrap();
         assert_eq!(
-            dotted.base_url(),
-            "https://s3.us-east-1.amazonaws.com/my.media/",
-            "dots force path-style"
+            r2.base_url(),
+            "https://acct.r2.cloudflarestorage.com/media/",
+            "R2 with region auto"
+        );
+        assert_eq!(r2.host, "acct.r2.cloudflarestorage.com");
+        let explicit_port = bucket(
+            "media",
+            Addressing {
+                endpoint: Some("https://s3.local:443"),
+                ..Addressing::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            explicit_port.host, "s3.local",
+            "default port left out of the signed Host"
         );
     }
 
     #[test]
     fn bad_buckets_are_refused() {
+        assert_eq!(
+            bucket("Media", Addressing::default()).unwrap_err(),
+            BucketError::BadName("Media".into())
+        );
         assert!(matches!(
-            Bucket::new("Media", "us-east-1", None, None, None),
-            Err(BucketError::BadName(_))
-        ));
-        assert!(matches!(
-            Bucket::new("m", "", None, None, None),
+            Bucket::new("m", "", &Addressing::default(), Arc::default()),
             Err(BucketError::BadRegion(_))
         ));
         for endpoint in [
@@ -267,19 +481,60 @@ mod tests {
             "http://",
             "http://u@x",
         ] {
+            let addressing = Addressing {
+                endpoint: Some(endpoint),
+                ..Addressing::default()
+            };
             assert!(
-                matches!(
-                    Bucket::new("m", "r", Some(endpoint), None, None),
-                    Err(BucketError::BadEndpoint(_))
-                ),
+                matches!(bucket("m", addressing), Err(BucketError::BadEndpoint(_))),
                 "endpoint {endpoint:?}"
             );
         }
+        let accelerate = Addressing {
+            accelerate: true,
+            ..Addressing::default()
+        };
+        assert_eq!(
+            bucket("my.media", accelerate.clone()).unwrap_err(),
+            BucketError::AccelerateNeedsVirtualHost
+        );
+        let accelerate_path = Addressing {
+            path_style: Some(true),
+            ..accelerate
+        };
+        assert_eq!(
+            bucket("media", accelerate_path).unwrap_err(),
+            BucketError::AccelerateNeedsVirtualHost
+        );
+        let custom_dual = Addressing {
+            endpoint: Some("http://x"),
+            dualstack: true,
+            ..Addressing::default()
+        };
+        assert_eq!(
+            bucket("media", custom_dual).unwrap_err(),
+            BucketError::AwsOnly
+        );
+        let bad_cdn = Addressing {
+            public_url: Some("cdn.example.com"),
+            ..Addressing::default()
+        };
+        assert!(matches!(
+            bucket("media", bad_cdn),
+            Err(BucketError::BadPublicUrl(_))
+        ));
     }
 
     #[test]
     fn keys_are_encoded_once_the_s3_way() {
-        let b = bucket(Some("http://s3.test"), None);
+        let b = bucket(
+            "media",
+            Addressing {
+                endpoint: Some("http://s3.test"),
+                ..Addressing::default()
+            },
+        )
+        .unwrap();
         let cases = [
             ("a.jpg", "http://s3.test/media/up/a.jpg"),
             ("a b+c.jpg", "http://s3.test/media/up/a%20b%2Bc.jpg"),
@@ -292,73 +547,103 @@ mod tests {
             ),
         ];
         for (relative, want) in cases {
-            assert_eq!(b.object_url("up/", relative), want, "key {relative:?}");
+            assert_eq!(b.public_url("up/", relative), want, "key {relative:?}");
         }
     }
 
     #[test]
-    fn presigned_url_carries_the_sigv4_query() {
-        let creds = Credentials::new(
-            "AKIDEXAMPLE",
-            "secret",
-            Some("tok/en+=".into()),
-            None,
-            "test",
+    fn public_objects_go_through_public_url() {
+        let cdn = Addressing {
+            public_url: Some("https://cdn.example.com/media/"),
+            ..Addressing::default()
+        };
+        let b = Bucket::new("media", "eu-west-1", &cdn, keys(None)).unwrap();
+        assert_eq!(
+            b.public_url("up/", "a b.png"),
+            "https://cdn.example.com/media/up/a%20b.png"
         );
-        let b = Bucket::new(
-            "media",
-            "us-east-1",
-            Some("http://127.0.0.1:9000"),
-            None,
-            Some(creds),
-        )
-        .unwrap();
-        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        let url = b
+        let signed = b
             .presign(
                 "GET",
-                b.object_url("", "a b.jpg"),
-                at,
-                Duration::from_secs(300),
+                "up/",
+                "a.png",
+                SystemTime::UNIX_EPOCH,
+                Duration::from_secs(60),
+                false,
             )
             .unwrap();
         assert!(
-            url.starts_with(
-                "http://127.0.0.1:9000/media/a%20b.jpg?X-Amz-Algorithm=AWS4-HMAC-SHA256&"
-            ),
-            "{url}"
+            signed
+                .url
+                .starts_with("https://media.s3.eu-west-1.amazonaws.com/up/a.png?"),
+            "private objects stay on S3"
         );
-        for part in [
-            "X-Amz-Credential=AKIDEXAMPLE%2F20231114%2Fus-east-1%2Fs3%2Faws4_request",
-            "X-Amz-Date=20231114T221320Z",
-            "X-Amz-Expires=300",
-            "X-Amz-SignedHeaders=host",
-            "X-Amz-Security-Token=tok%2Fen%2B%3D",
-            "X-Amz-Signature=",
-        ] {
-            assert!(url.contains(part), "{part} in {url}");
-        }
-        let again = b
+    }
+
+    #[test]
+    fn ttl_is_cut_to_what_the_credentials_cover() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let ttl = Duration::from_secs(3600);
+        let b = |expiry| {
+            Bucket::new("media", "us-east-1", &Addressing::default(), keys(expiry)).unwrap()
+        };
+        let long = b(None)
             .presign(
                 "GET",
-                b.object_url("", "a b.jpg"),
-                at,
-                Duration::from_secs(300),
+                "",
+                "a",
+                now,
+                Duration::from_secs(30 * 24 * 3600),
+                false,
             )
             .unwrap();
-        assert_eq!(url, again, "signing is deterministic for a fixed time");
-        let head = b
-            .presign(
-                "HEAD",
-                b.object_url("", "a b.jpg"),
-                at,
-                Duration::from_secs(300),
-            )
+        assert!(
+            long.url.contains("X-Amz-Expires=604800"),
+            "capped at 7 days"
+        );
+        let plenty = b(Some(now + Duration::from_secs(7200)))
+            .presign("GET", "", "a", now, ttl, false)
             .unwrap();
-        assert_ne!(url, head, "the method is part of the signature");
+        assert_eq!(plenty.expires_at, now + ttl);
+        let short = b(Some(now + Duration::from_secs(600)))
+            .presign("GET", "", "a", now, ttl, false)
+            .unwrap();
+        assert!(
+            short.url.contains("X-Amz-Expires=540"),
+            "expiry − margin: {}",
+            short.url
+        );
+        let doomed =
+            b(Some(now + Duration::from_secs(90))).presign("GET", "", "a", now, ttl, false);
+        assert!(
+            matches!(doomed, Err(SignError::CredentialsExpiring)),
+            "30 s left is not a useful link"
+        );
+        let none =
+            Bucket::new("media", "us-east-1", &Addressing::default(), Arc::default()).unwrap();
         assert!(matches!(
-            bucket(None, None).presign("GET", String::new(), at, Duration::from_secs(1)),
+            none.presign("GET", "", "a", now, ttl, false),
             Err(SignError::NoCredentials)
         ));
+    }
+
+    #[test]
+    fn attachment_names_are_rfc_6266_encoded() {
+        let header = |name: &str| {
+            let encoded = content_disposition(name);
+            percent_encoding::percent_decode_str(&encoded)
+                .decode_utf8()
+                .unwrap()
+                .into_owned()
+        };
+        assert_eq!(
+            header("dir/report.pdf"),
+            "attachment; filename=\"report.pdf\"; filename*=UTF-8''report.pdf"
+        );
+        assert_eq!(
+            header("Résumé \"final\".pdf"),
+            "attachment; filename=\"R_sum_ _final_.pdf\"; filename*=UTF-8''R%C3%A9sum%C3%A9%20%22final%22.pdf"
+        );
+        assert!(!content_disposition("a b").contains(' '), "query-encoded");
     }
 }

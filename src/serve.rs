@@ -40,7 +40,8 @@ impl Validators {
     }
 }
 
-/// At most this many ranges in one request; more get the whole file (nginx's `max_ranges`).
+/// At most this many ranges in one request, satisfiable or not; more get the whole file (like
+/// nginx's `max_ranges`, which counts only satisfiable ones).
 pub const MAX_RANGES: usize = 16;
 
 /// The response to send for a local file.
@@ -193,15 +194,24 @@ pub enum Precondition {
 
 /// Evaluates preconditions in the order of RFC 9110 §13.2.2.
 pub fn evaluate(method: &Method, headers: &HeaderMap, v: &Validators) -> Precondition {
-    let text = |name| {
+    let date = |name| {
         headers
             .get(name)
             .and_then(|h: &http::HeaderValue| h.to_str().ok())
+            .and_then(|t| httpdate::parse_http_date(t).ok())
     };
-    let date = |name| text(name).and_then(|t| httpdate::parse_http_date(t).ok());
+    // If-Match and If-None-Match are lists; several header lines are one list (RFC 9110 §5.3).
+    let list = |name| {
+        let mut lines = headers.get_all(name).iter().peekable();
+        lines.peek()?;
+        Some(lines.filter_map(|h| h.to_str().ok()).collect::<Vec<_>>())
+    };
 
-    if let Some(list) = text(http::header::IF_MATCH) {
-        if !etag_list_matches(list, &v.etag, Comparison::Strong) {
+    if let Some(lines) = list(http::header::IF_MATCH) {
+        if !lines
+            .iter()
+            .any(|l| etag_list_matches(l, &v.etag, Comparison::Strong))
+        {
             return Precondition::Failed;
         }
     } else if let Some(since) = date(http::header::IF_UNMODIFIED_SINCE) {
@@ -210,8 +220,11 @@ pub fn evaluate(method: &Method, headers: &HeaderMap, v: &Validators) -> Precond
         }
     }
     let safe = method == Method::GET || method == Method::HEAD;
-    if let Some(list) = text(http::header::IF_NONE_MATCH) {
-        if etag_list_matches(list, &v.etag, Comparison::Weak) {
+    if let Some(lines) = list(http::header::IF_NONE_MATCH) {
+        if lines
+            .iter()
+            .any(|l| etag_list_matches(l, &v.etag, Comparison::Weak))
+        {
             return if safe {
                 Precondition::NotModified
             } else {
@@ -403,6 +416,18 @@ mod tests {
                 vec![("if-match", "\"x\""), ("if-none-match", tag)],
                 Failed,
                 "412 before 304",
+            ),
+            (
+                Method::GET,
+                vec![("if-none-match", "\"x\""), ("if-none-match", tag)],
+                NotModified,
+                "two If-None-Match lines are one list",
+            ),
+            (
+                Method::GET,
+                vec![("if-match", "\"x\""), ("if-match", tag)],
+                Proceed,
+                "two If-Match lines are one list",
             ),
         ];
         for (method, headers, want, why) in cases {

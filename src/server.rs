@@ -6,8 +6,10 @@ use std::sync::Arc;
 use pingora::proxy::http_proxy_service;
 use pingora::server::configuration::ServerConf;
 use pingora::server::Server;
+use pingora::services::background::background_service;
 
 use crate::config::Config;
+use crate::credentials::Refresher;
 use crate::proxy::Spillway;
 
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +56,13 @@ pub fn run(config: Config) -> Result<(), StartError> {
         service.add_tcp(&address.to_string());
     }
     server.add_service(service);
+    if let Some(chain) = &config.chain_credentials {
+        let refresher = Refresher {
+            cell: Arc::clone(&chain.cell),
+            longest_ttl: chain.longest_ttl,
+        };
+        server.add_service(background_service("credential refresher", refresher));
+    }
     for address in &config.listen {
         tracing::info!(%address, threads = config.threads, routes = config.routes.len(), "spillway listening");
     }

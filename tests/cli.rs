@@ -29,7 +29,7 @@ fn check_prints_the_compiled_routes_of_the_shipped_config() {
         "listen 127.0.0.1:8080 (2 threads)",
         "default upstream legacy at 127.0.0.1:8081",
         "route /uploads",
-        "miss -> bucket media: http://127.0.0.1:9000/example-media/uploads/ (signs as minioadmin)",
+        "miss -> bucket media: http://127.0.0.1:9000/example-media/uploads/ (signs as minioadmin from proxy.yaml)",
         "access private (ttl 5m)",
         "avatars/** -> public",
         "route /static",

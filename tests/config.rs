@@ -2,12 +2,23 @@
 
 use std::path::Path;
 
-use spillway::config::{self, ParseError};
+use spillway::config::{self, Environment, ParseError};
 use spillway::policy::Access;
+use spillway::sigv4::Keys;
 
-fn no_env(_: &str) -> Option<String> {
+fn no_var(_: &str) -> Option<String> {
     None
 }
+
+fn no_chain() -> Result<Keys, String> {
+    Err("no credentials in this test".to_owned())
+}
+
+/// No environment variables and an AWS provider chain that finds nothing.
+const NO_ENV: Environment = Environment {
+    var: &no_var,
+    chain: &no_chain,
+};
 
 /// A temp dir with `www/` in it, for configs whose roots must exist.
 fn base() -> tempfile::TempDir {
@@ -17,7 +28,7 @@ fn base() -> tempfile::TempDir {
 }
 
 /// Parses `yaml` and returns the rendered problems (or the syntax error), one per line.
-fn errors(yaml: &str, env: &dyn Fn(&str) -> Option<String>) -> String {
+fn errors(yaml: &str, env: &Environment) -> String {
     let dir = base();
     match config::parse(yaml, dir.path(), env) {
         Ok(_) => panic!("expected an error for:\n{yaml}"),
@@ -79,13 +90,16 @@ fn the_shipped_proxy_yaml_compiles_to_what_it_documents() {
         "http://127.0.0.1:9000/example-media/",
         "custom endpoint → path style"
     );
-    assert!(bucket.can_sign(), "demo keys present");
+    assert!(
+        bucket.credentials().current().is_some(),
+        "demo keys present"
+    );
     assert_eq!(
         uploads.policy.evaluate("avatars/x.png").access,
         Access::Public
     );
     assert!(
-        matches!(uploads.policy.evaluate("doc.pdf").access, Access::Private { ttl } if ttl.as_secs() == 300)
+        matches!(uploads.policy.evaluate("doc.pdf").access, Access::Private(s) if s.ttl.as_secs() == 300)
     );
     let (statics, _) = config.routes.lookup("/static/site.css").unwrap();
     assert!(
@@ -101,7 +115,7 @@ fn the_shipped_proxy_yaml_compiles_to_what_it_documents() {
 #[test]
 fn a_good_config_compiles() {
     let dir = base();
-    let config = config::parse(GOOD, dir.path(), &no_env).unwrap_or_else(|e| panic!("{e:?}"));
+    let config = config::parse(GOOD, dir.path(), &NO_ENV).unwrap_or_else(|e| panic!("{e:?}"));
     assert_eq!(config.routes.len(), 1);
     assert_eq!(
         config.shutdown.grace_period.as_secs(),
@@ -117,7 +131,7 @@ fn listen_takes_a_list() {
         "listen:\n  - \"127.0.0.1:0\"\n  - \"[::1]:0\"",
     );
     let dir = base();
-    let config = config::parse(&yaml, dir.path(), &no_env).unwrap();
+    let config = config::parse(&yaml, dir.path(), &NO_ENV).unwrap();
     assert_eq!(config.listen.len(), 2);
 }
 
@@ -152,7 +166,7 @@ fn syntax_errors_name_the_key_and_line() {
         ),
     ];
     for (yaml, want, line) in cases {
-        let got = errors(&yaml, &no_env);
+        let got = errors(&yaml, &NO_ENV);
         assert!(got.contains(want), "want {want:?} in {got:?}");
         assert!(
             got.contains(&format!("at line {line} column")),
@@ -231,7 +245,7 @@ fn semantic_errors_name_the_key_and_line() {
         ),
     ];
     for (yaml, want, line) in cases {
-        let got = errors(&yaml, &no_env);
+        let got = errors(&yaml, &NO_ENV);
         assert!(got.contains(want), "want {want:?} in {got:?}");
         assert!(
             got.contains(&format!("at line {line} column")),
@@ -245,7 +259,7 @@ fn all_problems_are_reported_at_once() {
     let yaml = GOOD
         .replace("root: www", "root: nowhere")
         .replace("default_upstream: legacy", "default_upstream: nope");
-    let got = errors(&yaml, &no_env);
+    let got = errors(&yaml, &NO_ENV);
     assert!(
         got.contains("routes[0].root") && got.contains("default_upstream"),
         "{got}"
@@ -255,7 +269,7 @@ fn all_problems_are_reported_at_once() {
 #[test]
 fn a_duplicate_prefix_is_refused() {
     let yaml = format!("{GOOD}  - prefix: /uploads/\n    root: www\n");
-    let got = errors(&yaml, &no_env);
+    let got = errors(&yaml, &NO_ENV);
     assert!(
         got.contains(
             "routes[1].prefix: \"/uploads/\" duplicates another route's prefix at line 24"
@@ -281,16 +295,16 @@ routes:
 #[test]
 fn private_objects_need_credentials() {
     // Private by default: no `access:` means private, which needs credentials.
-    let got = errors(NO_CREDENTIALS, &no_env);
+    let got = errors(NO_CREDENTIALS, &NO_ENV);
     assert!(
-        got.contains("routes[0]: private objects need credentials to presign, but bucket \"media\" has no `credentials:`"),
+        got.contains("routes[0]: private objects need credentials to presign, but bucket \"media\" has no `credentials:` and the AWS provider chain"),
         "{got}"
     );
     let public = NO_CREDENTIALS.replace(
         "    bucket: media\n    rules",
         "    bucket: media\n    access: public\n    rules",
     );
-    let got = errors(&public, &no_env);
+    let got = errors(&public, &NO_ENV);
     assert!(
         got.contains("routes[0].rules[0].access: private objects need credentials"),
         "{got}"
@@ -299,26 +313,81 @@ fn private_objects_need_credentials() {
 }
 
 #[test]
-fn credentials_come_from_the_environment_when_absent() {
-    let env = |name: &str| match name {
-        "AWS_ACCESS_KEY_ID" => Some("AKIDENV".to_owned()),
-        "AWS_SECRET_ACCESS_KEY" => Some("secret".to_owned()),
-        _ => None,
+fn buckets_without_credentials_use_the_provider_chain_once() {
+    let calls = std::cell::Cell::new(0);
+    let chain = || {
+        calls.set(calls.get() + 1);
+        Ok(Keys::new(
+            "AKIDCHAIN",
+            "secret",
+            Some("token".into()),
+            None,
+            "test chain",
+        ))
+    };
+    let env = Environment {
+        var: &no_var,
+        chain: &chain,
     };
     let dir = base();
-    let config =
-        config::parse(NO_CREDENTIALS, dir.path(), &env).unwrap_or_else(|e| panic!("{e:?}"));
+    let yaml = format!("{NO_CREDENTIALS}  - prefix: /more\n    root: www\n    bucket: media\n");
+    let config = config::parse(&yaml, dir.path(), &env).unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(calls.get(), 1, "fetched once for two private routes");
     let (route, _) = config.routes.lookup("/files/a.pdf").unwrap();
-    assert_eq!(
-        route.bucket.as_ref().unwrap().access_key_id(),
-        Some("AKIDENV")
+    let keys = route
+        .bucket
+        .as_ref()
+        .unwrap()
+        .credentials()
+        .current()
+        .unwrap();
+    assert_eq!(keys.access_key_id, "AKIDCHAIN");
+    let chain = config
+        .chain_credentials
+        .expect("the refresher will keep them fresh");
+    assert_eq!(chain.longest_ttl.as_secs(), 300);
+
+    // Public-only routes never ask the chain (on a laptop it would probe instance metadata).
+    let public = NO_CREDENTIALS
+        .replace(
+            "    bucket: media\n    rules",
+            "    bucket: media\n    access: public\n    rules",
+        )
+        .replace("access: private", "access: public");
+    calls.set(0);
+    let config = config::parse(&public, dir.path(), &env).unwrap();
+    assert_eq!(calls.get(), 0);
+    assert!(config.chain_credentials.is_none());
+}
+
+#[test]
+fn explicit_credentials_expand_environment_variables() {
+    let var = |name: &str| (name == "MEDIA_SECRET").then(|| "from-env".to_owned());
+    let env = Environment {
+        var: &var,
+        chain: &no_chain,
+    };
+    let dir = base();
+    let yaml = GOOD.replace(
+        "secret_access_key: \"SK\"",
+        "secret_access_key: \"${MEDIA_SECRET}\"",
+    );
+    config::parse(&yaml, dir.path(), &env).unwrap_or_else(|e| panic!("{e:?}"));
+    let yaml = GOOD.replace(
+        "secret_access_key: \"SK\"",
+        "secret_access_key: \"${NOPE}\"",
+    );
+    let got = errors(&yaml, &env);
+    assert!(
+        got.contains("buckets.media.credentials.secret_access_key: environment variable NOPE is not set at line 13"),
+        "{got}"
     );
 }
 
 #[test]
 fn secrets_never_appear_in_debug_output() {
     let dir = base();
-    let config = config::parse(GOOD, dir.path(), &no_env).unwrap();
+    let config = config::parse(GOOD, dir.path(), &NO_ENV).unwrap();
     let debug = format!("{config:?}");
     assert!(debug.contains("AK"), "the key id may show");
     assert!(!debug.contains("\"SK\""), "the secret must not: {debug}");

@@ -22,8 +22,8 @@ fn a_public_miss_redirects_to_the_object_url() {
     assert_eq!(resp.header("content-length"), Some("0"));
     assert_eq!(
         resp.header("cache-control"),
-        None,
-        "public redirects are not marked private"
+        Some("public, max-age=300"),
+        "public redirects may be cached for redirect_max_age (default 5m)"
     );
     assert!(resp.body.is_empty());
 

@@ -34,8 +34,8 @@ pub fn describe(config: &Config) -> String {
         );
         match (&route.bucket, &route.bucket_name) {
             (Some(bucket), Some(name)) => {
-                let signer = match bucket.access_key_id() {
-                    Some(id) => format!("signs as {id}"),
+                let signer = match bucket.credentials().current() {
+                    Some(keys) => format!("signs as {} from {}", keys.access_key_id, keys.source),
                     None => "no credentials".to_owned(),
                 };
                 let _ = writeln!(
@@ -44,6 +44,14 @@ pub fn describe(config: &Config) -> String {
                     bucket.base_url(),
                     route.key_prefix
                 );
+                if bucket.public_base_url() != bucket.base_url() {
+                    let _ = writeln!(
+                        out,
+                        "  public objects via {}{}",
+                        bucket.public_base_url(),
+                        route.key_prefix
+                    );
+                }
                 let _ = writeln!(out, "  access {}", route.policy.default_access());
                 for (pattern, access) in route.policy.rules() {
                     let _ = writeln!(out, "    {pattern} -> {access}");

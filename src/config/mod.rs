@@ -18,19 +18,23 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_credential_types::Credentials;
-
+use crate::credentials::{self, CredentialCell};
 use crate::docroot::Docroot;
-use crate::policy::{Access, Policy};
+use crate::policy::{Access, Policy, Signing};
 use crate::route::RouteTable;
-use crate::s3::{Bucket, MAX_TTL};
+use crate::s3::{Addressing, Bucket, BucketError, MAX_TTL};
+use crate::sigv4::Keys;
 use locate::Step;
 use raw::{
-    AllowDeny, RawAccess, RawBucket, RawConfig, RawCredentials, RawEncoding, RawRoute, RawUpstream,
+    AllowDeny, RawAccess, RawBucket, RawConfig, RawCredentials, RawDisposition, RawEncoding,
+    RawRoute, RawUpstream,
 };
 
 /// Presigned links live this long unless a route says otherwise.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(300);
+
+/// How long clients and shared caches may keep a public redirect, unless a route says otherwise.
+pub const DEFAULT_REDIRECT_MAX_AGE: Duration = Duration::from_secs(300);
 
 /// The whole, checked configuration the server runs on.
 #[derive(Debug)]
@@ -41,6 +45,15 @@ pub struct Config {
     pub shutdown: Shutdown,
     pub routes: RouteTable<Route>,
     pub default_upstream: Option<Arc<Upstream>>,
+    /// Credentials from the AWS provider chain, when a private route uses them: the background
+    /// refresher keeps them fresh for links up to `longest_ttl`.
+    pub chain_credentials: Option<ChainCredentials>,
+}
+
+#[derive(Debug)]
+pub struct ChainCredentials {
+    pub cell: Arc<CredentialCell>,
+    pub longest_ttl: Duration,
 }
 
 /// How long SIGTERM waits. Pingora's defaults (a 5-minute grace period) are too long for a
@@ -90,6 +103,8 @@ pub struct Route {
     pub cache_control: Option<http::HeaderValue>,
     /// Serve and redirect paths with a segment starting with `.` (`.git`, `.env`).
     pub dotfiles: bool,
+    /// `Cache-Control` of public redirects: `public, max-age=N`.
+    pub redirect_cache_control: http::HeaderValue,
 }
 
 /// A content coding spillway can serve precompressed, and the suffix of its files.
@@ -165,7 +180,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         source,
     })?;
     let base = path.parent().unwrap_or(Path::new("."));
-    parse(&text, base, &|name| std::env::var(name).ok())
+    parse(&text, base, &Environment::process())
         .map(|mut c| {
             c.source = path.to_owned();
             c
@@ -188,18 +203,40 @@ pub enum ParseError {
     Invalid(Vec<Problem>),
 }
 
-/// Parses and compiles YAML text; `env` looks up environment variables (passed in for tests).
-pub fn parse(
-    text: &str,
-    base: &Path,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Config, ParseError> {
+/// What compiling a config may read from outside it; tests pass their own.
+pub struct Environment<'a> {
+    /// Environment variables, for `${VAR}` in credentials.
+    pub var: &'a dyn Fn(&str) -> Option<String>,
+    /// The AWS provider chain. Called at most once, and only when a private route needs a
+    /// bucket without `credentials:`.
+    pub chain: &'a dyn Fn() -> Result<Keys, String>,
+}
+
+fn process_var(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+impl Environment<'static> {
+    /// The real process environment and the real provider chain.
+    pub fn process() -> Environment<'static> {
+        Environment {
+            var: &process_var,
+            chain: &credentials::fetch_from_chain_blocking,
+        }
+    }
+}
+
+/// Parses and compiles YAML text; relative roots resolve against `base`.
+pub fn parse(text: &str, base: &Path, env: &Environment) -> Result<Config, ParseError> {
     let raw: RawConfig = serde_yaml::from_str(text).map_err(ParseError::Syntax)?;
     let mut compiler = Compiler {
         text,
         base,
         env,
         problems: Vec::new(),
+        chain_cell: Arc::default(),
+        chain_buckets: Vec::new(),
+        chain_users: Vec::new(),
     };
     let config = compiler.compile(raw);
     match config {
@@ -211,8 +248,14 @@ pub fn parse(
 struct Compiler<'a> {
     text: &'a str,
     base: &'a Path,
-    env: &'a dyn Fn(&str) -> Option<String>,
+    env: &'a Environment<'a>,
     problems: Vec<Problem>,
+    /// Shared by every bucket without `credentials:`; filled from the chain if needed.
+    chain_cell: Arc<CredentialCell>,
+    /// Names of those buckets.
+    chain_buckets: Vec<String>,
+    /// Private routes and rules that sign with chain credentials: where, and their ttl.
+    chain_users: Vec<(Vec<Step>, String, Duration)>,
 }
 
 fn key(k: &str) -> Step {
@@ -287,6 +330,7 @@ impl Compiler<'_> {
                 );
             }
         }
+        let chain_credentials = self.resolve_chain();
         Some(Config {
             source: PathBuf::new(),
             listen,
@@ -294,6 +338,7 @@ impl Compiler<'_> {
             shutdown,
             routes,
             default_upstream,
+            chain_credentials,
         })
     }
 
@@ -335,41 +380,86 @@ impl Compiler<'_> {
     }
 
     fn bucket(&mut self, name: &str, raw: &RawBucket) -> Option<Bucket> {
+        let at = |field: &str| [key("buckets"), key(name), key(field)];
         let credentials = match &raw.credentials {
-            Some(RawCredentials {
-                access_key_id,
-                secret_access_key,
-                session_token,
-            }) => Some(Credentials::new(
-                access_key_id,
-                secret_access_key,
-                session_token.clone(),
-                None,
-                "proxy.yaml",
-            )),
+            Some(creds) => Arc::new(CredentialCell::with(self.explicit_keys(name, creds)?)),
             None => {
-                let id = (self.env)("AWS_ACCESS_KEY_ID").filter(|v| !v.is_empty());
-                let secret = (self.env)("AWS_SECRET_ACCESS_KEY").filter(|v| !v.is_empty());
-                let token = (self.env)("AWS_SESSION_TOKEN").filter(|v| !v.is_empty());
-                id.zip(secret)
-                    .map(|(id, secret)| Credentials::new(id, secret, token, None, "environment"))
+                self.chain_buckets.push(name.to_owned());
+                Arc::clone(&self.chain_cell)
             }
         };
-        match Bucket::new(
-            &raw.bucket,
-            &raw.region,
-            raw.endpoint.as_deref(),
-            raw.path_style,
-            credentials,
-        ) {
+        let addressing = Addressing {
+            endpoint: raw.endpoint.as_deref(),
+            path_style: raw.path_style,
+            dualstack: raw.dualstack,
+            accelerate: raw.accelerate,
+            public_url: raw.public_url.as_deref(),
+        };
+        match Bucket::new(&raw.bucket, &raw.region, &addressing, credentials) {
             Ok(bucket) => Some(bucket),
             Err(e) => {
                 let field = match e {
-                    crate::s3::BucketError::BadName(_) => "bucket",
-                    crate::s3::BucketError::BadRegion(_) => "region",
-                    crate::s3::BucketError::BadEndpoint(_) => "endpoint",
+                    BucketError::BadName(_) => "bucket",
+                    BucketError::BadRegion(_) => "region",
+                    BucketError::BadEndpoint(_) | BucketError::AwsOnly => "endpoint",
+                    BucketError::BadPublicUrl(_) => "public_url",
+                    BucketError::AccelerateNeedsVirtualHost => "accelerate",
                 };
-                self.problem(&[key("buckets"), key(name), key(field)], e.to_string());
+                self.problem(&at(field), e.to_string());
+                None
+            }
+        }
+    }
+
+    /// Keys written in the YAML, with `${VAR}` expanded from the environment.
+    fn explicit_keys(&mut self, bucket: &str, raw: &RawCredentials) -> Option<Keys> {
+        let mut expand = |field: &str, value: &str| {
+            let at = [key("buckets"), key(bucket), key("credentials"), key(field)];
+            match credentials::expand(value, self.env.var) {
+                Ok(v) if v.is_empty() => {
+                    self.problem(&at, "is empty");
+                    None
+                }
+                Ok(v) => Some(v),
+                Err(e) => {
+                    self.problem(&at, e);
+                    None
+                }
+            }
+        };
+        let id = expand("access_key_id", &raw.access_key_id);
+        let secret = expand("secret_access_key", &raw.secret_access_key);
+        let token = match &raw.session_token {
+            Some(t) => Some(expand("session_token", t)?),
+            None => None,
+        };
+        Some(Keys::new(id?, secret?, token, None, "proxy.yaml"))
+    }
+
+    /// Fetches chain credentials if a private route needs them; reports each route that cannot
+    /// sign otherwise.
+    fn resolve_chain(&mut self) -> Option<ChainCredentials> {
+        if self.chain_users.is_empty() {
+            return None;
+        }
+        match (self.env.chain)() {
+            Ok(keys) => {
+                self.chain_cell.set(keys);
+                let longest_ttl = self.chain_users.iter().map(|(_, _, ttl)| *ttl).max()?;
+                Some(ChainCredentials {
+                    cell: Arc::clone(&self.chain_cell),
+                    longest_ttl,
+                })
+            }
+            Err(e) => {
+                for (at, bucket, _) in std::mem::take(&mut self.chain_users) {
+                    self.problem(
+                        &at,
+                        format!(
+                            "private objects need credentials to presign, but bucket {bucket:?} has no `credentials:` and the AWS provider chain (environment, profile, web identity, container, instance metadata) found none: {e}"
+                        ),
+                    );
+                }
                 None
             }
         }
@@ -419,47 +509,63 @@ impl Compiler<'_> {
                 "must not start with '/' (S3 keys have no leading slash)",
             );
         }
-        let route_ttl = self.ttl(&field("ttl"), raw.ttl);
-        let access = |a: RawAccess, ttl: Duration| match a {
+        let route_signing = self.signing(
+            at,
+            raw.ttl,
+            raw.sign_window,
+            raw.content_disposition,
+            Signing::with_ttl(DEFAULT_TTL),
+        );
+        let access = |a: RawAccess, signing: Signing| match a {
             RawAccess::Public => Access::Public,
-            RawAccess::Private => Access::Private { ttl },
+            RawAccess::Private => Access::Private(signing),
         };
         // Private by default: forgetting `access:` must never publish an object.
-        let default = access(raw.access.unwrap_or(RawAccess::Private), route_ttl);
+        let default = access(raw.access.unwrap_or(RawAccess::Private), route_signing);
         let mut policy = Policy::new(default);
-        // Where to point if a private object cannot be signed: the `access:` that made it
-        // private, or the route itself when private came from the default.
+        // Where to point if a private object cannot be signed (the `access:` that made it
+        // private, or the route itself when private came from the default), and the longest
+        // link the credentials must cover.
         let mut private_at = (default != Access::Public).then(|| match raw.access {
             Some(_) => field("access"),
             None => at.to_vec(),
         });
+        let mut longest_ttl = route_signing.ttl;
         for (i, rule) in raw.rules.iter().enumerate() {
             let rule_at = [at, &[key("rules"), Step::Index(i)]].concat();
-            let ttl = match rule.ttl {
-                Some(_) => self.ttl(&[rule_at.as_slice(), &[key("ttl")]].concat(), rule.ttl),
-                None => route_ttl,
-            };
-            if rule.access == RawAccess::Private && private_at.is_none() {
-                private_at = Some([rule_at.as_slice(), &[key("access")]].concat());
+            let signing = self.signing(
+                &rule_at,
+                rule.ttl,
+                rule.sign_window,
+                rule.content_disposition,
+                route_signing,
+            );
+            if rule.access == RawAccess::Private {
+                longest_ttl = longest_ttl.max(signing.ttl);
+                if private_at.is_none() {
+                    private_at = Some([rule_at.as_slice(), &[key("access")]].concat());
+                }
             }
-            if let Err(e) = policy.add_rule(&rule.pattern, access(rule.access, ttl)) {
+            if let Err(e) = policy.add_rule(&rule.pattern, access(rule.access, signing)) {
                 self.problem(
                     &[rule_at.as_slice(), &[key("match")]].concat(),
                     e.to_string(),
                 );
             }
         }
-        if let (Some(b), Some(private_at)) = (&bucket, private_at) {
-            if !b.can_sign() {
-                self.problem(
-                    &private_at,
-                    format!(
-                        "private objects need credentials to presign, but bucket {:?} has no `credentials:` and AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY are not set",
-                        raw.bucket.as_deref().unwrap_or_default()
-                    ),
-                );
+        if let (Some(name), Some(private_at)) = (raw.bucket.as_deref(), private_at) {
+            if self.chain_buckets.iter().any(|b| b == name) {
+                self.chain_users
+                    .push((private_at, name.to_owned(), longest_ttl));
             }
         }
+        let max_age = raw
+            .redirect_max_age
+            .unwrap_or(DEFAULT_REDIRECT_MAX_AGE)
+            .as_secs();
+        let redirect_cache_control =
+            http::HeaderValue::from_str(&format!("public, max-age={max_age}"))
+                .unwrap_or(http::HeaderValue::from_static("public"));
         for (i, name) in raw.index.iter().enumerate() {
             if name.is_empty() || name.contains('/') || name.starts_with('.') {
                 self.problem(
@@ -495,7 +601,49 @@ impl Compiler<'_> {
             precompressed,
             cache_control,
             dotfiles: raw.dotfiles == Some(AllowDeny::Allow),
+            redirect_cache_control,
         })
+    }
+
+    /// How a route or rule signs: its own settings over `inherited` ones.
+    fn signing(
+        &mut self,
+        at: &[Step],
+        ttl: Option<Duration>,
+        window: Option<Duration>,
+        disposition: Option<RawDisposition>,
+        inherited: Signing,
+    ) -> Signing {
+        let field = |k: &str| [at, &[key(k)]].concat();
+        let ttl = match ttl {
+            Some(_) => self.ttl(&field("ttl"), ttl),
+            None => inherited.ttl,
+        };
+        let explicit_window = window.is_some();
+        let window = window.or(inherited.window);
+        if let Some(w) = window {
+            if w < Duration::from_secs(1) || w >= ttl {
+                let at = if explicit_window {
+                    field("sign_window")
+                } else {
+                    field("ttl")
+                };
+                self.problem(
+                    &at,
+                    format!(
+                        "sign_window ({}) must be at least 1s and shorter than the ttl ({}): links are valid for ttl − sign_window at least",
+                        humantime::format_duration(w),
+                        humantime::format_duration(ttl)
+                    ),
+                );
+            }
+        }
+        Signing {
+            ttl,
+            window,
+            attachment: disposition
+                .map_or(inherited.attachment, |d| d == RawDisposition::Attachment),
+        }
     }
 
     fn ttl(&mut self, at: &[Step], ttl: Option<Duration>) -> Duration {

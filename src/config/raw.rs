@@ -63,6 +63,12 @@ pub struct RawBucket {
     pub path_style: Option<bool>,
     #[serde(default)]
     pub credentials: Option<RawCredentials>,
+    #[serde(default)]
+    pub public_url: Option<String>,
+    #[serde(default)]
+    pub dualstack: bool,
+    #[serde(default)]
+    pub accelerate: bool,
 }
 
 #[derive(Deserialize)]
@@ -96,6 +102,12 @@ pub struct RawRoute {
     pub access: Option<RawAccess>,
     #[serde(default, with = "opt_duration")]
     pub ttl: Option<Duration>,
+    #[serde(default, with = "opt_duration")]
+    pub sign_window: Option<Duration>,
+    #[serde(default)]
+    pub content_disposition: Option<RawDisposition>,
+    #[serde(default, with = "opt_duration")]
+    pub redirect_max_age: Option<Duration>,
     #[serde(default)]
     pub rules: Vec<RawRule>,
     #[serde(default)]
@@ -133,6 +145,18 @@ pub struct RawRule {
     pub access: RawAccess,
     #[serde(default, with = "opt_duration")]
     pub ttl: Option<Duration>,
+    #[serde(default, with = "opt_duration")]
+    pub sign_window: Option<Duration>,
+    #[serde(default)]
+    pub content_disposition: Option<RawDisposition>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawDisposition {
+    /// S3's own default; lets a rule undo a route's `attachment`.
+    Inline,
+    Attachment,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
