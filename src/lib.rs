@@ -7,6 +7,7 @@ pub mod config;
 pub mod credentials;
 pub mod decide;
 pub mod docroot;
+pub mod explain;
 pub mod negotiate;
 pub mod path;
 pub mod policy;

@@ -22,9 +22,28 @@ enum Command {
     Run(ConfigArg),
     /// Validate the config and print the compiled routes; exits non-zero on any error.
     Check(ConfigArg),
+    /// Print what the server would do with one request, computed by the same code it runs.
+    Explain(ExplainArgs),
 }
 
-#[derive(clap::Args, Default)]
+#[derive(clap::Args)]
+struct ExplainArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// The request method.
+    #[arg(long, default_value = "GET", value_parser = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"])]
+    method: String,
+    /// Sign as of this moment (RFC 3339, e.g. 2026-01-01T00:00:00Z) to reproduce a URL.
+    #[arg(long, value_parser = humantime::parse_rfc3339_weak)]
+    at: Option<std::time::SystemTime>,
+    /// One JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+    /// The request path as a client sends it, percent-encoded, e.g. /uploads/a%20b.jpg
+    path: String,
+}
+
+#[derive(clap::Args)]
 struct ConfigArg {
     /// The configuration file.
     #[arg(long, short, default_value = "proxy.yaml")]
@@ -47,6 +66,7 @@ fn main() -> ExitCode {
         }),
         Some(Command::Run(arg)) => run(arg),
         Some(Command::Check(arg)) => check(arg),
+        Some(Command::Explain(args)) => explain(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -66,5 +86,18 @@ fn run(arg: ConfigArg) -> anyhow::Result<()> {
 fn check(arg: ConfigArg) -> anyhow::Result<()> {
     let config = spillway::config::load(&arg.config)?;
     print!("{}", spillway::config::describe(&config));
+    Ok(())
+}
+
+fn explain(args: ExplainArgs) -> anyhow::Result<()> {
+    let config = spillway::config::load(&args.config.config)?;
+    let method: http::Method = args.method.parse()?;
+    let now = args.at.unwrap_or_else(std::time::SystemTime::now);
+    let explanation = spillway::explain::explain(&config, &method, &args.path, now);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&explanation)?);
+    } else {
+        print!("{}", explanation.to_text());
+    }
     Ok(())
 }

@@ -164,3 +164,87 @@ fn sigint_stops_at_once() {
     let (took, logs) = stop_with("-INT");
     assert!(took < Duration::from_secs(3), "took {took:?}:\n{logs}");
 }
+
+/// `2026-11-23T09:15:00Z` from an `X-Amz-Date` of `20261123T091500Z`.
+fn rfc3339_of_amz_date(location: &str) -> String {
+    let stamp = location
+        .split("X-Amz-Date=")
+        .nth(1)
+        .and_then(|rest| rest.get(..16))
+        .expect("X-Amz-Date in the Location");
+    format!(
+        "{}-{}-{}T{}:{}:{}Z",
+        &stamp[0..4],
+        &stamp[4..6],
+        &stamp[6..8],
+        &stamp[9..11],
+        &stamp[11..13],
+        &stamp[13..15]
+    )
+}
+
+#[test]
+fn explain_reproduces_the_servers_location_exactly() {
+    let stack = support::Stack::start();
+    let config = stack.proxy.config_path();
+    let config = config.to_str().unwrap();
+    for (method, target) in [
+        ("GET", "/uploads/reports/Q1%20(final)%2B.pdf"),
+        ("HEAD", "/uploads/caf%C3%A9.txt"),
+    ] {
+        let resp = support::request(stack.port(), method, target, &[], b"");
+        assert_eq!(resp.status, 302);
+        let served = resp.header("location").unwrap();
+        let at = rfc3339_of_amz_date(served);
+        let out = run_cli(&[
+            "explain", "--config", config, "--method", method, "--at", &at, "--json", target,
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let json: serde_json::Value =
+            serde_json::from_slice(&out.stdout).expect("explain --json prints JSON");
+        assert_eq!(json["location"].as_str(), Some(served), "{method} {target}");
+        assert_eq!(json["outcome"], "redirect");
+        assert_eq!(json["status"], 302);
+        assert_eq!(json["access"], "private");
+        assert_eq!(json["route"], "/uploads");
+        assert_eq!(json["cache_control"].as_str(), resp.header("cache-control"));
+        assert!(json["key"].as_str().unwrap().starts_with("uploads/"));
+        assert_eq!(json["exists"], false);
+    }
+}
+
+#[test]
+fn explain_names_every_outcome() {
+    let stack = support::Stack::start();
+    stack.put_local("uploads", "here.txt", b"x");
+    let config = stack.proxy.config_path();
+    let config = config.to_str().unwrap();
+    let cases = [
+        ("GET", "/uploads/here.txt", "serve", Some(200)),
+        ("GET", "/uploads/avatars/me.png", "redirect", Some(302)),
+        ("POST", "/uploads/here.txt", "upstream", None),
+        ("GET", "/forum/index.php", "upstream", None),
+        ("GET", "/uploads/a%2fb", "reject", Some(400)),
+        ("GET", "/static/missing.css", "reject", Some(404)),
+    ];
+    for (method, target, outcome, status) in cases {
+        let out = run_cli(&[
+            "explain", "--config", config, "--method", method, "--json", target,
+        ]);
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(json["outcome"], outcome, "{method} {target}");
+        assert_eq!(
+            json["status"].as_u64().map(|s| s as u16),
+            status,
+            "{method} {target}"
+        );
+        // The text form says the same.
+        let text = run_cli(&["explain", "--config", config, "--method", method, target]);
+        let text = String::from_utf8_lossy(&text.stdout);
+        assert!(text.contains(&format!("outcome       {outcome}")), "{text}");
+    }
+}

@@ -1,0 +1,178 @@
+//! `spillway explain`: what the server would do with one request, from the same `decide`.
+
+use std::fmt::Write as _;
+use std::time::SystemTime;
+
+use http::{HeaderMap, Method};
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::decide::{decide, Decision, Request};
+use crate::docroot::Io;
+use crate::policy::Access;
+
+/// Everything `explain` reports. Field names are the `--json` interface.
+#[derive(Debug, Serialize)]
+pub struct Explanation {
+    pub method: String,
+    pub path: String,
+    /// The matching route's prefix, if any.
+    pub route: Option<String>,
+    /// The canonical path relative to the route.
+    pub relative: Option<String>,
+    /// The file looked for under the route's root.
+    pub file: Option<String>,
+    pub exists: bool,
+    /// The policy rule that decided the access (`None`: the route default).
+    pub rule: Option<String>,
+    /// `public` or `private`, for misses that go to a bucket.
+    pub access: Option<&'static str>,
+    /// The S3 key, for routes with a bucket.
+    pub key: Option<String>,
+    /// `serve`, `redirect`, `upstream` or `reject`.
+    pub outcome: &'static str,
+    /// The status spillway answers with (`None` for upstream: the upstream decides).
+    pub status: Option<u16>,
+    pub location: Option<String>,
+    pub cache_control: Option<String>,
+    /// Why a request is rejected.
+    pub reason: Option<String>,
+    /// The upstream, as `name (address)`.
+    pub upstream: Option<String>,
+}
+
+/// Explains `method target` (`target` may carry a query) as of `now`.
+pub fn explain(config: &Config, method: &Method, target: &str, now: SystemTime) -> Explanation {
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (target, None),
+    };
+    let headers = HeaderMap::new();
+    let request = Request {
+        method,
+        path,
+        query,
+        headers: &headers,
+    };
+    let decided = decide(config, &request, now, Io::MayBlock);
+    let route = decided.route;
+    let relative = decided.relative.as_deref();
+    let mut e = Explanation {
+        method: method.to_string(),
+        path: target.to_owned(),
+        route: route.map(|r| {
+            if r.prefix.is_empty() {
+                "/".into()
+            } else {
+                r.prefix.clone()
+            }
+        }),
+        relative: relative.map(str::to_owned),
+        file: route
+            .zip(relative)
+            .map(|(r, rel)| r.docroot.path().join(rel).display().to_string()),
+        exists: false,
+        rule: None,
+        access: None,
+        key: route
+            .filter(|r| r.bucket.is_some())
+            .zip(relative)
+            .map(|(r, rel)| format!("{}{rel}", r.key_prefix)),
+        outcome: "reject",
+        status: None,
+        location: None,
+        cache_control: None,
+        reason: None,
+        upstream: None,
+    };
+    match decided.decision {
+        Decision::Serve(local) => {
+            e.outcome = "serve";
+            e.status = Some(200);
+            e.exists = true;
+            e.cache_control = local
+                .route
+                .cache_control
+                .as_ref()
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+        }
+        Decision::AddSlash(location) => {
+            e.outcome = "redirect";
+            e.status = Some(301);
+            e.exists = true;
+            e.location = Some(location);
+        }
+        Decision::Redirect(redirect) => {
+            e.outcome = "redirect";
+            e.status = Some(302);
+            e.access = Some(match redirect.verdict.access {
+                Access::Public => "public",
+                Access::Private(_) => "private",
+            });
+            e.rule = route
+                .zip(redirect.verdict.rule)
+                .and_then(|(r, i)| r.policy.rules().nth(i))
+                .map(|(pattern, _)| pattern.to_owned());
+            e.cache_control = redirect
+                .cache_control
+                .header_value()
+                .to_str()
+                .ok()
+                .map(str::to_owned);
+            e.location = Some(redirect.location);
+        }
+        Decision::Upstream(upstream) => {
+            e.outcome = "upstream";
+            e.upstream = Some(format!("{} ({})", upstream.name, upstream.address));
+        }
+        Decision::Reject(reject) => {
+            e.status = Some(reject.status());
+            e.reason = Some(reject.to_string());
+        }
+        Decision::Uncached(_) => {
+            e.status = Some(500);
+            e.reason = Some("lookup did not complete".into());
+        }
+    }
+    e
+}
+
+impl Explanation {
+    /// The human form: one `name: value` line per known field.
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        let mut line = |name: &str, value: Option<&str>| {
+            if let Some(value) = value {
+                let _ = writeln!(out, "{name:<14}{value}");
+            }
+        };
+        line("request", Some(&format!("{} {}", self.method, self.path)));
+        line("route", Some(self.route.as_deref().unwrap_or("(none)")));
+        line("relative", self.relative.as_deref());
+        if let Some(file) = &self.file {
+            line(
+                "file",
+                Some(&format!(
+                    "{file} ({})",
+                    if self.exists { "exists" } else { "missing" }
+                )),
+            );
+        }
+        line(
+            "rule",
+            self.rule
+                .as_deref()
+                .or(self.access.map(|_| "(route default)")),
+        );
+        line("access", self.access);
+        line("key", self.key.as_deref());
+        line("outcome", Some(self.outcome));
+        line("status", self.status.map(|s| s.to_string()).as_deref());
+        line("location", self.location.as_deref());
+        line("cache-control", self.cache_control.as_deref());
+        line("reason", self.reason.as_deref());
+        line("upstream", self.upstream.as_deref());
+        out
+    }
+}
