@@ -9,12 +9,23 @@ use spillway::config;
 use spillway::decide::{decide, Request};
 use spillway::docroot::Io;
 use spillway::path::decode_relative;
+use spillway::policy::{Access, Policy};
+use spillway::route::RouteTable;
+use spillway::sigv4::{self, Keys, Presign};
+
+use aws_credential_types::Credentials;
+use aws_sigv4::http_request::{
+    sign, PercentEncodingMode, SignableBody, SignableRequest, SignatureLocation, SigningSettings,
+    UriPathNormalizationMode,
+};
+use aws_sigv4::sign::v4;
+use aws_smithy_runtime_api::client::identity::Identity;
 
 fn no_var(_: &str) -> Option<String> {
     None
 }
 
-fn no_chain() -> Result<spillway::sigv4::Keys, String> {
+fn no_chain(_region: &str) -> Result<spillway::sigv4::Keys, String> {
     Err("not used".into())
 }
 
@@ -45,6 +56,83 @@ fn bench(c: &mut Criterion) {
     std::fs::write(dir.path().join("www/hit.txt"), [b'x'; 1024]).unwrap();
     let config = config::parse(CONFIG, dir.path(), &NO_ENV).unwrap();
     let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+
+    let keys = Keys::new(
+        "AKIDEXAMPLE",
+        "secret",
+        Some("session-token".into()),
+        None,
+        "bench",
+    );
+    let presign = Presign {
+        method: "GET",
+        origin: "https://media.s3.us-east-1.amazonaws.com",
+        host: "media.s3.us-east-1.amazonaws.com",
+        path: "/uploads/private/2024/report%20Q1.pdf",
+        extra_query: &[],
+        region: "us-east-1",
+        time: now,
+        expires: Duration::from_secs(300),
+    };
+    c.bench_function("presign/spillway sigv4 (cached signing key)", |b| {
+        b.iter(|| sigv4::presign(&keys, black_box(&presign)))
+    });
+    let identity: Identity = Credentials::new(
+        "AKIDEXAMPLE",
+        "secret",
+        Some("session-token".into()),
+        None,
+        "bench",
+    )
+    .into();
+    c.bench_function("presign/aws-sigv4 http_request::sign", |b| {
+        b.iter(|| {
+            let mut settings = SigningSettings::default();
+            settings.percent_encoding_mode = PercentEncodingMode::Single;
+            settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
+            settings.signature_location = SignatureLocation::QueryParams;
+            settings.expires_in = Some(Duration::from_secs(300));
+            let params = v4::SigningParams::builder()
+                .identity(&identity)
+                .region("us-east-1")
+                .name("s3")
+                .time(now)
+                .settings(settings)
+                .build()
+                .unwrap()
+                .into();
+            let url =
+                "https://media.s3.us-east-1.amazonaws.com/uploads/private/2024/report%20Q1.pdf";
+            let request = SignableRequest::new(
+                "GET",
+                url,
+                std::iter::empty(),
+                SignableBody::UnsignedPayload,
+            )
+            .unwrap();
+            sign(request, &params).unwrap()
+        })
+    });
+
+    for count in [1usize, 100] {
+        let mut table = RouteTable::default();
+        for i in 0..count {
+            table.insert(&format!("/section{i}/files"), i).unwrap();
+        }
+        let last = format!("/section{}/files/a/b/c.png", count - 1);
+        c.bench_function(&format!("route/lookup over {count} routes (last)"), |b| {
+            b.iter(|| table.lookup(black_box(&last)))
+        });
+    }
+    let mut policy = Policy::new(Access::Public);
+    for i in 0..50 {
+        policy
+            .add_rule(&format!("private/{i}/**/*.pdf"), Access::Public)
+            .unwrap();
+    }
+    c.bench_function("policy/50 rules, no match", |b| {
+        b.iter(|| policy.evaluate(black_box("public/2024/06/photo-12345.jpg")))
+    });
 
     c.bench_function("path/decode plain", |b| {
         b.iter(|| decode_relative(black_box("/avatars/2024/06/user-12345.png")))

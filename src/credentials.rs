@@ -56,9 +56,15 @@ impl CredentialCell {
     }
 }
 
-/// Fetches credentials from the AWS default provider chain.
-pub async fn fetch_from_chain() -> Result<Keys, String> {
+/// Fetches credentials from the AWS default provider chain. `region` is used for the chain's
+/// own calls (STS for web identity) unless AWS_REGION says otherwise; without one the chain
+/// would first ask instance metadata for a region.
+pub async fn fetch_from_chain(region: &str) -> Result<Keys, String> {
+    let region = std::env::var("AWS_REGION")
+        .or_else(|_| std::env::var("AWS_DEFAULT_REGION"))
+        .unwrap_or_else(|_| region.to_owned());
     let chain = aws_config::default_provider::credentials::DefaultCredentialsChain::builder()
+        .region(aws_config::Region::new(region))
         .build()
         .await;
     let creds = chain
@@ -88,13 +94,13 @@ fn aws_smithy_types_error_text(e: &dyn std::error::Error) -> String {
 }
 
 /// Fetches from the chain from synchronous code (config loading, before the server starts).
-pub fn fetch_from_chain_blocking() -> Result<Keys, String> {
+pub fn fetch_from_chain_blocking(region: &str) -> Result<Keys, String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start a runtime to fetch credentials: {e}"))?;
     runtime.block_on(async {
-        tokio::time::timeout(Duration::from_secs(15), fetch_from_chain())
+        tokio::time::timeout(Duration::from_secs(15), fetch_from_chain(region))
             .await
             .unwrap_or_else(|_| Err("timed out after 15s".to_owned()))
     })
@@ -110,6 +116,8 @@ pub fn refresh_due(expiry: SystemTime, longest_ttl: Duration) -> SystemTime {
 /// A Pingora background service that keeps chain credentials fresh.
 pub struct Refresher {
     pub cell: Arc<CredentialCell>,
+    /// For the chain's own calls; see `fetch_from_chain`.
+    pub region: String,
     /// The longest presigned-link lifetime any route asks of these credentials.
     pub longest_ttl: Duration,
 }
@@ -126,7 +134,7 @@ impl Refresher {
     }
 
     async fn refresh(&self) -> Option<Duration> {
-        match fetch_from_chain().await {
+        match fetch_from_chain(&self.region).await {
             Ok(keys) => {
                 tracing::info!(access_key_id = %keys.access_key_id, expiry = ?keys.expiry, "credentials refreshed");
                 self.cell.set(keys);

@@ -326,7 +326,8 @@ fn miss<'c>(route: &Route, method: &Method, relative: &str, now: SystemTime) -> 
             cache_control: CacheControl::Public(route.redirect_cache_control.clone()),
         },
         Access::Private(signing) => {
-            let signed_at = signing.window.map_or(now, |w| window_start(now, w));
+            // Whole seconds, as X-Amz-Date has them, so `expires_at` is exactly S3's view.
+            let signed_at = window_start(now, signing.window.unwrap_or(Duration::from_secs(1)));
             let signed = match bucket.presign(
                 method.as_str(),
                 &route.key_prefix,

@@ -69,6 +69,8 @@ pub enum BucketError {
     AccelerateNeedsVirtualHost,
     #[error("dualstack and accelerate apply to AWS only, not to a custom endpoint")]
     AwsOnly,
+    #[error("virtual-hosted addressing (path_style: false) needs an endpoint with a host name, not an IP address")]
+    VirtualHostNeedsName,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -148,11 +150,17 @@ impl Bucket {
                     .filter(|(_, _, path)| path.is_empty())
                     .map(|(s, a, _)| (s, a))
                     .ok_or_else(|| BucketError::BadEndpoint(endpoint.to_owned()))?;
-                (
-                    scheme,
-                    authority.to_owned(),
-                    addressing.path_style.unwrap_or(true),
-                )
+                let path_style = addressing.path_style.unwrap_or(true);
+                // The host without its port (an IPv6 literal keeps its brackets).
+                let host = match authority.rsplit_once(':') {
+                    Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+                    _ => authority,
+                };
+                let is_ip = host.parse::<std::net::IpAddr>().is_ok() || host.starts_with('[');
+                if !path_style && is_ip {
+                    return Err(BucketError::VirtualHostNeedsName);
+                }
+                (scheme, authority.to_owned(), path_style)
             }
         };
         let (authority, path_prefix) = if path_style {
@@ -293,6 +301,10 @@ impl Bucket {
 /// `filename`, the exact UTF-8 name in `filename*` (RFC 5987); then encoded as a query value.
 fn content_disposition(relative: &str) -> String {
     let name = relative.rsplit('/').next().unwrap_or_default();
+    if name.is_empty() {
+        // A key ending in `/` names no file: let the browser choose.
+        return "attachment".to_owned();
+    }
     let fallback: String = name
         .chars()
         .map(|c| {
@@ -506,6 +518,15 @@ mod tests {
             bucket("media", accelerate_path).unwrap_err(),
             BucketError::AccelerateNeedsVirtualHost
         );
+        let ip_virtual = Addressing {
+            endpoint: Some("http://127.0.0.1:9000"),
+            path_style: Some(false),
+            ..Addressing::default()
+        };
+        assert_eq!(
+            bucket("media", ip_virtual).unwrap_err(),
+            BucketError::VirtualHostNeedsName
+        );
         let custom_dual = Addressing {
             endpoint: Some("http://x"),
             dualstack: true,
@@ -645,5 +666,6 @@ mod tests {
             "attachment; filename=\"R_sum_ _final_.pdf\"; filename*=UTF-8''R%C3%A9sum%C3%A9%20%22final%22.pdf"
         );
         assert!(!content_disposition("a b").contains(' '), "query-encoded");
+        assert_eq!(header("dir/"), "attachment", "no file name to give");
     }
 }

@@ -59,6 +59,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
     if let Some(chain) = &config.chain_credentials {
         let refresher = Refresher {
             cell: Arc::clone(&chain.cell),
+            region: chain.region.clone(),
             longest_ttl: chain.longest_ttl,
         };
         server.add_service(background_service("credential refresher", refresher));

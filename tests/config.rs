@@ -10,7 +10,7 @@ fn no_var(_: &str) -> Option<String> {
     None
 }
 
-fn no_chain() -> Result<Keys, String> {
+fn no_chain(_region: &str) -> Result<Keys, String> {
     Err("no credentials in this test".to_owned())
 }
 
@@ -315,7 +315,7 @@ fn private_objects_need_credentials() {
 #[test]
 fn buckets_without_credentials_use_the_provider_chain_once() {
     let calls = std::cell::Cell::new(0);
-    let chain = || {
+    let chain = |_region: &str| {
         calls.set(calls.get() + 1);
         Ok(Keys::new(
             "AKIDCHAIN",

@@ -28,6 +28,9 @@
 #   SKIP_BUILD=1       use the existing target/release/spillway
 #   SKIP_INSTALL=1     never call apt-get (fail if nginx or wrk is missing)
 
+# The whole script is one brace group: bash parses it completely before running it, so editing
+# this file during a run cannot change the run.
+{
 set -Eeuo pipefail
 
 DURATION=${DURATION:-7s}
@@ -107,16 +110,17 @@ stop_pid() { # pid signal
     if kill -0 "$pid" 2>/dev/null; then
         log "pid $pid did not stop on SIG$sig; SIGKILL"
         kill -KILL "$pid" 2>/dev/null || true
+        # its children (nginx workers) survive a SIGKILLed master
+        for c in $children; do
+            kill -KILL "$c" 2>/dev/null || true
+        done
     fi
-    for c in $children; do
-        kill -0 "$c" 2>/dev/null && kill -KILL "$c" 2>/dev/null || true
-    done
     wait "$pid" 2>/dev/null || true
 }
 
 cleanup() {
     local rc=$?
-    trap - EXIT INT TERM
+    trap - EXIT INT TERM ERR
     set +e
     local i
     for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
@@ -582,3 +586,5 @@ printf '\n%s\n' "$REPORT"
 mkdir -p "$OUT_DIR"
 printf '%s' "$REPORT" >"$OUT_DIR/results.md"
 log "written: $OUT_DIR/results.md (raw wrk output and logs: $RAW_DIR)"
+exit 0
+}

@@ -54,6 +54,8 @@ pub struct Config {
 pub struct ChainCredentials {
     pub cell: Arc<CredentialCell>,
     pub longest_ttl: Duration,
+    /// For the chain's own calls (STS).
+    pub region: String,
 }
 
 /// How long SIGTERM waits. Pingora's defaults (a 5-minute grace period) are too long for a
@@ -209,7 +211,9 @@ pub struct Environment<'a> {
     pub var: &'a dyn Fn(&str) -> Option<String>,
     /// The AWS provider chain. Called at most once, and only when a private route needs a
     /// bucket without `credentials:`.
-    pub chain: &'a dyn Fn() -> Result<Keys, String>,
+    /// The argument is a region to use for the chain's own calls (STS), so it need not ask
+    /// instance metadata for one.
+    pub chain: &'a dyn Fn(&str) -> Result<Keys, String>,
 }
 
 fn process_var(name: &str) -> Option<String> {
@@ -237,6 +241,7 @@ pub fn parse(text: &str, base: &Path, env: &Environment) -> Result<Config, Parse
         chain_cell: Arc::default(),
         chain_buckets: Vec::new(),
         chain_users: Vec::new(),
+        chain_region: String::new(),
     };
     let config = compiler.compile(raw);
     match config {
@@ -256,6 +261,8 @@ struct Compiler<'a> {
     chain_buckets: Vec<String>,
     /// Private routes and rules that sign with chain credentials: where, and their ttl.
     chain_users: Vec<(Vec<Step>, String, Duration)>,
+    /// The region of the first bucket using the chain.
+    chain_region: String,
 }
 
 fn key(k: &str) -> Step {
@@ -385,6 +392,9 @@ impl Compiler<'_> {
             Some(creds) => Arc::new(CredentialCell::with(self.explicit_keys(name, creds)?)),
             None => {
                 self.chain_buckets.push(name.to_owned());
+                if self.chain_region.is_empty() {
+                    self.chain_region = raw.region.clone();
+                }
                 Arc::clone(&self.chain_cell)
             }
         };
@@ -402,6 +412,7 @@ impl Compiler<'_> {
                     BucketError::BadName(_) => "bucket",
                     BucketError::BadRegion(_) => "region",
                     BucketError::BadEndpoint(_) | BucketError::AwsOnly => "endpoint",
+                    BucketError::VirtualHostNeedsName => "path_style",
                     BucketError::BadPublicUrl(_) => "public_url",
                     BucketError::AccelerateNeedsVirtualHost => "accelerate",
                 };
@@ -442,13 +453,14 @@ impl Compiler<'_> {
         if self.chain_users.is_empty() {
             return None;
         }
-        match (self.env.chain)() {
+        match (self.env.chain)(&self.chain_region) {
             Ok(keys) => {
                 self.chain_cell.set(keys);
                 let longest_ttl = self.chain_users.iter().map(|(_, _, ttl)| *ttl).max()?;
                 Some(ChainCredentials {
                     cell: Arc::clone(&self.chain_cell),
                     longest_ttl,
+                    region: self.chain_region.clone(),
                 })
             }
             Err(e) => {

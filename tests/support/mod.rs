@@ -1010,7 +1010,25 @@ fn listen_port(yaml: &str) -> u16 {
 /// Run the binary once (e.g. `["check", "--config", path]`) and collect its
 /// output. Panics if it runs longer than 30 s so a hang fails the test.
 pub fn run_cli(args: &[&str]) -> Output {
-    let mut child = Command::new(SPILLWAY_BIN)
+    run_cli_cmd(args, Command::new(SPILLWAY_BIN))
+}
+
+/// [`run_cli`] with a controlled AWS environment: every inherited `AWS_*`
+/// variable is removed, so the AWS provider chain sees only what `env` sets
+/// (e.g. `HOME`, `AWS_SHARED_CREDENTIALS_FILE`, `AWS_EC2_METADATA_DISABLED`).
+pub fn run_cli_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(SPILLWAY_BIN);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("AWS_") {
+            cmd.env_remove(name);
+        }
+    }
+    cmd.envs(env.iter().copied());
+    run_cli_cmd(args, cmd)
+}
+
+fn run_cli_cmd(args: &[&str], mut cmd: Command) -> Output {
+    let mut child = cmd
         .args(args)
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
