@@ -11,8 +11,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::header::{
     ACCEPT_RANGES, ALLOW, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_RANGE,
-    CONTENT_TYPE, ETAG, LAST_MODIFIED, LOCATION, VARY, X_CONTENT_TYPE_OPTIONS,
+    CONTENT_TYPE, ETAG, LAST_MODIFIED, LOCATION, RETRY_AFTER, VARY, X_CONTENT_TYPE_OPTIONS,
 };
+use http::HeaderValue;
 use http::Method;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
@@ -92,10 +93,15 @@ pub async fn reject(session: &mut Session, reject: &Reject) -> Result<()> {
         .unwrap_or("Error");
     let body = Bytes::from(format!("{status} {reason}\n"));
     let mut resp = head(status, body.len() as u64)?;
-    resp.insert_header(CONTENT_TYPE, "text/plain; charset=utf-8")?;
+    resp.insert_header(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    )?;
     match reject {
-        Reject::MethodNotAllowed => resp.insert_header(ALLOW, "GET, HEAD")?,
-        Reject::Sign(_) => resp.insert_header("retry-after", "5")?,
+        Reject::MethodNotAllowed => {
+            resp.insert_header(ALLOW, HeaderValue::from_static("GET, HEAD"))?
+        }
+        Reject::Sign(_) => resp.insert_header(RETRY_AFTER, HeaderValue::from_static("5"))?,
         _ => {}
     }
     send(session, resp, Some(body)).await
@@ -128,10 +134,11 @@ pub async fn file(session: &mut Session, local: LocalFile<'_>) -> Result<u16> {
     let with_body = req.method != Method::HEAD;
 
     let mut resp = ResponseHeader::build_no_case(status, Some(12))?;
-    resp.insert_header(ACCEPT_RANGES, "bytes")?;
+    // Constant values are `from_static`: no copy per response.
+    resp.insert_header(ACCEPT_RANGES, HeaderValue::from_static("bytes"))?;
     if !route.precompressed.is_empty() {
         // The same URL has different bodies per Accept-Encoding: caches must key on it.
-        resp.insert_header(VARY, "Accept-Encoding")?;
+        resp.insert_header(VARY, HeaderValue::from_static("Accept-Encoding"))?;
     }
     if matches!(status, 200 | 206 | 304) {
         resp.insert_header(ETAG, validators.etag.as_str())?;
@@ -141,9 +148,9 @@ pub async fn file(session: &mut Session, local: LocalFile<'_>) -> Result<u16> {
         }
     }
     if matches!(status, 200 | 206) {
-        resp.insert_header(X_CONTENT_TYPE_OPTIONS, "nosniff")?;
+        resp.insert_header(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"))?;
         if let Some(encoding) = encoding {
-            resp.insert_header(CONTENT_ENCODING, encoding.token())?;
+            resp.insert_header(CONTENT_ENCODING, HeaderValue::from_static(encoding.token()))?;
         }
     }
     let length = match &body {

@@ -164,21 +164,28 @@ pub fn multipart_length(
     parts + closing_boundary(boundary).len() as u64
 }
 
-/// `Content-Type` by extension; text types declare UTF-8 so browsers need not sniff.
+/// `Content-Type` by extension; text types declare UTF-8 so browsers need not sniff. The
+/// common text types are static strings; others are built once per response.
 pub fn content_type(relative_path: &str) -> Cow<'static, str> {
     let Some(mime) = mime_guess::from_path(relative_path).first_raw() else {
         return Cow::Borrowed("application/octet-stream");
     };
-    let textual = mime.starts_with("text/")
-        || matches!(
-            mime,
-            "application/javascript" | "application/json" | "image/svg+xml"
-        );
-    if textual {
-        Cow::Owned(format!("{mime}; charset=utf-8"))
-    } else {
-        Cow::Borrowed(mime)
-    }
+    let with_charset = match mime {
+        "text/html" => "text/html; charset=utf-8",
+        "text/css" => "text/css; charset=utf-8",
+        "text/javascript" => "text/javascript; charset=utf-8",
+        "text/plain" => "text/plain; charset=utf-8",
+        "text/csv" => "text/csv; charset=utf-8",
+        "text/xml" => "text/xml; charset=utf-8",
+        "application/json" => "application/json; charset=utf-8",
+        "application/javascript" => "application/javascript; charset=utf-8",
+        "image/svg+xml" => "image/svg+xml; charset=utf-8",
+        other if other.starts_with("text/") => {
+            return Cow::Owned(format!("{other}; charset=utf-8"))
+        }
+        other => other,
+    };
+    Cow::Borrowed(with_charset)
 }
 
 /// The result of evaluating the request's preconditions.
