@@ -62,6 +62,14 @@ async fn decide_without_blocking<'c, 'p>(
     decide(config, request, SystemTime::now(), Io::MayBlock)
 }
 
+/// Whether `error` only means the client closed its connection.
+fn client_went_away(error: &Error) -> bool {
+    matches!(
+        error.etype(),
+        ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed
+    )
+}
+
 /// What happened to a request, for the one log line it gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -209,8 +217,11 @@ impl ProxyHttp for Spillway {
         e
     }
 
-    fn suppress_error_log(&self, _session: &Session, ctx: &RequestCtx, _error: &Error) -> bool {
-        ctx.connect_failed
+    /// Pingora logs every failed request at ERROR. A client that hung up mid-response is not
+    /// an error of ours (the request line still records it), and a failed connect was already
+    /// logged with the upstream's name.
+    fn suppress_error_log(&self, _session: &Session, ctx: &RequestCtx, error: &Error) -> bool {
+        ctx.connect_failed || client_went_away(error)
     }
 
     async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut RequestCtx) {

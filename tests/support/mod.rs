@@ -816,7 +816,20 @@ impl Spillway {
         let log = dir.path().join("spillway.log");
         let log_file = std::fs::File::create(&log).expect("create spillway.log");
 
-        let mut cmd = Command::new(SPILLWAY_BIN);
+        // An unprivileged child may not be able to reach the build's target dir (a checkout
+        // under a 0700 temp dir, say), so it runs a link or copy of the binary from its own
+        // opened-up dir.
+        let exe = match uid {
+            Some(_) => {
+                let exe = dir.path().join("spillway");
+                if std::fs::hard_link(SPILLWAY_BIN, &exe).is_err() {
+                    std::fs::copy(SPILLWAY_BIN, &exe).expect("copy the spillway binary");
+                }
+                exe
+            }
+            None => PathBuf::from(SPILLWAY_BIN),
+        };
+        let mut cmd = Command::new(&exe);
         cmd.arg("run")
             .arg("--config")
             .arg(&config)
