@@ -116,6 +116,11 @@ impl ProxyHttp for Spillway {
         }
     }
 
+    /// No downstream modules: Pingora's default adds a (disabled) compression module that still
+    /// runs on every response. spillway compresses nothing on the fly; precompressed files are
+    /// served as they are.
+    fn init_downstream_modules(&self, _modules: &mut pingora::modules::http::HttpModules) {}
+
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let req = session.req_header();
         let request = Request {
