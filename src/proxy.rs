@@ -1,7 +1,9 @@
-//! Pingora glue: run `decide` once per request, execute its decision, log the outcome.
+//! The upstream side: Pingora's HTTP proxy, for the requests `front` decided go to the legacy
+//! server. Connects to the default upstream with timeouts, adds `X-Forwarded-*`, turns a refused
+//! connection into a 502 with a log line naming the upstream, and logs each request.
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use async_trait::async_trait;
 use http::header::HeaderValue;
@@ -10,19 +12,16 @@ use pingora::proxy::{ProxyHttp, Session};
 use pingora::{Error, ErrorType, Result};
 
 use crate::config::{Config, Upstream};
-use crate::decide::{decide, Decided, Decision, Reject, Request};
-use crate::docroot::Io;
-use crate::respond;
+use crate::request_log::{self, Entry, Outcome};
 
-/// The proxy service: the compiled config plus what Pingora needs per upstream.
+/// The proxy service: what Pingora needs to reach the upstream.
 pub struct Spillway {
-    config: Arc<Config>,
     /// The default upstream as a ready peer, cloned per proxied request.
     upstream: Option<(Arc<Upstream>, HttpPeer)>,
 }
 
 impl Spillway {
-    pub fn new(config: Arc<Config>) -> Spillway {
+    pub fn new(config: &Config) -> Spillway {
         let upstream = config.default_upstream.clone().map(|u| {
             let mut peer = HttpPeer::new(u.address, false, String::new());
             // Pingora sets no upstream timeouts by default: a dead backend would hold
@@ -33,33 +32,8 @@ impl Spillway {
             peer.options.idle_timeout = Some(u.idle_timeout);
             (u, peer)
         });
-        Spillway { config, upstream }
+        Spillway { upstream }
     }
-}
-
-/// Runs `decide` on the event loop with cached-only lookups. A path the kernel must read from
-/// disk to resolve is resolved on the blocking pool instead, and the decision retried, so a cold
-/// disk never stalls the other requests on this worker.
-async fn decide_without_blocking<'c, 'p>(
-    config: &'c Config,
-    request: &Request<'p>,
-) -> Decided<'c, 'p> {
-    // Each round warms one more path (the file, then a precompressed variant or index file).
-    for _ in 0..4 {
-        let decided = decide(config, request, SystemTime::now(), Io::CachedOnly);
-        let Decision::Uncached(warm) = decided.decision else {
-            return decided;
-        };
-        if tokio::task::spawn_blocking(move || warm.run())
-            .await
-            .is_err()
-        {
-            break;
-        }
-    }
-    // A file system whose lookups never stay cached (network file systems revalidate):
-    // fall back to what nginx does, a blocking lookup here.
-    decide(config, request, SystemTime::now(), Io::MayBlock)
 }
 
 /// Whether `error` only means the client closed its connection.
@@ -70,35 +44,8 @@ fn client_went_away(error: &Error) -> bool {
     )
 }
 
-/// What happened to a request, for the one log line it gets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Pending,
-    Served,
-    Redirect,
-    Presigned,
-    Upstream,
-    Rejected,
-}
-
-impl Outcome {
-    fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Pending => "pending",
-            Outcome::Served => "served",
-            Outcome::Redirect => "redirect",
-            Outcome::Presigned => "presigned",
-            Outcome::Upstream => "upstream",
-            Outcome::Rejected => "rejected",
-        }
-    }
-}
-
 pub struct RequestCtx {
     start: Instant,
-    outcome: Outcome,
-    /// Why a request was rejected, for the log line.
-    reason: Option<String>,
     /// Set when `fail_to_connect` already logged the failure with the upstream's name.
     connect_failed: bool,
 }
@@ -110,8 +57,6 @@ impl ProxyHttp for Spillway {
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx {
             start: Instant::now(),
-            outcome: Outcome::Pending,
-            reason: None,
             connect_failed: false,
         }
     }
@@ -120,63 +65,6 @@ impl ProxyHttp for Spillway {
     /// runs on every response. spillway compresses nothing on the fly; precompressed files are
     /// served as they are.
     fn init_downstream_modules(&self, _modules: &mut pingora::modules::http::HttpModules) {}
-
-    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        let req = session.req_header();
-        let request = Request {
-            method: &req.method,
-            path: req.uri.path(),
-            query: req.uri.query(),
-            headers: &req.headers,
-        };
-        let decided = decide_without_blocking(&self.config, &request).await;
-        match decided.decision {
-            Decision::Uncached(warm) => {
-                // Only possible if the blocking retry itself failed; answer rather than guess.
-                let reject = Reject::Io(std::io::Error::other(format!(
-                    "lookup of {:?} did not complete",
-                    warm.relative
-                )));
-                tracing::error!(path = %session.req_header().uri.path(), "{reject}");
-                ctx.outcome = Outcome::Rejected;
-                ctx.reason = Some(reject.to_string());
-                respond::reject(session, &reject).await?;
-                Ok(true)
-            }
-            Decision::Upstream(_) => {
-                ctx.outcome = Outcome::Upstream;
-                Ok(false)
-            }
-            Decision::Serve(local) => {
-                ctx.outcome = Outcome::Served;
-                respond::file(session, local).await?;
-                Ok(true)
-            }
-            Decision::AddSlash(location) => {
-                ctx.outcome = Outcome::Redirect;
-                respond::add_slash(session, &location).await?;
-                Ok(true)
-            }
-            Decision::Redirect(redirect) => {
-                ctx.outcome = if redirect.presigned() {
-                    Outcome::Presigned
-                } else {
-                    Outcome::Redirect
-                };
-                respond::redirect(session, &redirect).await?;
-                Ok(true)
-            }
-            Decision::Reject(reject) => {
-                ctx.outcome = Outcome::Rejected;
-                if reject.status() >= 500 {
-                    tracing::error!(path = %session.req_header().uri.path(), "{reject}");
-                }
-                ctx.reason = Some(reject.to_string());
-                respond::reject(session, &reject).await?;
-                Ok(true)
-            }
-        }
-    }
 
     async fn upstream_peer(
         &self,
@@ -232,17 +120,14 @@ impl ProxyHttp for Spillway {
     async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut RequestCtx) {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let req = session.req_header();
-        // The path only: query strings can carry tokens, and Location (with its signature) is
-        // never logged.
-        tracing::info!(
-            outcome = ctx.outcome.as_str(),
+        request_log::record(Entry {
+            outcome: Outcome::Upstream,
             status,
-            method = %req.method,
-            path = %req.uri.path(),
-            duration_us = ctx.start.elapsed().as_micros() as u64,
-            reason = ctx.reason.as_deref(),
-            error = error.map(|e| e.to_string()),
-            "request"
-        );
+            method: req.method.as_str(),
+            path: req.uri.path(),
+            start: ctx.start,
+            reason: None,
+            error: error.map(|e| e as &dyn std::fmt::Display),
+        });
     }
 }

@@ -9,34 +9,34 @@ use std::io::{self, IoSliceMut};
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
 use rustix::io::{Errno, ReadWriteFlags};
 
-/// Reads up to `len` bytes at `offset`. An empty result means end of file.
-pub async fn read_chunk(file: &Arc<File>, offset: u64, len: usize) -> io::Result<Bytes> {
-    let mut buf = BytesMut::zeroed(len);
+/// Reads into `buf` from `offset`; returns how many bytes (0 = end of file).
+pub async fn read_at(file: &Arc<File>, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
     match rustix::io::preadv2(
         file.as_ref(),
-        &mut [IoSliceMut::new(&mut buf)],
+        &mut [IoSliceMut::new(buf)],
         offset,
         ReadWriteFlags::NOWAIT,
     ) {
-        Ok(n) => {
-            buf.truncate(n);
-            return Ok(buf.freeze());
-        }
+        Ok(n) => return Ok(n),
         // Not in the page cache (EAGAIN), or a file system or kernel without RWF_NOWAIT.
         Err(Errno::AGAIN | Errno::OPNOTSUPP | Errno::NOSYS | Errno::INVAL) => {}
         Err(e) => return Err(e.into()),
     }
+    // The slow path: the disk is the cost, not the copy back.
     let file = Arc::clone(file);
-    tokio::task::spawn_blocking(move || {
-        let n = file.read_at(&mut buf, offset)?;
-        buf.truncate(n);
-        Ok(buf.freeze())
+    let len = buf.len();
+    let read = tokio::task::spawn_blocking(move || {
+        let mut owned = vec![0; len];
+        let n = file.read_at(&mut owned, offset)?;
+        owned.truncate(n);
+        Ok::<_, io::Error>(owned)
     })
     .await
-    .map_err(io::Error::other)?
+    .map_err(io::Error::other)??;
+    buf[..read.len()].copy_from_slice(&read);
+    Ok(read.len())
 }
 
 #[cfg(test)]
@@ -49,12 +49,15 @@ mod tests {
         let path = dir.path().join("f");
         std::fs::write(&path, b"0123456789").unwrap();
         let file = Arc::new(File::open(&path).unwrap());
-        assert_eq!(&read_chunk(&file, 0, 4).await.unwrap()[..], b"0123");
+        let mut buf = [0; 4];
+        assert_eq!(read_at(&file, 0, &mut buf).await.unwrap(), 4);
+        assert_eq!(&buf, b"0123");
         assert_eq!(
-            &read_chunk(&file, 8, 4).await.unwrap()[..],
-            b"89",
+            read_at(&file, 8, &mut buf).await.unwrap(),
+            2,
             "short at the end"
         );
-        assert!(read_chunk(&file, 10, 4).await.unwrap().is_empty(), "EOF");
+        assert_eq!(&buf[..2], b"89");
+        assert_eq!(read_at(&file, 10, &mut buf).await.unwrap(), 0, "EOF");
     }
 }

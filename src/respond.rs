@@ -1,123 +1,116 @@
-//! Writing spillway's own responses through Pingora: redirects, errors and local files.
+//! Writing spillway's own responses: redirects, errors and local files.
 //!
-//! Every response spillway originates goes through `head` so status, `Content-Length` and the
-//! no-body rule for HEAD are handled in one place. Pingora's `respond_error` is avoided: it turns
-//! keep-alive off, and body-less redirects need an explicit `Content-Length: 0` or the client
-//! waits for a body that never comes (pingora issue #498).
+//! Each response is assembled in the connection's output buffer and sent with as few writes as
+//! possible: a redirect, an error or a small file is one `write`; a large file goes out in
+//! 128 KiB chunks, the head riding with the first one.
 
 use std::fs::File;
+use std::io;
 use std::sync::Arc;
+use std::time::Duration;
 
-use bytes::Bytes;
-use http::header::{
-    ACCEPT_RANGES, ALLOW, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_RANGE,
-    CONTENT_TYPE, ETAG, LAST_MODIFIED, LOCATION, RETRY_AFTER, VARY, X_CONTENT_TYPE_OPTIONS,
-};
-use http::HeaderValue;
-use http::Method;
-use pingora::http::ResponseHeader;
-use pingora::proxy::Session;
-use pingora::{Error, ErrorType, Result};
+use http::{HeaderMap, Method};
+use pingora::protocols::Stream;
+use tokio::io::AsyncWriteExt;
 
 use crate::decide::{LocalFile, Redirect, Reject};
-use crate::read::read_chunk;
+use crate::http1::{Persistence, ResponseHead};
+use crate::read::read_at;
 use crate::serve::{self, Body, FilePlan};
 
 /// Large enough to keep syscalls per byte low, small enough that many concurrent downloads stay
-/// within a few MiB; `write_response_body` applies back-pressure between chunks.
+/// within a few MiB: each connection holds at most one chunk.
 const CHUNK: usize = 128 * 1024;
 
-/// Starts a response with the headers every spillway response shares.
-fn head(status: u16, content_length: u64) -> Result<ResponseHeader> {
-    let mut resp = ResponseHeader::build_no_case(status, Some(8))?;
-    resp.insert_header(CONTENT_LENGTH, content_length)?;
-    Ok(resp)
+/// A client that accepts nothing for this long is dropped (nginx's `send_timeout`).
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// One response on a connection.
+pub struct Reply<'a> {
+    pub stream: &'a mut Stream,
+    /// The connection's output buffer, empty between responses.
+    pub out: &'a mut Vec<u8>,
+    /// HEAD: the head of the response GET would get, no body.
+    pub head_only: bool,
+    pub persistence: Persistence,
 }
 
-fn is_head(session: &Session) -> bool {
-    session.req_header().method == Method::HEAD
-}
-
-/// Request bodies up to this size are read and discarded so a rejected upload does not cost
-/// the client its keep-alive connection; larger ones close the connection instead.
-const DRAIN_LIMIT: u64 = 64 * 1024;
-
-/// Makes the connection reusable after answering without reading the request body.
-async fn discard_request_body(session: &mut Session) -> Result<()> {
-    let downstream = session.as_downstream_mut();
-    if downstream.is_body_empty() {
-        return Ok(());
-    }
-    let length = downstream
-        .get_header(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    match length {
-        Some(n) if n <= DRAIN_LIMIT => {
-            downstream.set_total_drain_timeout(Some(std::time::Duration::from_secs(5)));
-            downstream.drain_request_body().await
-        }
-        _ => {
-            downstream.set_keepalive(None);
-            Ok(())
-        }
+impl Reply<'_> {
+    /// Writes out what is buffered and empties the buffer.
+    async fn send(&mut self) -> io::Result<()> {
+        let write = async {
+            self.stream.write_all(self.out).await?;
+            self.stream.flush().await
+        };
+        tokio::time::timeout(SEND_TIMEOUT, write)
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "client stopped reading"))??;
+        self.out.clear();
+        Ok(())
     }
 }
 
-/// Writes `resp` with `body`, leaving the body out for HEAD.
-async fn send(session: &mut Session, resp: ResponseHeader, body: Option<Bytes>) -> Result<()> {
-    discard_request_body(session).await?;
-    let body = body.filter(|b| !b.is_empty() && !is_head(session));
-    session
-        .write_response_header(Box::new(resp), body.is_none())
-        .await?;
-    if let Some(body) = body {
-        session.write_response_body(Some(body), true).await?;
-    }
-    Ok(())
+pub async fn redirect(reply: &mut Reply<'_>, redirect: &Redirect) -> io::Result<u16> {
+    let mut head = ResponseHead::start(reply.out, 302);
+    head.header("Location", redirect.location.as_bytes())
+        .header("Cache-Control", redirect.cache_control.header_value())
+        .number("Content-Length", 0);
+    head.finish(reply.persistence);
+    reply.send().await?;
+    Ok(302)
 }
 
-pub async fn redirect(session: &mut Session, redirect: &Redirect) -> Result<()> {
-    let mut resp = head(302, 0)?;
-    resp.insert_header(LOCATION, redirect.location.as_str())?;
-    resp.insert_header(CACHE_CONTROL, redirect.cache_control.header_value())?;
-    send(session, resp, None).await
+/// Moves a 301 to the same path with a trailing slash.
+pub async fn add_slash(reply: &mut Reply<'_>, location: &str) -> io::Result<u16> {
+    let mut head = ResponseHead::start(reply.out, 301);
+    head.header("Location", location.as_bytes())
+        .number("Content-Length", 0);
+    head.finish(reply.persistence);
+    reply.send().await?;
+    Ok(301)
+}
+
+pub async fn reject(reply: &mut Reply<'_>, reject: &Reject) -> io::Result<u16> {
+    let extra = match reject {
+        Reject::MethodNotAllowed => Some(("Allow", "GET, HEAD")),
+        Reject::Sign(_) => Some(("Retry-After", "5")),
+        _ => None,
+    };
+    error(reply, reject.status(), extra).await
 }
 
 /// A short plain-text error, so `curl` users see why.
-pub async fn reject(session: &mut Session, reject: &Reject) -> Result<()> {
-    let status = reject.status();
+pub async fn error(
+    reply: &mut Reply<'_>,
+    status: u16,
+    extra: Option<(&str, &str)>,
+) -> io::Result<u16> {
     let reason = http::StatusCode::from_u16(status)
         .ok()
         .and_then(|s| s.canonical_reason())
         .unwrap_or("Error");
-    let body = Bytes::from(format!("{status} {reason}\n"));
-    let mut resp = head(status, body.len() as u64)?;
-    resp.insert_header(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    )?;
-    match reject {
-        Reject::MethodNotAllowed => {
-            resp.insert_header(ALLOW, HeaderValue::from_static("GET, HEAD"))?
-        }
-        Reject::Sign(_) => resp.insert_header(RETRY_AFTER, HeaderValue::from_static("5"))?,
-        _ => {}
+    let body = format!("{status} {reason}\n");
+    let mut head = ResponseHead::start(reply.out, status);
+    head.header("Content-Type", "text/plain; charset=utf-8")
+        .number("Content-Length", body.len() as u64);
+    if let Some((name, value)) = extra {
+        head.header(name, value);
     }
-    send(session, resp, Some(body)).await
-}
-
-/// Moves a 301 to the same path with a trailing slash.
-pub async fn add_slash(session: &mut Session, location: &str) -> Result<()> {
-    let mut resp = head(301, 0)?;
-    resp.insert_header(LOCATION, location)?;
-    send(session, resp, None).await
+    head.finish(reply.persistence);
+    if !reply.head_only {
+        reply.out.extend_from_slice(body.as_bytes());
+    }
+    reply.send().await?;
+    Ok(status)
 }
 
 /// Serves a local file as `serve::plan` says: 200, 206 (single or multipart), 304, 412 or 416.
-/// Returns the status sent.
-pub async fn file(session: &mut Session, local: LocalFile<'_>) -> Result<u16> {
-    discard_request_body(session).await?;
+pub async fn file(
+    reply: &mut Reply<'_>,
+    method: &Method,
+    headers: &HeaderMap,
+    local: LocalFile<'_>,
+) -> io::Result<u16> {
     let LocalFile {
         route,
         file,
@@ -125,46 +118,42 @@ pub async fn file(session: &mut Session, local: LocalFile<'_>) -> Result<u16> {
         content_type,
         encoding,
     } = local;
-    let req = session.req_header();
     let FilePlan {
         status,
         validators,
         body,
-    } = serve::plan(&req.method, &req.headers, &meta);
-    let with_body = req.method != Method::HEAD;
+    } = serve::plan(method, headers, &meta);
 
-    let mut resp = ResponseHeader::build_no_case(status, Some(12))?;
-    // Constant values are `from_static`: no copy per response.
-    resp.insert_header(ACCEPT_RANGES, HeaderValue::from_static("bytes"))?;
+    let mut head = ResponseHead::start(reply.out, status);
+    head.header("Accept-Ranges", "bytes");
     if !route.precompressed.is_empty() {
         // The same URL has different bodies per Accept-Encoding: caches must key on it.
-        resp.insert_header(VARY, HeaderValue::from_static("Accept-Encoding"))?;
+        head.header("Vary", "Accept-Encoding");
     }
     if matches!(status, 200 | 206 | 304) {
-        resp.insert_header(ETAG, validators.etag.as_str())?;
-        resp.insert_header(LAST_MODIFIED, validators.last_modified.as_str())?;
+        head.header("ETag", validators.etag.as_bytes())
+            .header("Last-Modified", validators.last_modified.as_bytes());
         if let Some(cache_control) = &route.cache_control {
-            resp.insert_header(CACHE_CONTROL, cache_control.clone())?;
+            head.header("Cache-Control", cache_control);
         }
     }
     if matches!(status, 200 | 206) {
-        resp.insert_header(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"))?;
+        head.header("X-Content-Type-Options", "nosniff");
         if let Some(encoding) = encoding {
-            resp.insert_header(CONTENT_ENCODING, HeaderValue::from_static(encoding.token()))?;
+            head.header("Content-Encoding", encoding.token());
         }
     }
     let length = match &body {
         Body::Empty => 0,
         Body::Whole { length } => {
-            resp.insert_header(CONTENT_TYPE, content_type.as_ref())?;
+            head.header("Content-Type", content_type.as_bytes());
             *length
         }
         Body::Single { range, total } => {
-            resp.insert_header(CONTENT_TYPE, content_type.as_ref())?;
-            resp.insert_header(
-                CONTENT_RANGE,
+            head.header("Content-Type", content_type.as_bytes()).header(
+                "Content-Range",
                 format!("bytes {}-{}/{total}", range.start, range.end),
-            )?;
+            );
             range.length()
         }
         Body::Multi {
@@ -172,34 +161,30 @@ pub async fn file(session: &mut Session, local: LocalFile<'_>) -> Result<u16> {
             total,
             boundary,
         } => {
-            resp.insert_header(
-                CONTENT_TYPE,
+            head.header(
+                "Content-Type",
                 format!("multipart/byteranges; boundary={boundary}"),
-            )?;
+            );
             serve::multipart_length(boundary, &content_type, ranges, *total)
         }
     };
     if status == 416 {
-        resp.insert_header(CONTENT_RANGE, format!("bytes */{}", meta.len()))?;
+        head.header("Content-Range", format!("bytes */{}", meta.len()));
     }
     if status != 304 {
-        resp.insert_header(CONTENT_LENGTH, length)?;
+        head.number("Content-Length", length);
     }
+    head.finish(reply.persistence);
 
-    let body_follows = with_body && length > 0;
-    session
-        .write_response_header(Box::new(resp), !body_follows)
-        .await?;
-    if !body_follows {
+    if reply.head_only || length == 0 {
+        reply.send().await?;
         return Ok(status);
     }
     let file = Arc::new(file);
     match body {
         Body::Empty => {}
-        Body::Whole { length } => stream(session, &file, 0, length, true).await?,
-        Body::Single { range, .. } => {
-            stream(session, &file, range.start, range.length(), true).await?
-        }
+        Body::Whole { length } => send_range(reply, &file, 0, length).await?,
+        Body::Single { range, .. } => send_range(reply, &file, range.start, range.length()).await?,
         Body::Multi {
             ranges,
             total,
@@ -207,43 +192,48 @@ pub async fn file(session: &mut Session, local: LocalFile<'_>) -> Result<u16> {
         } => {
             for range in ranges {
                 let part = serve::part_header(&boundary, &content_type, range, total);
-                session
-                    .write_response_body(Some(Bytes::from(part)), false)
-                    .await?;
-                stream(session, &file, range.start, range.length(), false).await?;
+                reply.out.extend_from_slice(part.as_bytes());
+                send_range(reply, &file, range.start, range.length()).await?;
             }
-            let closing = Bytes::from(serve::closing_boundary(&boundary));
-            session.write_response_body(Some(closing), true).await?;
+            reply
+                .out
+                .extend_from_slice(serve::closing_boundary(&boundary).as_bytes());
         }
+    }
+    if !reply.out.is_empty() {
+        reply.send().await?;
     }
     Ok(status)
 }
 
-/// Sends exactly `length` bytes of `file` from `start`; `last` marks the end of the response.
-/// If the file shrinks under us the response cannot be completed honestly, so the error ends the
-/// connection instead of padding or hanging. (A file replaced by rename, or deleted, keeps
-/// its old bytes: we hold the open descriptor.)
-async fn stream(
-    session: &mut Session,
+/// Sends exactly `length` bytes of `file` from `start`, after whatever is already buffered
+/// (the head, a part header). If the file shrinks under us the response cannot be completed
+/// honestly, so the error ends the connection instead of padding or hanging. (A file replaced
+/// by rename, or deleted, keeps its old bytes: we hold the open descriptor.)
+async fn send_range(
+    reply: &mut Reply<'_>,
     file: &Arc<File>,
     start: u64,
     length: u64,
-    last: bool,
-) -> Result<()> {
+) -> io::Result<()> {
     let end = start + length;
     let mut offset = start;
     while offset < end {
+        let at = reply.out.len();
         let want = (end - offset).min(CHUNK as u64) as usize;
-        let chunk = read_chunk(file, offset, want)
-            .await
-            .map_err(|e| Error::because(ErrorType::FileReadError, "reading file", e))?;
-        if chunk.is_empty() {
-            return Error::e_explain(ErrorType::FileReadError, "file truncated while being sent");
+        reply.out.resize(at + want, 0);
+        let n = read_at(file, offset, &mut reply.out[at..]).await?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "file truncated while being sent",
+            ));
         }
-        offset += chunk.len() as u64;
-        session
-            .write_response_body(Some(chunk), last && offset >= end)
-            .await?;
+        reply.out.truncate(at + n);
+        offset += n as u64;
+        if offset < end {
+            reply.send().await?;
+        }
     }
     Ok(())
 }

@@ -3,13 +3,15 @@
 use std::net::TcpListener;
 use std::sync::Arc;
 
-use pingora::proxy::http_proxy_service;
+use pingora::proxy::http_proxy;
 use pingora::server::configuration::ServerConf;
 use pingora::server::Server;
 use pingora::services::background::background_service;
+use pingora::services::listening::Service;
 
 use crate::config::Config;
 use crate::credentials::Refresher;
+use crate::front::Front;
 use crate::proxy::Spillway;
 
 #[derive(Debug, thiserror::Error)]
@@ -51,7 +53,9 @@ pub fn run(config: Config) -> Result<(), StartError> {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
     let config = Arc::new(config);
-    let mut service = http_proxy_service(&server.configuration, Spillway::new(Arc::clone(&config)));
+    let proxy = http_proxy(&server.configuration, Spillway::new(&config));
+    let front = Front::new(Arc::clone(&config), proxy);
+    let mut service = Service::new("spillway".to_string(), front);
     for address in &config.listen {
         service.add_tcp(&address.to_string());
     }

@@ -1,0 +1,361 @@
+//! The listener's application: one task per client connection that reads HTTP/1.x requests,
+//! decides each one, and answers it locally -- or hands it to Pingora's proxy.
+//!
+//! Files, redirects and errors are answered here, with one parse of the request head and one
+//! write per response. A request for the upstream is handed to Pingora's HTTP proxy with the
+//! bytes already read; when Pingora is done with it, the connection comes back here for the
+//! next request. So a browser that loads a page from the legacy app and its images from disk
+//! over one keep-alive connection gets both paths at full speed.
+
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use async_trait::async_trait;
+use bytes::BytesMut;
+use pingora::apps::{HttpServerApp, ServerApp};
+use pingora::protocols::http::ServerSession;
+use pingora::protocols::Stream;
+use pingora::proxy::HttpProxy;
+use pingora::server::ShutdownWatch;
+use tokio::io::AsyncReadExt;
+
+use crate::config::Config;
+use crate::decide::{decide, Decided, Decision, Reject, Request};
+use crate::docroot::Io;
+use crate::http1::{self, BodyLength, HeadError, Persistence, MAX_HEAD};
+use crate::proxy::Spillway;
+use crate::request_log::{self, Entry, Outcome};
+use crate::respond::{self, Reply};
+
+/// An idle keep-alive connection is closed after this long, as is one that takes this long to
+/// send a request head (nginx: `keepalive_timeout`, `client_header_timeout`).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Request bodies up to this size are read and discarded after a local answer, so a rejected
+/// upload does not cost the client its keep-alive connection; larger ones close it instead.
+const DRAIN_LIMIT: u64 = 64 * 1024;
+/// How long discarding such a body may take.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Reads are at least this large (a typical request head fits many times over).
+const READ_SIZE: usize = 4096;
+
+pub struct Front {
+    config: Arc<Config>,
+    proxy: Arc<HttpProxy<Spillway>>,
+}
+
+impl Front {
+    pub fn new(config: Arc<Config>, proxy: HttpProxy<Spillway>) -> Front {
+        Front {
+            config,
+            proxy: Arc::new(proxy),
+        }
+    }
+}
+
+#[async_trait]
+impl ServerApp for Front {
+    async fn process_new(
+        self: &Arc<Self>,
+        stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        self.connection(stream, shutdown).await;
+        None
+    }
+}
+
+/// Why reading the next request stopped.
+enum ReadEnd {
+    /// The client closed, went idle too long, or the server is shutting down: close quietly.
+    Closed,
+    /// A broken request head: answer with its status, then close.
+    Bad(HeadError),
+}
+
+impl Front {
+    async fn connection(&self, mut stream: Stream, shutdown: &ShutdownWatch) {
+        let mut shutdown = shutdown.clone();
+        let mut buf: Vec<u8> = Vec::with_capacity(READ_SIZE);
+        let mut out: Vec<u8> = Vec::with_capacity(1024);
+        loop {
+            if let Err(end) = read_head(&mut stream, &mut buf, &mut shutdown).await {
+                if let ReadEnd::Bad(e) = end {
+                    answer_bad_head(&mut stream, &mut out, e).await;
+                }
+                return;
+            }
+            let start = Instant::now();
+            let head = match http1::parse_request(&buf) {
+                Ok(Some(head)) => head,
+                // An empty line ends every complete head: httparse cannot want more.
+                Ok(None) => {
+                    return answer_bad_head(&mut stream, &mut out, HeadError::Malformed).await
+                }
+                Err(e) => return answer_bad_head(&mut stream, &mut out, e).await,
+            };
+            let request = Request {
+                method: &head.method,
+                path: head.path,
+                query: head.query,
+                headers: &head.headers,
+            };
+            let decided = decide_without_blocking(&self.config, &request).await;
+            if let Decision::Upstream(_) = decided.decision {
+                // Pingora parses the request again from these bytes; the proxy path pays for
+                // that, the local paths never do.
+                let read = BytesMut::from(&buf[..]);
+                buf.clear();
+                match self.proxy(stream, read, &shutdown).await {
+                    Some(returned) => stream = returned,
+                    None => return,
+                }
+                continue;
+            }
+
+            // A body we would have to wait for, or cannot delimit cheaply, ends the connection.
+            let drain = match head.body {
+                BodyLength::None => Some(0),
+                BodyLength::Length(n) if n <= DRAIN_LIMIT && !head.expects_continue => Some(n),
+                _ => None,
+            };
+            let keep_alive = head.keep_alive && drain.is_some() && !*shutdown.borrow();
+            let persistence = match (keep_alive, head.http10) {
+                (false, _) => Persistence::Close,
+                (true, true) => Persistence::KeepAlive10,
+                (true, false) => Persistence::KeepAlive,
+            };
+            let mut reply = Reply {
+                stream: &mut stream,
+                out: &mut out,
+                head_only: head.method == http::Method::HEAD,
+                persistence,
+            };
+            let (outcome, reason, sent) = execute(&mut reply, &request, decided).await;
+            let (status, error) = match &sent {
+                Ok(status) => (*status, None),
+                Err(e) => (0, Some(e as &dyn std::fmt::Display)),
+            };
+            request_log::record(Entry {
+                outcome,
+                status,
+                method: head.method.as_str(),
+                path: head.path,
+                start,
+                reason: reason.as_ref().map(|r| r as &dyn std::fmt::Display),
+                error,
+            });
+            let (Ok(_), Some(body)) = (sent, drain.filter(|_| keep_alive)) else {
+                return;
+            };
+            let consumed = head.len;
+            drop(head);
+            if discard(&mut stream, &mut buf, consumed, body)
+                .await
+                .is_err()
+            {
+                return;
+            }
+            if out.capacity() > 16 * 1024 {
+                // A large file was sent: an idle connection keeps no 128 KiB buffer.
+                out = Vec::with_capacity(1024);
+            }
+        }
+    }
+
+    /// Runs one request through Pingora's proxy; returns the connection if it stays open.
+    async fn proxy(
+        &self,
+        stream: Stream,
+        read: BytesMut,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        let mut session = ServerSession::new_http1(stream);
+        if let ServerSession::H1(h1) = &mut session {
+            h1.set_pipelined_prefix(read);
+        }
+        let idle = if *shutdown.borrow() {
+            None
+        } else {
+            Some(IDLE_TIMEOUT.as_secs())
+        };
+        session.set_keepalive(idle);
+        // Pingora does not pipeline: bytes read past this request make it close the connection
+        // rather than return them, so a returned stream starts at a request boundary.
+        let reused = self.proxy.process_new_http(session, shutdown).await?;
+        Some(reused.consume().0)
+    }
+}
+
+/// Reads until `buf` holds a complete request head (an empty line after a request line).
+async fn read_head(
+    stream: &mut Stream,
+    buf: &mut Vec<u8>,
+    shutdown: &mut ShutdownWatch,
+) -> Result<(), ReadEnd> {
+    let deadline = tokio::time::Instant::now() + IDLE_TIMEOUT;
+    let mut scanned = 0;
+    loop {
+        // Empty lines before a request line are ignored (RFC 9112 §2.2).
+        let blank = buf
+            .iter()
+            .take_while(|&&b| b == b'\r' || b == b'\n')
+            .count();
+        buf.drain(..blank);
+        if has_head_end(&buf[scanned.min(buf.len())..]) {
+            return Ok(());
+        }
+        if buf.len() >= MAX_HEAD {
+            return Err(ReadEnd::Bad(HeadError::TooLarge));
+        }
+        scanned = buf.len().saturating_sub(2);
+        buf.reserve(READ_SIZE);
+        let read = tokio::select! {
+            read = tokio::time::timeout_at(deadline, stream.read_buf(buf)) => read,
+            // Idle keep-alive connections close at once on a graceful shutdown; a request
+            // already arriving is still read and answered.
+            _ = shutdown.changed(), if buf.is_empty() => return Err(ReadEnd::Closed),
+        };
+        // End of stream, a reset or the deadline: nothing to answer to.
+        if !matches!(read, Ok(Ok(n)) if n > 0) {
+            return Err(ReadEnd::Closed);
+        }
+    }
+}
+
+/// Whether `bytes` contains an empty line (`\n\n` or `\n\r\n`).
+fn has_head_end(bytes: &[u8]) -> bool {
+    bytes.iter().enumerate().any(|(i, &b)| {
+        b == b'\n'
+            && match bytes.get(i + 1) {
+                Some(b'\n') => true,
+                Some(b'\r') => bytes.get(i + 2) == Some(&b'\n'),
+                _ => false,
+            }
+    })
+}
+
+/// Removes the request head and `body` bytes of request body from the connection, keeping any
+/// pipelined request that follows.
+async fn discard(stream: &mut Stream, buf: &mut Vec<u8>, head: usize, body: u64) -> io::Result<()> {
+    let in_buffer = (buf.len() - head).min(usize::try_from(body).unwrap_or(usize::MAX));
+    buf.drain(..head + in_buffer);
+    let mut left = body - in_buffer as u64;
+    if left == 0 {
+        return Ok(());
+    }
+    let drain = async {
+        let mut scratch = [0u8; 8192];
+        while left > 0 {
+            let want = left.min(scratch.len() as u64) as usize;
+            let n = stream.read(&mut scratch[..want]).await?;
+            if n == 0 {
+                return Err(io::Error::from(io::ErrorKind::UnexpectedEof));
+            }
+            left -= n as u64;
+        }
+        Ok(())
+    };
+    tokio::time::timeout(DRAIN_TIMEOUT, drain)
+        .await
+        .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))?
+}
+
+/// Answers a request head that cannot be served (400, 431, 505) and logs it; the connection
+/// closes after.
+async fn answer_bad_head(stream: &mut Stream, out: &mut Vec<u8>, e: HeadError) {
+    let start = Instant::now();
+    let mut reply = Reply {
+        stream,
+        out,
+        head_only: false,
+        persistence: Persistence::Close,
+    };
+    let sent = respond::error(&mut reply, e.status(), None).await;
+    request_log::record(Entry {
+        outcome: Outcome::Rejected,
+        status: e.status(),
+        method: "-",
+        path: "-",
+        start,
+        reason: Some(&e),
+        error: sent.as_ref().err().map(|e| e as &dyn std::fmt::Display),
+    });
+}
+
+/// Sends the answer `decided` calls for. Returns what to log: outcome, reason, status sent.
+async fn execute(
+    reply: &mut Reply<'_>,
+    request: &Request<'_>,
+    decided: Decided<'_, '_>,
+) -> (Outcome, Option<Reject>, io::Result<u16>) {
+    match decided.decision {
+        Decision::Serve(local) => {
+            let sent = respond::file(reply, request.method, request.headers, local).await;
+            (Outcome::Served, None, sent)
+        }
+        Decision::AddSlash(location) => (
+            Outcome::Redirect,
+            None,
+            respond::add_slash(reply, &location).await,
+        ),
+        Decision::Redirect(redirect) => {
+            let outcome = if redirect.presigned() {
+                Outcome::Presigned
+            } else {
+                Outcome::Redirect
+            };
+            (outcome, None, respond::redirect(reply, &redirect).await)
+        }
+        Decision::Reject(reject) => {
+            if reject.status() >= 500 {
+                tracing::error!(path = request.path, "{reject}");
+            }
+            let sent = respond::reject(reply, &reject).await;
+            (Outcome::Rejected, Some(reject), sent)
+        }
+        Decision::Uncached(warm) => {
+            // Only possible if the blocking retry itself failed; answer rather than guess.
+            let reject = Reject::Io(io::Error::other(format!(
+                "lookup of {:?} did not complete",
+                warm.relative
+            )));
+            tracing::error!(path = request.path, "{reject}");
+            let sent = respond::reject(reply, &reject).await;
+            (Outcome::Rejected, Some(reject), sent)
+        }
+        // `connection` hands these to the proxy before getting here.
+        Decision::Upstream(_) => (
+            Outcome::Upstream,
+            None,
+            respond::error(reply, 500, None).await,
+        ),
+    }
+}
+
+/// Runs `decide` on the event loop with cached-only lookups. A path the kernel must read from
+/// disk to resolve is resolved on the blocking pool instead, and the decision retried, so a cold
+/// disk never stalls the other requests on this worker.
+async fn decide_without_blocking<'c, 'p>(
+    config: &'c Config,
+    request: &Request<'p>,
+) -> Decided<'c, 'p> {
+    // Each round warms one more path (the file, then a precompressed variant or index file).
+    for _ in 0..4 {
+        let decided = decide(config, request, SystemTime::now(), Io::CachedOnly);
+        let Decision::Uncached(warm) = decided.decision else {
+            return decided;
+        };
+        if tokio::task::spawn_blocking(move || warm.run())
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    // A file system whose lookups never stay cached (network file systems revalidate):
+    // fall back to what nginx does, a blocking lookup here.
+    decide(config, request, SystemTime::now(), Io::MayBlock)
+}
