@@ -7,7 +7,9 @@
 //! next request. So a browser that loads a page from the legacy app and its images from disk
 //! over one keep-alive connection gets both paths at full speed.
 
+use std::future::Future;
 use std::io;
+use std::pin::{pin, Pin};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -19,6 +21,7 @@ use pingora::protocols::Stream;
 use pingora::proxy::HttpProxy;
 use pingora::server::ShutdownWatch;
 use tokio::io::AsyncReadExt;
+use tokio::time::Sleep;
 
 use crate::config::Config;
 use crate::decide::{decide, Decided, Decision, Reject, Request};
@@ -77,11 +80,19 @@ enum ReadEnd {
 
 impl Front {
     async fn connection(&self, mut stream: Stream, shutdown: &ShutdownWatch) {
-        let mut shutdown = shutdown.clone();
+        // Both waits live as long as the connection, so a request costs no timer or watcher
+        // registration: the timer is only touched when it fires.
+        let mut idle = pin!(tokio::time::sleep(IDLE_TIMEOUT));
+        let mut stopping = pin!(shutdown_started(shutdown.clone()));
         let mut buf: Vec<u8> = Vec::with_capacity(READ_SIZE);
         let mut out: Vec<u8> = Vec::with_capacity(1024);
         loop {
-            if let Err(end) = read_head(&mut stream, &mut buf, &mut shutdown).await {
+            let waits = Waits {
+                since: tokio::time::Instant::now(),
+                idle: idle.as_mut(),
+                stopping: stopping.as_mut(),
+            };
+            if let Err(end) = read_head(&mut stream, &mut buf, waits).await {
                 if let ReadEnd::Bad(e) = end {
                     answer_bad_head(&mut stream, &mut out, e).await;
                 }
@@ -108,7 +119,7 @@ impl Front {
                 // that, the local paths never do.
                 let read = BytesMut::from(&buf[..]);
                 buf.clear();
-                match self.proxy(stream, read, &shutdown).await {
+                match self.proxy(stream, read, shutdown).await {
                     Some(returned) => stream = returned,
                     None => return,
                 }
@@ -189,13 +200,32 @@ impl Front {
     }
 }
 
+/// Resolves when a graceful shutdown begins.
+async fn shutdown_started(mut shutdown: ShutdownWatch) {
+    while !*shutdown.borrow_and_update() {
+        if shutdown.changed().await.is_err() {
+            // The server is gone; the connection will be dropped with its runtime.
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// What reading the next request head may end on besides data.
+struct Waits<'a, S> {
+    /// The previous request ended here: the next head must be complete by `since + IDLE_TIMEOUT`.
+    since: tokio::time::Instant,
+    /// A connection-long timer, moved forward only when it fires early.
+    idle: Pin<&'a mut Sleep>,
+    stopping: Pin<&'a mut S>,
+}
+
 /// Reads until `buf` holds a complete request head (an empty line after a request line).
-async fn read_head(
+async fn read_head<S: Future<Output = ()>>(
     stream: &mut Stream,
     buf: &mut Vec<u8>,
-    shutdown: &mut ShutdownWatch,
+    mut waits: Waits<'_, S>,
 ) -> Result<(), ReadEnd> {
-    let deadline = tokio::time::Instant::now() + IDLE_TIMEOUT;
+    let deadline = waits.since + IDLE_TIMEOUT;
     let mut scanned = 0;
     loop {
         // Empty lines before a request line are ignored (RFC 9112 §2.2).
@@ -213,13 +243,21 @@ async fn read_head(
         scanned = buf.len().saturating_sub(2);
         buf.reserve(READ_SIZE);
         let read = tokio::select! {
-            read = tokio::time::timeout_at(deadline, stream.read_buf(buf)) => read,
+            biased;
+            read = stream.read_buf(buf) => read,
+            () = waits.idle.as_mut() => {
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(ReadEnd::Closed);
+                }
+                waits.idle.as_mut().reset(deadline);
+                continue;
+            }
             // Idle keep-alive connections close at once on a graceful shutdown; a request
             // already arriving is still read and answered.
-            _ = shutdown.changed(), if buf.is_empty() => return Err(ReadEnd::Closed),
+            () = waits.stopping.as_mut(), if buf.is_empty() => return Err(ReadEnd::Closed),
         };
-        // End of stream, a reset or the deadline: nothing to answer to.
-        if !matches!(read, Ok(Ok(n)) if n > 0) {
+        // End of stream or a reset: nothing to answer to.
+        if !matches!(read, Ok(n) if n > 0) {
             return Err(ReadEnd::Closed);
         }
     }
