@@ -86,6 +86,7 @@ impl Front {
         let mut stopping = pin!(shutdown_started(shutdown.clone()));
         let mut buf: Vec<u8> = Vec::with_capacity(READ_SIZE);
         let mut out: Vec<u8> = Vec::with_capacity(1024);
+        let zero_copy = stream.get_ssl_digest().is_none().then(|| stream.id());
         loop {
             let waits = Waits {
                 since: tokio::time::Instant::now(),
@@ -143,6 +144,7 @@ impl Front {
                 out: &mut out,
                 head_only: head.method == http::Method::HEAD,
                 persistence,
+                zero_copy,
             };
             let (outcome, reason, sent) = execute(&mut reply, &request, decided).await;
             let (status, error) = match &sent {
@@ -310,6 +312,7 @@ async fn answer_bad_head(stream: &mut Stream, out: &mut Vec<u8>, e: HeadError) {
         out,
         head_only: false,
         persistence: Persistence::Close,
+        zero_copy: None,
     };
     let sent = respond::error(&mut reply, e.status(), None).await;
     request_log::record(Entry {

@@ -25,3 +25,4 @@ pub mod s3;
 pub mod serve;
 pub mod server;
 pub mod sigv4;
+pub mod zero_copy;

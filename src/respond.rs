@@ -6,6 +6,7 @@
 
 use std::fs::File;
 use std::io;
+use std::os::fd::RawFd;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +18,7 @@ use crate::decide::{LocalFile, Redirect, Reject};
 use crate::http1::{Persistence, ResponseHead};
 use crate::read::read_at;
 use crate::serve::{self, Body, FilePlan};
+use crate::zero_copy;
 
 /// Large enough to keep syscalls per byte low, small enough that many concurrent downloads stay
 /// within a few MiB: each connection holds at most one chunk.
@@ -24,6 +26,16 @@ const CHUNK: usize = 128 * 1024;
 
 /// A client that accepts nothing for this long is dropped (nginx's `send_timeout`).
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Bodies this large go out with `sendfile` when the connection allows it: below it, one copy
+/// into the response buffer costs less than setting zero-copy up.
+const ZERO_COPY_MIN: u64 = CHUNK as u64;
+/// The most one `sendfile` call is asked to send (and `cachestat` to vouch for).
+const ZERO_COPY_PIECE: u64 = 4 << 20;
+
+fn stopped_reading() -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, "client stopped reading")
+}
 
 /// One response on a connection.
 pub struct Reply<'a> {
@@ -33,6 +45,9 @@ pub struct Reply<'a> {
     /// HEAD: the head of the response GET would get, no body.
     pub head_only: bool,
     pub persistence: Persistence,
+    /// The connection's socket when file bytes may go into it directly (plain TCP; never
+    /// under TLS, where every byte must pass through the encrypting stream).
+    pub zero_copy: Option<RawFd>,
 }
 
 impl Reply<'_> {
@@ -44,7 +59,7 @@ impl Reply<'_> {
         };
         tokio::time::timeout(SEND_TIMEOUT, write)
             .await
-            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "client stopped reading"))??;
+            .map_err(|_| stopped_reading())??;
         self.out.clear();
         Ok(())
     }
@@ -216,24 +231,51 @@ async fn send_range(
     start: u64,
     length: u64,
 ) -> io::Result<()> {
+    let socket = match reply.zero_copy {
+        Some(raw) if length >= ZERO_COPY_MIN => {
+            reply.send().await?;
+            Some(zero_copy::Socket::new(raw)?)
+        }
+        _ => None,
+    };
     let end = start + length;
     let mut offset = start;
     while offset < end {
-        let at = reply.out.len();
-        let want = (end - offset).min(CHUNK as u64) as usize;
-        reply.out.resize(at + want, 0);
-        let n = read_at(file, offset, &mut reply.out[at..]).await?;
-        if n == 0 {
+        let left = end - offset;
+        let sent = match &socket {
+            Some(socket) if zero_copy::cached(file, offset, left.min(ZERO_COPY_PIECE)) => {
+                let piece = left.min(ZERO_COPY_PIECE) as usize;
+                tokio::time::timeout(SEND_TIMEOUT, socket.send_file(file, offset, piece))
+                    .await
+                    .map_err(|_| stopped_reading())??
+            }
+            _ => copy_piece(reply, file, offset, left.min(CHUNK as u64) as usize).await?,
+        };
+        if sent == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 "file truncated while being sent",
             ));
         }
-        reply.out.truncate(at + n);
-        offset += n as u64;
-        if offset < end {
-            reply.send().await?;
-        }
+        offset += sent as u64;
     }
     Ok(())
+}
+
+/// Appends up to `want` bytes of `file` at `offset` to the buffer and sends it; the last piece
+/// of a response stays buffered so the writes that end it can join it. Returns the bytes read.
+async fn copy_piece(
+    reply: &mut Reply<'_>,
+    file: &Arc<File>,
+    offset: u64,
+    want: usize,
+) -> io::Result<usize> {
+    let at = reply.out.len();
+    reply.out.resize(at + want, 0);
+    let n = read_at(file, offset, &mut reply.out[at..]).await?;
+    reply.out.truncate(at + n);
+    if n > 0 && reply.out.len() >= CHUNK {
+        reply.send().await?;
+    }
+    Ok(n)
 }

@@ -1,0 +1,141 @@
+//! Large file bodies without copying through user space: `sendfile(2)` from the page cache
+//! straight into the socket, as nginx's `sendfile on` does.
+//!
+//! `sendfile` has no non-blocking mode for the file side: on pages that are not cached it waits
+//! for the disk, which must never happen on the event loop. So each piece is sent this way only
+//! when `cachestat(2)` (Linux 6.5+) says the page cache holds all of it; otherwise, or on older
+//! kernels, the caller copies the piece with `read::read_at` (never blocking) instead.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
+
+use rustix::io::Errno;
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
+
+/// A socket to send file pieces into, registered with Tokio for write readiness.
+pub struct Socket {
+    fd: AsyncFd<OwnedFd>,
+}
+
+impl Socket {
+    /// Wraps a duplicate of the connection's (non-blocking, plain TCP) socket: the original
+    /// stays registered with its own stream, epoll tracks the duplicate separately, and
+    /// dropping this unregisters and closes only the duplicate.
+    pub fn new(raw: RawFd) -> io::Result<Socket> {
+        // SAFETY: `raw` is the open socket of the connection being served, which outlives
+        // this call; it is only borrowed long enough to duplicate it.
+        let borrowed = unsafe { BorrowedFd::borrow_raw(raw) };
+        let owned = borrowed.try_clone_to_owned()?;
+        // SAFETY: an `OwnedFd` keeps its descriptor open and unchanged until it is dropped,
+        // which is when the `AsyncFd` holding it is dropped.
+        let fd = unsafe { AsyncFd::register_with_interest(owned, Interest::WRITABLE) }
+            .map_err(io::Error::from)?;
+        Ok(Socket { fd })
+    }
+
+    /// Sends up to `len` bytes of `file` from `offset`, waiting while the socket buffer is full.
+    /// Returns how many were sent; 0 means the file ended before `offset + len`.
+    pub async fn send_file(&self, file: &File, offset: u64, len: usize) -> io::Result<usize> {
+        loop {
+            let mut guard = self.fd.writable().await?;
+            let mut at = offset;
+            match rustix::fs::sendfile(self.fd.get_ref(), file, Some(&mut at), len) {
+                Ok(n) => return Ok(n),
+                Err(Errno::AGAIN) => guard.clear_ready(),
+                Err(Errno::INTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+/// Whether every page of `file` in `offset..offset + len` is in the page cache. `false` when
+/// the kernel cannot tell (no `cachestat`), so the caller takes the path that never blocks.
+pub fn cached(file: &File, offset: u64, len: u64) -> bool {
+    #[repr(C)]
+    struct Range {
+        off: u64,
+        len: u64,
+    }
+    #[repr(C)]
+    #[derive(Default)]
+    struct Stat {
+        nr_cache: u64,
+        nr_dirty: u64,
+        nr_writeback: u64,
+        nr_evicted: u64,
+        nr_recently_evicted: u64,
+    }
+    const SYS_CACHESTAT: libc::c_long = 451; // the same number on every architecture
+    let range = Range { off: offset, len };
+    let mut stat = Stat::default();
+    let fd: BorrowedFd = file.as_fd();
+    // SAFETY: cachestat(2) reads `range` and writes `stat`, both live `repr(C)` values of the
+    // kernel's layout (struct cachestat_range, struct cachestat); flags must be 0.
+    let rc = unsafe {
+        libc::syscall(
+            SYS_CACHESTAT,
+            std::os::fd::AsRawFd::as_raw_fd(&fd),
+            &range as *const Range,
+            &mut stat as *mut Stat,
+            0u32,
+        )
+    };
+    if rc != 0 || len == 0 {
+        return false;
+    }
+    let page = rustix::param::page_size() as u64;
+    let pages = (offset + len).div_ceil(page) - offset / page;
+    stat.nr_cache >= pages
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::os::fd::AsRawFd;
+
+    #[test]
+    fn a_file_just_written_is_cached_and_past_its_end_is_not() {
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(&vec![7u8; 64 * 1024]).unwrap();
+        assert!(cached(&file, 0, 64 * 1024), "dirty pages are in the cache");
+        assert!(cached(&file, 4000, 10_000));
+        assert!(!cached(&file, 0, 1 << 30), "pages past the end are not");
+        assert!(!cached(&file, 0, 0));
+    }
+
+    #[tokio::test]
+    async fn sends_file_bytes_through_a_duplicate_of_the_socket() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        server.set_nonblocking(true).unwrap();
+        let bytes: Vec<u8> = (0..4 << 20).map(|i| (i % 251) as u8).collect();
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(&bytes).unwrap();
+
+        let reader = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            let mut client = client;
+            client.read_to_end(&mut got).unwrap();
+            got
+        });
+        let socket = Socket::new(server.as_raw_fd()).unwrap();
+        // More than a socket buffer holds: the send must wait for the reader.
+        let mut offset = 1000u64;
+        while offset < bytes.len() as u64 {
+            let left = bytes.len() - offset as usize;
+            let n = socket.send_file(&file, offset, left).await.unwrap();
+            assert!(n > 0);
+            offset += n as u64;
+        }
+        assert_eq!(socket.send_file(&file, offset, 10).await.unwrap(), 0, "EOF");
+        drop(socket);
+        drop(server);
+        assert_eq!(reader.join().unwrap(), bytes[1000..]);
+    }
+}
