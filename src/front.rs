@@ -95,7 +95,7 @@ impl Front {
             };
             if let Err(end) = read_head(&mut stream, &mut buf, waits).await {
                 if let ReadEnd::Bad(e) = end {
-                    answer_bad_head(&mut stream, &mut out, e).await;
+                    answer_bad_head(stream, &mut out, e).await;
                 }
                 return;
             }
@@ -103,10 +103,8 @@ impl Front {
             let head = match http1::parse_request(&buf) {
                 Ok(Some(head)) => head,
                 // An empty line ends every complete head: httparse cannot want more.
-                Ok(None) => {
-                    return answer_bad_head(&mut stream, &mut out, HeadError::Malformed).await
-                }
-                Err(e) => return answer_bad_head(&mut stream, &mut out, e).await,
+                Ok(None) => return answer_bad_head(stream, &mut out, HeadError::Malformed).await,
+                Err(e) => return answer_bad_head(stream, &mut out, e).await,
             };
             let request = Request {
                 method: &head.method,
@@ -160,8 +158,9 @@ impl Front {
                 reason: reason.as_ref().map(|r| r as &dyn std::fmt::Display),
                 error,
             });
-            let (Ok(_), Some(body)) = (sent, drain.filter(|_| keep_alive)) else {
-                return;
+            let Ok(_) = sent else { return };
+            let Some(body) = drain.filter(|_| keep_alive) else {
+                return linger_close(stream).await;
             };
             let consumed = head.len;
             drop(head);
@@ -303,12 +302,39 @@ async fn discard(stream: &mut Stream, buf: &mut Vec<u8>, head: usize, body: u64)
         .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))?
 }
 
-/// Answers a request head that cannot be served (400, 431, 505) and logs it; the connection
-/// closes after.
-async fn answer_bad_head(stream: &mut Stream, out: &mut Vec<u8>, e: HeadError) {
+/// How long a closing connection may take to deliver its last response (nginx:
+/// `lingering_timeout`), and how much of what the client still sends is read meanwhile.
+const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
+const LINGER_LIMIT: usize = 1 << 20;
+
+/// Closes after a final response. Closing a socket with unread request bytes makes the kernel
+/// send a reset, which can destroy the response still in flight; so the write side is shut
+/// first and what the client still sends is read and dropped until it closes too (briefly).
+async fn linger_close(mut stream: Stream) {
+    if tokio::io::AsyncWriteExt::shutdown(&mut stream)
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let linger = async {
+        let mut scratch = [0u8; 8192];
+        let mut read = 0;
+        while read < LINGER_LIMIT {
+            match stream.read(&mut scratch).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => read += n,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER_TIMEOUT, linger).await;
+}
+
+/// Answers a request head that cannot be served (400, 431, 505), logs it and closes.
+async fn answer_bad_head(mut stream: Stream, out: &mut Vec<u8>, e: HeadError) {
     let start = Instant::now();
     let mut reply = Reply {
-        stream,
+        stream: &mut stream,
         out,
         head_only: false,
         persistence: Persistence::Close,
@@ -324,6 +350,9 @@ async fn answer_bad_head(stream: &mut Stream, out: &mut Vec<u8>, e: HeadError) {
         reason: Some(&e),
         error: sent.as_ref().err().map(|e| e as &dyn std::fmt::Display),
     });
+    if sent.is_ok() {
+        linger_close(stream).await;
+    }
 }
 
 /// Sends the answer `decided` calls for. Returns what to log: outcome, reason, status sent.

@@ -55,12 +55,14 @@ pub enum HeadError {
     TooLarge,
     #[error("HTTP version not supported")]
     Version,
+    #[error("missing, repeated or invalid Host")]
+    Host,
 }
 
 impl HeadError {
     pub fn status(self) -> u16 {
         match self {
-            HeadError::Malformed | HeadError::BadFraming => 400,
+            HeadError::Malformed | HeadError::BadFraming | HeadError::Host => 400,
             HeadError::TooLarge => 431,
             HeadError::Version => 505,
         }
@@ -76,7 +78,7 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<RequestHead<'_>>, HeadError> {
         Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => return Err(HeadError::TooLarge),
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
-        Err(httparse::Error::Version) => return Err(HeadError::Version),
+        Err(httparse::Error::Version) => return Err(version_error(buf)),
         Err(_) => return Err(HeadError::Malformed),
     };
     if len > MAX_HEAD {
@@ -96,6 +98,9 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<RequestHead<'_>>, HeadError> {
         let value = HeaderValue::from_bytes(field.value).map_err(|_| HeadError::Malformed)?;
         headers.append(name, value);
     }
+    if !http10 && !valid_host(&headers) {
+        return Err(HeadError::Host);
+    }
     let body = body_length(&headers, http10)?;
     let keep_alive = if http10 {
         has_token(&headers, http::header::CONNECTION, "keep-alive")
@@ -114,6 +119,35 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<RequestHead<'_>>, HeadError> {
         expects_continue,
         len,
     }))
+}
+
+/// httparse reports any request line it cannot read up to a valid version as a version error;
+/// only a well-formed `HTTP/x.y` it does not speak is a 505, anything else is a bad request.
+fn version_error(buf: &[u8]) -> HeadError {
+    let line = buf.split(|&b| b == b'\n').next().unwrap_or_default();
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let parts: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
+    match parts.as_slice() {
+        [_, _, [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]]
+            if major.is_ascii_digit() && minor.is_ascii_digit() =>
+        {
+            HeadError::Version
+        }
+        _ => HeadError::Malformed,
+    }
+}
+
+/// HTTP/1.1 requests carry exactly one Host, empty or a valid authority (RFC 9112 §3.2).
+fn valid_host(headers: &HeaderMap) -> bool {
+    let mut hosts = headers.get_all(http::header::HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (Some(host), None) => {
+            host.is_empty()
+                || http::uri::Authority::try_from(host.as_bytes())
+                    .is_ok_and(|a| !a.as_str().contains('@'))
+        }
+        _ => false,
+    }
 }
 
 /// Origin form (`/a?b`), asterisk form (`*`) and absolute form (`http://host/a?b`, which
@@ -292,18 +326,18 @@ mod tests {
 
     #[test]
     fn absolute_and_asterisk_forms_use_only_the_path() {
-        let h = head("GET http://evil.example/up/x?q HTTP/1.1\r\n\r\n");
+        let h = head("GET http://evil.example/up/x?q HTTP/1.1\r\nHost: h\r\n\r\n");
         assert_eq!((h.path, h.query), ("/up/x", Some("q")));
-        let h = head("GET HTTPS://evil.example HTTP/1.1\r\n\r\n");
+        let h = head("GET HTTPS://evil.example HTTP/1.1\r\nHost: h\r\n\r\n");
         assert_eq!((h.path, h.query), ("/", None));
-        let h = head("OPTIONS * HTTP/1.1\r\n\r\n");
+        let h = head("OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n");
         assert_eq!(h.path, "*");
         assert_eq!(
-            parse("GET ftp://x/y HTTP/1.1\r\n\r\n").unwrap_err(),
+            parse("GET ftp://x/y HTTP/1.1\r\nHost: h\r\n\r\n").unwrap_err(),
             HeadError::Malformed
         );
         assert_eq!(
-            parse("GET relative HTTP/1.1\r\n\r\n").unwrap_err(),
+            parse("GET relative HTTP/1.1\r\nHost: h\r\n\r\n").unwrap_err(),
             HeadError::Malformed
         );
     }
@@ -311,29 +345,52 @@ mod tests {
     #[test]
     fn incomplete_heads_wait_and_oversized_ones_are_refused() {
         assert!(parse("GET / HTTP/1.1\r\nHost: h\r\n").unwrap().is_none());
-        let big = format!("GET / HTTP/1.1\r\nX: {}\r\n", "a".repeat(MAX_HEAD));
+        let big = format!(
+            "GET / HTTP/1.1\r\nHost: h\r\nX: {}\r\n",
+            "a".repeat(MAX_HEAD)
+        );
         assert_eq!(parse(&big).unwrap_err(), HeadError::TooLarge);
         let many: String = (0..=MAX_HEADERS).map(|i| format!("X-{i}: v\r\n")).collect();
-        let req = format!("GET / HTTP/1.1\r\n{many}\r\n");
+        let req = format!("GET / HTTP/1.1\r\nHost: h\r\n{many}\r\n");
         assert_eq!(parse(&req).unwrap_err(), HeadError::TooLarge);
         assert_eq!(
             parse("GET / HTTP/2.0\r\n\r\n").unwrap_err(),
             HeadError::Version
         );
         assert_eq!(
-            parse("GET / HTTP/1.1\r\nBad Name: v\r\n\r\n").unwrap_err(),
+            parse("GET / HTTP/1.1\r\nHost: h\r\nBad Name: v\r\n\r\n").unwrap_err(),
             HeadError::Malformed
         );
     }
 
     #[test]
+    fn http11_needs_exactly_one_valid_host() {
+        for bad in [
+            "",
+            "Host: a\r\nHost: b\r\n",
+            "Host: a b\r\n",
+            "Host: u@h\r\n",
+        ] {
+            let raw = format!("GET / HTTP/1.1\r\n{bad}\r\n");
+            assert_eq!(parse(&raw).unwrap_err(), HeadError::Host, "{bad:?}");
+        }
+        for good in ["Host: \r\n", "Host: h:8080\r\n", "Host: [::1]:80\r\n"] {
+            let raw = format!("GET / HTTP/1.1\r\n{good}\r\n");
+            assert!(parse(&raw).unwrap().is_some(), "{good:?}");
+        }
+        assert!(parse("GET / HTTP/1.0\r\n\r\n").unwrap().is_some());
+    }
+
+    #[test]
     fn connection_persistence_follows_the_version() {
-        assert!(!head("GET / HTTP/1.1\r\nConnection: Close\r\n\r\n").keep_alive);
-        assert!(!head("GET / HTTP/1.1\r\nConnection: te, close\r\n\r\n").keep_alive);
+        assert!(!head("GET / HTTP/1.1\r\nHost: h\r\nConnection: Close\r\n\r\n").keep_alive);
+        assert!(!head("GET / HTTP/1.1\r\nHost: h\r\nConnection: te, close\r\n\r\n").keep_alive);
         let h = head("GET / HTTP/1.0\r\n\r\n");
         assert!(h.http10 && !h.keep_alive);
         assert!(head("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n").keep_alive);
-        assert!(head("POST / HTTP/1.1\r\nExpect: 100-continue\r\n\r\n").expects_continue);
+        assert!(
+            head("POST / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\n\r\n").expects_continue
+        );
     }
 
     #[test]
@@ -365,7 +422,7 @@ mod tests {
             ),
         ];
         for (fields, want) in cases {
-            let raw = format!("POST / HTTP/1.1\r\n{fields}\r\n\r\n");
+            let raw = format!("POST / HTTP/1.1\r\nHost: h\r\n{fields}\r\n\r\n");
             assert_eq!(parse(&raw).map(|h| h.unwrap().body), *want, "{fields}");
         }
         assert_eq!(
