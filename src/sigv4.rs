@@ -158,7 +158,10 @@ pub fn presign(keys: &Keys, p: &Presign) -> String {
     ] {
         hasher.update(part.as_bytes());
     }
-    let canonical_hash = hex::encode(hasher.finalize());
+    let mut canonical_hex = [0u8; 64];
+    // A SHA-256 digest is 32 bytes: exactly 64 hex digits, always ASCII.
+    let _ = hex::encode_to_slice(hasher.finalize(), &mut canonical_hex);
+    let canonical_hash = std::str::from_utf8(&canonical_hex).unwrap_or_default();
 
     let mut string_to_sign = String::with_capacity(64 + scope_len + canonical_hash.len());
     let _ = write!(
