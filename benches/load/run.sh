@@ -23,7 +23,7 @@
 #   BACKEND_WORKERS=1  worker_processes of the legacy backend nginx
 #   MEM_SECONDS=8      how long the slow reader streams the 1 GiB file
 #   MEM_RATE=50M       its curl --limit-rate
-#   NGINX_SENDFILE=on  nginx `sendfile` (Debian's default config has it on; spillway has none)
+#   NGINX_SENDFILE=on  nginx `sendfile` (Debian's default; spillway uses sendfile for cached ranges of 128 KiB and up)
 #   SPILLWAY_PORT=18080 NGINX_PORT=18081 BACKEND_PORT=18082
 #   SKIP_BUILD=1       use the existing target/release/spillway
 #   SKIP_INSTALL=1     never call apt-get (fail if nginx or wrk is missing)
