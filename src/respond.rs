@@ -233,8 +233,14 @@ async fn send_range(
 ) -> io::Result<()> {
     let socket = match reply.zero_copy {
         Some(raw) if length >= ZERO_COPY_MIN => {
-            reply.send().await?;
-            Some(zero_copy::Socket::new(raw)?)
+            // The stream's own write buffer is empty between responses, so bytes written to
+            // the socket directly cannot overtake any.
+            let socket = zero_copy::Socket::new(raw)?;
+            tokio::time::timeout(SEND_TIMEOUT, socket.send_before_file(reply.out))
+                .await
+                .map_err(|_| stopped_reading())??;
+            reply.out.clear();
+            Some(socket)
         }
         _ => None,
     };
