@@ -10,12 +10,10 @@ mod support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use support::{Response, Stack, StackOptions};
 
-/// Upper bound for one read, so a server that neither answers nor closes fails the test.
-const IO_TIMEOUT: Duration = Duration::from_secs(20);
 /// spillway's limit on a request head (`http1::MAX_HEAD`).
 const MAX_HEAD: usize = 32 * 1024;
 /// spillway drains request bodies up to this size after a local answer (`front::DRAIN_LIMIT`).
@@ -28,11 +26,8 @@ struct Raw {
 
 impl Raw {
     fn open(port: u16) -> Raw {
-        let stream = TcpStream::connect(("127.0.0.1", port))
-            .unwrap_or_else(|e| panic!("connect to 127.0.0.1:{port}: {e}"));
-        stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-        stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
-        stream.set_nodelay(true).unwrap();
+        let stream =
+            support::connect(port).unwrap_or_else(|e| panic!("connect to 127.0.0.1:{port}: {e}"));
         Raw {
             reader: BufReader::new(stream),
         }
@@ -48,7 +43,7 @@ impl Raw {
 
     /// Reads one response (no body for HEAD, 1xx, 204, 304).
     fn read(&mut self, head_request: bool) -> Response {
-        read_response(&mut self.reader, head_request)
+        support::read_response(&mut self.reader, head_request).expect("one whole response")
     }
 
     /// Writes `bytes` and reads one response.
@@ -88,83 +83,8 @@ impl Raw {
     }
 }
 
-fn read_line(r: &mut impl BufRead) -> String {
-    let mut line = Vec::new();
-    let n = r.read_until(b'\n', &mut line).expect("read a line");
-    assert!(
-        n > 0,
-        "connection closed where a response line was expected"
-    );
-    assert_eq!(line.pop(), Some(b'\n'), "connection closed mid-line");
-    if line.last() == Some(&b'\r') {
-        line.pop();
-    }
-    String::from_utf8(line).expect("a response line in UTF-8")
-}
-
-fn read_response(r: &mut impl BufRead, head_request: bool) -> Response {
-    let status_line = read_line(r);
-    let mut parts = status_line.splitn(3, ' ');
-    let (Some(version), Some(code)) = (parts.next(), parts.next()) else {
-        panic!("malformed status line {status_line:?}");
-    };
-    assert!(
-        version.starts_with("HTTP/1."),
-        "malformed status line {status_line:?}"
-    );
-    let status: u16 = code
-        .parse()
-        .unwrap_or_else(|_| panic!("malformed status line {status_line:?}"));
-    let mut headers = Vec::new();
-    loop {
-        let line = read_line(r);
-        if line.is_empty() {
-            break;
-        }
-        let (name, value) = line
-            .split_once(':')
-            .unwrap_or_else(|| panic!("malformed header line {line:?}"));
-        headers.push((name.trim().to_owned(), value.trim().to_owned()));
-    }
-    let mut resp = Response {
-        status,
-        headers,
-        body: Vec::new(),
-    };
-    if head_request || (100..200).contains(&status) || status == 204 || status == 304 {
-        return resp;
-    }
-    let chunked = resp
-        .header_all("transfer-encoding")
-        .iter()
-        .any(|v| v.to_ascii_lowercase().contains("chunked"));
-    if chunked {
-        loop {
-            let size_line = read_line(r);
-            let size = size_line.split(';').next().unwrap_or_default().trim();
-            let size = usize::from_str_radix(size, 16)
-                .unwrap_or_else(|_| panic!("bad chunk size line {size_line:?}"));
-            if size == 0 {
-                while !read_line(r).is_empty() {}
-                break;
-            }
-            let start = resp.body.len();
-            resp.body.resize(start + size, 0);
-            r.read_exact(&mut resp.body[start..]).expect("chunk data");
-            assert_eq!(read_line(r), "", "chunk not followed by CRLF");
-        }
-    } else if let Some(length) = resp.header("content-length") {
-        let length: usize = length.parse().expect("numeric Content-Length");
-        resp.body = vec![0; length];
-        r.read_exact(&mut resp.body).expect("the whole body");
-    } else {
-        r.read_to_end(&mut resp.body).expect("a body up to EOF");
-    }
-    resp
-}
-
-/// `METHOD target HTTP/1.1` with a Host and `fields` (each `Name: value`), no body.
-/// An HTTP/1.1 request head; `Host: spillway.test` unless `fields` has its own Host.
+/// `METHOD target HTTP/1.1` with `fields` (each `Name: value`), no body; `Host: spillway.test`
+/// unless `fields` has its own Host.
 fn req(method: &str, target: &str, fields: &[&str]) -> String {
     let mut head = format!("{method} {target} HTTP/1.1\r\n");
     if !fields

@@ -252,7 +252,8 @@ impl Conn {
     }
 }
 
-fn connect(port: u16) -> io::Result<TcpStream> {
+/// A client socket to 127.0.0.1:`port` with the suite's I/O timeouts and `TCP_NODELAY`.
+pub fn connect(port: u16) -> io::Result<TcpStream> {
     let stream = TcpStream::connect((LOCALHOST, port))?;
     stream.set_read_timeout(Some(IO_TIMEOUT))?;
     stream.set_write_timeout(Some(IO_TIMEOUT))?;
@@ -303,7 +304,7 @@ fn exchange(port: u16, raw: &[u8], head_request: bool) -> io::Result<Response> {
 /// Read one response. Interim 1xx responses (100 Continue etc.) are skipped,
 /// except 101 which is final. The body is framed by, in order: no body
 /// (HEAD, 1xx, 204, 304), chunked, Content-Length, else read to EOF.
-fn read_response(r: &mut impl BufRead, head_request: bool) -> io::Result<Response> {
+pub fn read_response(r: &mut impl BufRead, head_request: bool) -> io::Result<Response> {
     loop {
         let status_line = read_line(r)?.ok_or_else(|| {
             io::Error::new(
