@@ -6,12 +6,12 @@ use std::time::{Duration, SystemTime};
 use criterion::{criterion_group, criterion_main, Criterion};
 use http::Method;
 use spillway::config;
-use spillway::decide::{decide, Request};
-use spillway::docroot::Io;
-use spillway::path::decode_relative;
-use spillway::policy::{Access, Policy};
-use spillway::route::RouteTable;
-use spillway::sigv4::{self, Keys, Presign};
+use spillway::core::decide::{decide, Request};
+use spillway::core::path::decode_relative;
+use spillway::core::policy::{Access, Policy};
+use spillway::core::route::RouteTable;
+use spillway::fs::docroot::MayBlock;
+use spillway::s3::sigv4::{self, Keys, Presign};
 
 use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{
@@ -25,7 +25,7 @@ fn no_var(_: &str) -> Option<String> {
     None
 }
 
-fn no_chain(_region: &str) -> Result<spillway::sigv4::Keys, String> {
+fn no_chain(_region: &str) -> Result<spillway::s3::sigv4::Keys, String> {
     Err("not used".into())
 }
 
@@ -149,14 +149,7 @@ fn bench(c: &mut Criterion) {
         headers: &headers,
     };
     c.bench_function("decide/hit (openat2 + fstat)", |b| {
-        b.iter(|| {
-            decide(
-                &config,
-                &get(black_box("/uploads/hit.txt")),
-                now,
-                Io::MayBlock,
-            )
-        })
+        b.iter(|| decide(&config, &get(black_box("/uploads/hit.txt")), now, &MayBlock))
     });
     c.bench_function("decide/miss public redirect", |b| {
         b.iter(|| {
@@ -164,7 +157,7 @@ fn bench(c: &mut Criterion) {
                 &config,
                 &get(black_box("/uploads/avatars/a%20b.png")),
                 now,
-                Io::MayBlock,
+                &MayBlock,
             )
         })
     });
@@ -174,7 +167,7 @@ fn bench(c: &mut Criterion) {
                 &config,
                 &get(black_box("/uploads/private/doc.pdf")),
                 now,
-                Io::MayBlock,
+                &MayBlock,
             )
         })
     });

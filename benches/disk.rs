@@ -17,7 +17,7 @@ use std::sync::Arc;
 use criterion::{criterion_group, criterion_main, Criterion};
 use rustix::fs::{fadvise, Advice};
 use rustix::io::ReadWriteFlags;
-use spillway::docroot::{Docroot, Io};
+use spillway::fs::docroot::Docroot;
 
 const CHUNK: usize = 128 * 1024;
 
@@ -34,10 +34,7 @@ fn bench(c: &mut Criterion) {
         .unwrap();
 
     c.bench_function("open/openat2 RESOLVE_CACHED + fstat (hit)", |b| {
-        b.iter(|| {
-            root.lookup(black_box("a/b/file.bin"), Io::CachedOnly)
-                .unwrap()
-        })
+        b.iter(|| root.lookup_cached(black_box("a/b/file.bin")).unwrap())
     });
     c.bench_function("open/spawn_blocking round trip (empty task)", |b| {
         b.iter(|| runtime.block_on(async { tokio::task::spawn_blocking(|| ()).await.unwrap() }))

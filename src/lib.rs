@@ -1,28 +1,21 @@
 //! spillway: serve local files, redirect misses to S3 (presigned when private), proxy the rest.
 //!
-//! The request flows route → path → decide → respond. The pure core (`route`, `path`, `policy`,
-//! `s3`, `serve`, `decide`, `http1`) knows nothing of Pingora. `front` owns each client
-//! connection and answers locally through `respond`; requests for the legacy upstream go to
-//! Pingora's proxy (`proxy`); `server` starts it all.
+//! A request flows front → decide → respond (or proxy). Each folder is one layer; a layer uses
+//! those listed below it, never one above.
 
+/// The command line: `run`, `check`, `explain`.
+pub mod cli;
+/// `proxy.yaml` → a checked, compiled `Config`.
 pub mod config;
-pub mod credentials;
-pub mod decide;
-pub mod docroot;
-pub mod explain;
-pub mod front;
-pub mod http1;
-pub mod negotiate;
-pub mod path;
-pub mod policy;
-pub mod proxy;
-pub mod range;
-pub mod read;
-pub mod request_log;
-pub mod respond;
-pub mod route;
+/// From a request to a decision, as values: route, path, policy, key, outcome. No tokio, no Pingora.
+pub mod core;
+/// Beneath the document roots: openat2 lookups, non-blocking reads, zero-copy sends.
+pub mod fs;
+/// HTTP semantics of serving a file: validators, preconditions, ranges, negotiation, types.
+pub mod http;
+/// S3 addressing and URLs, SigV4 presigning, the credential cell and provider chain.
 pub mod s3;
-pub mod serve;
+/// Client connections, the HTTP/1 wire format, responses, Pingora's proxy, startup.
 pub mod server;
-pub mod sigv4;
-pub mod zero_copy;
+/// The request log line (and what operators observe).
+pub mod telemetry;

@@ -1,108 +1,12 @@
-//! The `spillway` command: `run` (the default) and `check`.
+//! The `spillway` binary; everything but the allocator lives in `spillway::cli`.
 
-use std::io::IsTerminal;
-use std::path::PathBuf;
 use std::process::ExitCode;
-
-use clap::{Parser, Subcommand};
 
 /// mimalloc's thread-local free lists suit the request path's many short-lived allocations
 /// (header maps, URLs, buffers) better than glibc malloc: measured in benches/load.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[derive(Parser)]
-#[command(
-    version,
-    about = "Serve local files, redirect misses to S3 (presigned when private), proxy the rest"
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Option<Command>,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Serve (the default when no command is given).
-    Run(ConfigArg),
-    /// Validate the config and print the compiled routes; exits non-zero on any error.
-    Check(ConfigArg),
-    /// Print what the server would do with one request, computed by the same code it runs.
-    Explain(ExplainArgs),
-}
-
-#[derive(clap::Args)]
-struct ExplainArgs {
-    #[command(flatten)]
-    config: ConfigArg,
-    /// The request method.
-    #[arg(long, default_value = "GET", value_parser = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"])]
-    method: String,
-    /// Sign as of this moment (RFC 3339, e.g. 2026-01-01T00:00:00Z) to reproduce a URL.
-    #[arg(long, value_parser = humantime::parse_rfc3339_weak)]
-    at: Option<std::time::SystemTime>,
-    /// One JSON object instead of text.
-    #[arg(long)]
-    json: bool,
-    /// The request path as a client sends it, percent-encoded, e.g. /uploads/a%20b.jpg
-    path: String,
-}
-
-#[derive(clap::Args)]
-struct ConfigArg {
-    /// The configuration file.
-    #[arg(long, short, default_value = "proxy.yaml")]
-    config: PathBuf,
-}
-
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
-    let cli = Cli::parse();
-    let result = match cli.command {
-        None => run(ConfigArg {
-            config: PathBuf::from("proxy.yaml"),
-        }),
-        Some(Command::Run(arg)) => run(arg),
-        Some(Command::Check(arg)) => check(arg),
-        Some(Command::Explain(args)) => explain(args),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("spillway: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn run(arg: ConfigArg) -> anyhow::Result<()> {
-    let config = spillway::config::load(&arg.config)?;
-    spillway::server::run(config)?;
-    Ok(())
-}
-
-fn check(arg: ConfigArg) -> anyhow::Result<()> {
-    let config = spillway::config::load(&arg.config)?;
-    print!("{}", spillway::config::describe(&config));
-    Ok(())
-}
-
-fn explain(args: ExplainArgs) -> anyhow::Result<()> {
-    let config = spillway::config::load(&args.config.config)?;
-    let method: http::Method = args.method.parse()?;
-    let now = args.at.unwrap_or_else(std::time::SystemTime::now);
-    let explanation = spillway::explain::explain(&config, &method, &args.path, now);
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&explanation)?);
-    } else {
-        print!("{}", explanation.to_text());
-    }
-    Ok(())
+    spillway::cli::main()
 }

@@ -3,8 +3,8 @@
 use std::path::Path;
 
 use spillway::config::{self, Environment, ParseError};
-use spillway::policy::Access;
-use spillway::sigv4::Keys;
+use spillway::core::policy::Access;
+use spillway::s3::sigv4::Keys;
 
 fn no_var(_: &str) -> Option<String> {
     None

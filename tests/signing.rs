@@ -15,9 +15,10 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use spillway::credentials::CredentialCell;
+use spillway::core::key::ObjectKey;
+use spillway::s3::credentials::CredentialCell;
+use spillway::s3::sigv4::{self, Keys, Presign};
 use spillway::s3::{Addressing, Bucket};
-use spillway::sigv4::{self, Keys, Presign};
 use support::{
     encode_key, follow, get, request, run_cli_env, Response, S3Server, Spillway, Stack,
     StackOptions, ACCESS_KEY, SECRET_KEY,
@@ -508,7 +509,13 @@ fn presigner_matches_aws_sigv4_full_signer() {
                         );
                         assert_eq!(own, aws, "{what}");
                         let through_bucket = bucket
-                            .presign(method, KEY_PREFIX, &key.relative, time, ttl, false)
+                            .presign(
+                                method,
+                                &ObjectKey::from_parts(KEY_PREFIX, &key.relative),
+                                time,
+                                ttl,
+                                false,
+                            )
                             .expect("presign");
                         assert_eq!(through_bucket.url, own, "{what}: Bucket::presign");
                         assert_eq!(through_bucket.expires_at, time + ttl);
@@ -540,7 +547,13 @@ fn presigner_matches_aws_sigv4_full_signer() {
                         );
                         assert_eq!(own, aws, "{what} with response-content-disposition");
                         let through_bucket = bucket
-                            .presign(method, KEY_PREFIX, &key.relative, time, ttl, true)
+                            .presign(
+                                method,
+                                &ObjectKey::from_parts(KEY_PREFIX, &key.relative),
+                                time,
+                                ttl,
+                                true,
+                            )
                             .expect("presign");
                         assert_eq!(
                             through_bucket.url, own,

@@ -12,7 +12,8 @@ use pingora::proxy::{ProxyHttp, Session};
 use pingora::{Error, ErrorType, Result};
 
 use crate::config::{Config, Upstream};
-use crate::request_log::{self, Entry, Outcome};
+use crate::core::outcome::Outcome;
+use crate::telemetry::request_log::{self, Entry};
 
 /// The proxy service: what Pingora needs to reach the upstream.
 pub struct Spillway {
@@ -118,7 +119,7 @@ impl ProxyHttp for Spillway {
     }
 
     async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut RequestCtx) {
-        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let status = session.response_written().map(|r| r.status);
         let req = session.req_header();
         request_log::record(Entry {
             outcome: Outcome::Upstream,
@@ -127,7 +128,7 @@ impl ProxyHttp for Spillway {
             path: req.uri.path(),
             start: ctx.start,
             reason: None,
-            error: error.map(|e| e as &dyn std::fmt::Display),
+            cut_short: error.map(|e| e as &dyn std::fmt::Display),
         });
     }
 }

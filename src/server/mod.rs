@@ -1,4 +1,12 @@
-//! Starting Pingora from a compiled config: no second config file, no surprises at bind time.
+//! The server: client connections (`front`) answered locally (`respond`, over `http1`) or
+//! through Pingora's proxy (`proxy`), the credential refresher, and starting it all from a
+//! compiled config: no second config file, no surprises at bind time.
+
+pub mod front;
+pub mod http1;
+pub mod proxy;
+pub mod refresher;
+pub mod respond;
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -10,16 +18,17 @@ use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 
 use crate::config::Config;
-use crate::credentials::Refresher;
-use crate::front::Front;
-use crate::proxy::Spillway;
+use front::Front;
+use proxy::Spillway;
+use refresher::Refresher;
 
+/// Why the server could not start; the cause is part of the message, said once.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("cannot listen on {address}: {source}")]
+    #[error("cannot listen on {address}: {error}")]
     Bind {
         address: std::net::SocketAddr,
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
@@ -41,7 +50,7 @@ fn round_up_secs(d: std::time::Duration) -> u64 {
 /// starts (Pingora itself would only log it from a worker thread).
 pub fn check_listeners(config: &Config) -> Result<(), StartError> {
     for &address in &config.listen {
-        TcpListener::bind(address).map_err(|source| StartError::Bind { address, source })?;
+        TcpListener::bind(address).map_err(|error| StartError::Bind { address, error })?;
     }
     Ok(())
 }

@@ -8,7 +8,7 @@
 
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use rustix::io::Errno;
 use tokio::io::unix::AsyncFd;
@@ -20,16 +20,14 @@ pub struct Socket {
 }
 
 impl Socket {
-    /// Wraps a duplicate of the connection's (non-blocking, plain TCP) socket: the original
+    /// Wraps a duplicate of a connection's (non-blocking, plain TCP) socket: the original
     /// stays registered with its own stream, epoll tracks the duplicate separately, and
-    /// dropping this unregisters and closes only the duplicate.
-    pub fn new(raw: RawFd) -> io::Result<Socket> {
-        // SAFETY: `raw` is the open socket of the connection being served, which outlives
-        // this call; it is only borrowed long enough to duplicate it.
-        let borrowed = unsafe { BorrowedFd::borrow_raw(raw) };
-        let owned = borrowed.try_clone_to_owned()?;
+    /// dropping this unregisters and closes only the duplicate. One per connection.
+    pub fn duplicate(socket: BorrowedFd<'_>) -> io::Result<Socket> {
+        let owned = socket.try_clone_to_owned()?;
         // SAFETY: an `OwnedFd` keeps its descriptor open and unchanged until it is dropped,
-        // which is when the `AsyncFd` holding it is dropped.
+        // which is when the `AsyncFd` holding it is dropped (tokio deprecated the safe
+        // constructor for types without that guarantee: tokio-rs/tokio#8587).
         let fd = unsafe { AsyncFd::register_with_interest(owned, Interest::WRITABLE) }
             .map_err(io::Error::from)?;
         Ok(Socket { fd })
@@ -112,7 +110,6 @@ mod tests {
     use super::*;
     use std::io::{Read, Write};
     use std::net::{TcpListener, TcpStream};
-    use std::os::fd::AsRawFd;
 
     #[test]
     fn a_file_just_written_is_cached_and_past_its_end_is_not() {
@@ -140,7 +137,7 @@ mod tests {
             client.read_to_end(&mut got).unwrap();
             got
         });
-        let socket = Socket::new(server.as_raw_fd()).unwrap();
+        let socket = Socket::duplicate(server.as_fd()).unwrap();
         socket.send_before_file(b"head:").await.unwrap();
         // More than a socket buffer holds: the send must wait for the reader.
         let mut offset = 1000u64;

@@ -1,5 +1,5 @@
 //! HTTP/1.x on the wire for the requests spillway answers itself: parsing a request head and
-//! writing a response head. Pure functions over byte buffers; `front` does the I/O.
+//! writing a response head. Pure functions over byte buffers; `front` and `respond` do the I/O.
 //!
 //! Why not Pingora's session for these: its per-request machinery (header maps with preserved
 //! case, response header objects, the proxy's module and filter phases) cost more CPU than the
@@ -10,7 +10,7 @@ use std::cell::RefCell;
 use std::io::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 
 /// Larger request heads are refused with 431 (nginx's default allows 4 × 8 KiB).
 pub const MAX_HEAD: usize = 32 * 1024;
@@ -60,11 +60,13 @@ pub enum HeadError {
 }
 
 impl HeadError {
-    pub fn status(self) -> u16 {
+    pub fn status(self) -> StatusCode {
         match self {
-            HeadError::Malformed | HeadError::BadFraming | HeadError::Host => 400,
-            HeadError::TooLarge => 431,
-            HeadError::Version => 505,
+            HeadError::Malformed | HeadError::BadFraming | HeadError::Host => {
+                StatusCode::BAD_REQUEST
+            }
+            HeadError::TooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            HeadError::Version => StatusCode::HTTP_VERSION_NOT_SUPPORTED,
         }
     }
 }
@@ -243,12 +245,10 @@ pub struct ResponseHead<'o> {
 }
 
 impl<'o> ResponseHead<'o> {
-    pub fn start(out: &'o mut Vec<u8>, status: u16) -> ResponseHead<'o> {
-        let reason = http::StatusCode::from_u16(status)
-            .ok()
-            .and_then(|s| s.canonical_reason())
-            .unwrap_or("");
-        let _ = write!(out, "HTTP/1.1 {status} {reason}\r\n");
+    pub fn start(out: &'o mut Vec<u8>, status: StatusCode) -> ResponseHead<'o> {
+        // The one place a reason phrase is chosen; `StatusCode`'s `Display` has the same text.
+        let reason = status.canonical_reason().unwrap_or("");
+        let _ = write!(out, "HTTP/1.1 {} {reason}\r\n", status.as_str());
         ResponseHead { out }
     }
 
@@ -434,7 +434,7 @@ mod tests {
     #[test]
     fn response_heads_are_well_formed() {
         let mut out = Vec::new();
-        let mut head = ResponseHead::start(&mut out, 302);
+        let mut head = ResponseHead::start(&mut out, StatusCode::FOUND);
         head.header("Location", "/x").number("Content-Length", 0);
         head.finish(Persistence::Close);
         let text = String::from_utf8(out).unwrap();

@@ -23,13 +23,16 @@ use pingora::server::ShutdownWatch;
 use tokio::io::AsyncReadExt;
 use tokio::time::Sleep;
 
-use crate::config::Config;
-use crate::decide::{decide, Decided, Decision, Reject, Request};
-use crate::docroot::Io;
-use crate::http1::{self, BodyLength, HeadError, Persistence, MAX_HEAD};
-use crate::proxy::Spillway;
-use crate::request_log::{self, Entry, Outcome};
-use crate::respond::{self, Reply};
+use crate::config::{Config, Route};
+use crate::core::answer::{Answer, Reject};
+use crate::core::decide::{decide, Decided, Decision, Request};
+use crate::core::outcome::Outcome;
+use crate::fs::docroot::{CachedOnly, MayBlock};
+use crate::s3::SignError;
+use crate::server::http1::{self, BodyLength, HeadError, Persistence, RequestHead, MAX_HEAD};
+use crate::server::proxy::Spillway;
+use crate::server::respond::{self, Reply, Sent, Wire, ZeroCopy};
+use crate::telemetry::request_log::{self, Entry};
 
 /// An idle keep-alive connection is closed after this long, as is one that takes this long to
 /// send a request head (nginx: `keepalive_timeout`, `client_header_timeout`).
@@ -78,33 +81,56 @@ enum ReadEnd {
     Bad(HeadError),
 }
 
+/// What a connection keeps between requests.
+struct Connection {
+    /// Bytes read and not yet consumed: the next request head, perhaps more.
+    buf: Vec<u8>,
+    /// Where responses are assembled.
+    out: Vec<u8>,
+    zero_copy: ZeroCopy,
+}
+
+/// What becomes of the connection after a locally answered request.
+enum After {
+    /// Discard this many body bytes, then read the next request.
+    KeepAlive { body: u64 },
+    /// The response said `Connection: close`: close once the client has read it.
+    Close,
+    /// The response did not get through: drop the connection.
+    Gone,
+}
+
 impl Front {
     async fn connection(&self, mut stream: Stream, shutdown: &ShutdownWatch) {
         // Both waits live as long as the connection, so a request costs no timer or watcher
         // registration: the timer is only touched when it fires.
         let mut idle = pin!(tokio::time::sleep(IDLE_TIMEOUT));
         let mut stopping = pin!(shutdown_started(shutdown.clone()));
-        let mut buf: Vec<u8> = Vec::with_capacity(READ_SIZE);
-        let mut out: Vec<u8> = Vec::with_capacity(1024);
-        let zero_copy = stream.get_ssl_digest().is_none().then(|| stream.id());
+        let mut conn = Connection {
+            buf: Vec::with_capacity(READ_SIZE),
+            out: Vec::with_capacity(1024),
+            zero_copy: ZeroCopy::default(),
+        };
         loop {
             let waits = Waits {
                 since: tokio::time::Instant::now(),
                 idle: idle.as_mut(),
                 stopping: stopping.as_mut(),
             };
-            if let Err(end) = read_head(&mut stream, &mut buf, waits).await {
+            if let Err(end) = read_head(&mut stream, &mut conn.buf, waits).await {
                 if let ReadEnd::Bad(e) = end {
-                    answer_bad_head(stream, &mut out, e).await;
+                    answer_bad_head(stream, &mut conn.out, e).await;
                 }
                 return;
             }
             let start = Instant::now();
-            let head = match http1::parse_request(&buf) {
+            let head = match http1::parse_request(&conn.buf) {
                 Ok(Some(head)) => head,
                 // An empty line ends every complete head: httparse cannot want more.
-                Ok(None) => return answer_bad_head(stream, &mut out, HeadError::Malformed).await,
-                Err(e) => return answer_bad_head(stream, &mut out, e).await,
+                Ok(None) => {
+                    return answer_bad_head(stream, &mut conn.out, HeadError::Malformed).await
+                }
+                Err(e) => return answer_bad_head(stream, &mut conn.out, e).await,
             };
             let request = Request {
                 method: &head.method,
@@ -113,66 +139,51 @@ impl Front {
                 headers: &head.headers,
             };
             let decided = decide_without_blocking(&self.config, &request).await;
-            if let Decision::Upstream(_) = decided.decision {
-                // Pingora parses the request again from these bytes; the proxy path pays for
-                // that, the local paths never do.
-                let read = BytesMut::from(&buf[..]);
-                buf.clear();
-                match self.proxy(stream, read, shutdown).await {
-                    Some(returned) => stream = returned,
-                    None => return,
+            let route = decided.route;
+            let answer = match decided.decision {
+                Decision::Answer(answer) => answer,
+                Decision::Upstream(_) => {
+                    // Pingora parses the request again from these bytes; the proxy path pays
+                    // for that, the local paths never do.
+                    let read = BytesMut::from(&conn.buf[..]);
+                    conn.buf.clear();
+                    match self.proxy(stream, read, shutdown).await {
+                        Some(returned) => stream = returned,
+                        None => return,
+                    }
+                    continue;
                 }
-                continue;
-            }
-
-            // A body we would have to wait for, or cannot delimit cheaply, ends the connection.
-            let drain = match head.body {
-                BodyLength::None => Some(0),
-                BodyLength::Length(n) if n <= DRAIN_LIMIT && !head.expects_continue => Some(n),
-                _ => None,
             };
-            let keep_alive = head.keep_alive && drain.is_some() && !*shutdown.borrow();
-            let persistence = match (keep_alive, head.http10) {
-                (false, _) => Persistence::Close,
-                (true, true) => Persistence::KeepAlive10,
-                (true, false) => Persistence::KeepAlive,
-            };
-            let mut reply = Reply {
+            let wire = Wire {
                 stream: &mut stream,
-                out: &mut out,
-                head_only: head.method == http::Method::HEAD,
-                persistence,
-                zero_copy,
+                out: &mut conn.out,
             };
-            let (outcome, reason, sent) = execute(&mut reply, &request, decided).await;
-            let (status, error) = match &sent {
-                Ok(status) => (*status, None),
-                Err(e) => (0, Some(e as &dyn std::fmt::Display)),
-            };
-            request_log::record(Entry {
-                outcome,
-                status,
-                method: head.method.as_str(),
-                path: head.path,
+            let after = answer_locally(
+                wire,
+                &mut conn.zero_copy,
+                &head,
+                route,
+                answer,
                 start,
-                reason: reason.as_ref().map(|r| r as &dyn std::fmt::Display),
-                error,
-            });
-            let Ok(_) = sent else { return };
-            let Some(body) = drain.filter(|_| keep_alive) else {
-                return linger_close(stream).await;
-            };
+                shutdown,
+            )
+            .await;
             let consumed = head.len;
             drop(head);
-            if discard(&mut stream, &mut buf, consumed, body)
+            let body = match after {
+                After::KeepAlive { body } => body,
+                After::Close => return linger_close(stream).await,
+                After::Gone => return,
+            };
+            if discard(&mut stream, &mut conn.buf, consumed, body)
                 .await
                 .is_err()
             {
                 return;
             }
-            if out.capacity() > 16 * 1024 {
+            if conn.out.capacity() > 16 * 1024 {
                 // A large file was sent: an idle connection keeps no 128 KiB buffer.
-                out = Vec::with_capacity(1024);
+                conn.out = Vec::with_capacity(1024);
             }
         }
     }
@@ -333,76 +344,102 @@ async fn linger_close(mut stream: Stream) {
 /// Answers a request head that cannot be served (400, 431, 505), logs it and closes.
 async fn answer_bad_head(mut stream: Stream, out: &mut Vec<u8>, e: HeadError) {
     let start = Instant::now();
+    let mut zero_copy = ZeroCopy::Unavailable;
     let mut reply = Reply {
-        stream: &mut stream,
-        out,
+        wire: Wire {
+            stream: &mut stream,
+            out,
+        },
         head_only: false,
         persistence: Persistence::Close,
-        zero_copy: None,
+        zero_copy: &mut zero_copy,
     };
-    let sent = respond::error(&mut reply, e.status(), None).await;
-    request_log::record(Entry {
-        outcome: Outcome::Rejected,
+    let sent = Sent {
         status: e.status(),
-        method: "-",
-        path: "-",
-        start,
-        reason: Some(&e),
-        error: sent.as_ref().err().map(|e| e as &dyn std::fmt::Display),
-    });
-    if sent.is_ok() {
+        cut_short: respond::error(&mut reply, e.status(), None).await.err(),
+    };
+    log(&sent, Outcome::Rejected, ("-", "-"), start, Some(&e));
+    if sent.cut_short.is_none() {
         linger_close(stream).await;
     }
 }
 
-/// Sends the answer `decided` calls for. Returns what to log: outcome, reason, status sent.
-async fn execute(
-    reply: &mut Reply<'_>,
-    request: &Request<'_>,
-    decided: Decided<'_, '_>,
-) -> (Outcome, Option<Reject>, io::Result<u16>) {
-    match decided.decision {
-        Decision::Serve(local) => {
-            let sent = respond::file(reply, request.method, request.headers, local).await;
-            (Outcome::Served, None, sent)
+/// Answers a request spillway decided itself, logs it, and says whether the connection
+/// lives on.
+async fn answer_locally(
+    wire: Wire<'_>,
+    zero_copy: &mut ZeroCopy,
+    head: &RequestHead<'_>,
+    route: Option<&Route>,
+    answer: Answer<'_>,
+    start: Instant,
+    shutdown: &ShutdownWatch,
+) -> After {
+    // A body we would have to wait for, or cannot delimit cheaply, ends the connection.
+    let drain = match head.body {
+        BodyLength::None => Some(0),
+        BodyLength::Length(n) if n <= DRAIN_LIMIT && !head.expects_continue => Some(n),
+        _ => None,
+    };
+    let keep_alive = head.keep_alive && drain.is_some() && !*shutdown.borrow();
+    let persistence = match (keep_alive, head.http10) {
+        (false, _) => Persistence::Close,
+        (true, true) => Persistence::KeepAlive10,
+        (true, false) => Persistence::KeepAlive,
+    };
+    if let Answer::Reject(reject) = &answer {
+        if reject.status().is_server_error() {
+            tracing::error!(path = head.path, "{reject}");
         }
-        Decision::AddSlash(location) => (
-            Outcome::Redirect,
-            None,
-            respond::add_slash(reply, &location).await,
-        ),
-        Decision::Redirect(redirect) => {
-            let outcome = if redirect.presigned() {
-                Outcome::Presigned
-            } else {
-                Outcome::Redirect
-            };
-            (outcome, None, respond::redirect(reply, &redirect).await)
+        if let (Reject::Sign(SignError::CredentialsExpiring), Some(bucket)) =
+            (reject, route.and_then(|r| r.bucket.as_ref()))
+        {
+            bucket.credentials().request_refresh();
         }
-        Decision::Reject(reject) => {
-            if reject.status() >= 500 {
-                tracing::error!(path = request.path, "{reject}");
-            }
-            let sent = respond::reject(reply, &reject).await;
-            (Outcome::Rejected, Some(reject), sent)
-        }
-        Decision::Uncached(warm) => {
-            // Only possible if the blocking retry itself failed; answer rather than guess.
-            let reject = Reject::Io(io::Error::other(format!(
-                "lookup of {:?} did not complete",
-                warm.relative
-            )));
-            tracing::error!(path = request.path, "{reject}");
-            let sent = respond::reject(reply, &reject).await;
-            (Outcome::Rejected, Some(reject), sent)
-        }
-        // `connection` hands these to the proxy before getting here.
-        Decision::Upstream(_) => (
-            Outcome::Upstream,
-            None,
-            respond::error(reply, 500, None).await,
-        ),
     }
+    let mut reply = Reply {
+        wire,
+        head_only: head.method == http::Method::HEAD,
+        persistence,
+        zero_copy,
+    };
+    let sent = respond::send(&mut reply, &head.method, &head.headers, &answer).await;
+    let reason = match &answer {
+        Answer::Reject(reject) => Some(reject as &dyn std::fmt::Display),
+        _ => None,
+    };
+    let outcome = answer.outcome(sent.status);
+    log(
+        &sent,
+        outcome,
+        (head.method.as_str(), head.path),
+        start,
+        reason,
+    );
+    match (sent.cut_short, drain) {
+        (Some(_), _) => After::Gone,
+        (None, Some(body)) if keep_alive => After::KeepAlive { body },
+        (None, _) => After::Close,
+    }
+}
+
+/// The log line of a request answered here.
+fn log(
+    sent: &Sent,
+    outcome: Outcome,
+    (method, path): (&str, &str),
+    start: Instant,
+    reason: Option<&dyn std::fmt::Display>,
+) {
+    request_log::record(Entry {
+        outcome,
+        status: Some(sent.status),
+        method,
+        path,
+        start,
+        reason,
+        cut_short: sent.cut_short.as_ref().map(|e| e as &dyn std::fmt::Display),
+    });
 }
 
 /// Runs `decide` on the event loop with cached-only lookups. A path the kernel must read from
@@ -414,9 +451,9 @@ async fn decide_without_blocking<'c, 'p>(
 ) -> Decided<'c, 'p> {
     // Each round warms one more path (the file, then a precompressed variant or index file).
     for _ in 0..4 {
-        let decided = decide(config, request, SystemTime::now(), Io::CachedOnly);
-        let Decision::Uncached(warm) = decided.decision else {
-            return decided;
+        let warm = match decide(config, request, SystemTime::now(), &CachedOnly) {
+            Ok(decided) => return decided,
+            Err(warm) => warm,
         };
         if tokio::task::spawn_blocking(move || warm.run())
             .await
@@ -427,5 +464,6 @@ async fn decide_without_blocking<'c, 'p>(
     }
     // A file system whose lookups never stay cached (network file systems revalidate):
     // fall back to what nginx does, a blocking lookup here.
-    decide(config, request, SystemTime::now(), Io::MayBlock)
+    let Ok(decided) = decide(config, request, SystemTime::now(), &MayBlock);
+    decided
 }

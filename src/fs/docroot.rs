@@ -5,10 +5,12 @@
 //! can lead outside it, and there is no window between a check and the open. Kernels without
 //! `openat2` (before 5.6) get a canonicalising check instead, announced in the log at startup.
 
+use std::convert::Infallible;
 use std::fs::{File, Metadata};
 use std::io;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
@@ -27,26 +29,77 @@ pub enum Lookup {
     Refused,
 }
 
-/// How much a lookup may wait for the disk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Io {
-    /// Only what the kernel's dentry cache can answer (`RESOLVE_CACHED`); anything else fails
-    /// with `LookupError::Uncached` at once. For the event loop.
-    CachedOnly,
-    /// Whatever it takes. For the blocking pool, tools, and kernels without `RESOLVE_CACHED`.
-    MayBlock,
-}
-
 /// Failures that are neither "missing" nor "refused", each with its own status.
 #[derive(Debug, thiserror::Error)]
 pub enum LookupError {
     #[error("permission denied")]
     PermissionDenied,
-    /// Resolving the path needs the disk; retry with `Io::MayBlock` off the event loop.
-    #[error("path not in the dentry cache")]
-    Uncached,
     #[error("{0}")]
     Io(#[from] io::Error),
+}
+
+/// How much a lookup may wait for the disk. `decide` is generic over it, so what a lookup may
+/// leave undone is part of the type: nothing under [`MayBlock`], a [`Warm`] under [`CachedOnly`].
+pub trait Io {
+    /// What is left to do when the lookup could not finish without the disk.
+    type Pending;
+
+    fn lookup(
+        &self,
+        root: &Arc<Docroot>,
+        relative: &str,
+    ) -> Result<Result<Lookup, LookupError>, Self::Pending>;
+}
+
+/// Whatever it takes. For the blocking pool, tools, and kernels without `RESOLVE_CACHED`.
+#[derive(Debug, Clone, Copy)]
+pub struct MayBlock;
+
+/// Only what the kernel's dentry cache can answer (`RESOLVE_CACHED`); anything else is left
+/// as a [`Warm`] at once. For the event loop.
+#[derive(Debug, Clone, Copy)]
+pub struct CachedOnly;
+
+impl Io for MayBlock {
+    type Pending = Infallible;
+
+    fn lookup(
+        &self,
+        root: &Arc<Docroot>,
+        relative: &str,
+    ) -> Result<Result<Lookup, LookupError>, Infallible> {
+        Ok(root.lookup(relative))
+    }
+}
+
+impl Io for CachedOnly {
+    type Pending = Warm;
+
+    fn lookup(
+        &self,
+        root: &Arc<Docroot>,
+        relative: &str,
+    ) -> Result<Result<Lookup, LookupError>, Warm> {
+        root.lookup_cached(relative).ok_or_else(|| Warm {
+            docroot: Arc::clone(root),
+            relative: relative.to_owned(),
+        })
+    }
+}
+
+/// A path to resolve once with blocking I/O, so that the next cached-only lookup finds it.
+#[derive(Debug)]
+pub struct Warm {
+    docroot: Arc<Docroot>,
+    relative: String,
+}
+
+impl Warm {
+    /// Blocking: run it on the blocking pool. The result is dropped; the dentry cache keeps
+    /// what matters.
+    pub fn run(&self) {
+        let _ = self.docroot.lookup(&self.relative);
+    }
 }
 
 #[derive(Debug)]
@@ -116,14 +169,11 @@ impl Docroot {
         matches!(self.containment, Containment::Kernel)
     }
 
-    /// Looks up a canonical relative path (see `path::decode_relative`). `""` is the root.
-    pub fn lookup(&self, relative: &str, io: Io) -> Result<Lookup, LookupError> {
+    /// Looks up a canonical relative path (see `core::path::decode_relative`), waiting for the
+    /// disk if need be. `""` is the root.
+    pub fn lookup(&self, relative: &str) -> Result<Lookup, LookupError> {
         let relative = if relative.is_empty() { "." } else { relative };
-        let cached_only = io == Io::CachedOnly && self.cached_lookups;
         let opened = match &self.containment {
-            Containment::Kernel if cached_only => {
-                openat2(&self.dir, relative, self.resolve | ResolveFlags::CACHED)
-            }
             Containment::Kernel => openat2(&self.dir, relative, self.resolve),
             Containment::Canonical(root) => open_checked(
                 root,
@@ -131,27 +181,44 @@ impl Docroot {
                 self.resolve.contains(ResolveFlags::NO_SYMLINKS),
             ),
         };
-        let fd = match opened {
-            Ok(fd) => fd,
-            Err(Errno::NOENT | Errno::NOTDIR | Errno::NAMETOOLONG) => return Ok(Lookup::Missing),
-            // EXDEV: a symlink (or absolute path) tried to leave the root. ELOOP: a symlink loop,
-            // or any symlink under `symlinks: deny`.
-            Err(Errno::XDEV | Errno::LOOP) => return Ok(Lookup::Refused),
-            Err(Errno::ACCESS | Errno::PERM) => return Err(LookupError::PermissionDenied),
-            Err(Errno::AGAIN) if cached_only => return Err(LookupError::Uncached),
-            Err(e) => return Err(LookupError::Io(e.into())),
-        };
-        let file = File::from(fd);
-        let meta = file.metadata()?;
-        let kind = meta.file_type();
-        Ok(if kind.is_file() {
-            Lookup::File(file, meta)
-        } else if kind.is_dir() {
-            Lookup::Directory
-        } else {
-            Lookup::Refused
-        })
+        classify(opened)
     }
+
+    /// The same lookup from the dentry cache only; `None` when it would need the disk. Kernels
+    /// without `RESOLVE_CACHED` always wait.
+    pub fn lookup_cached(&self, relative: &str) -> Option<Result<Lookup, LookupError>> {
+        if !self.cached_lookups {
+            return Some(self.lookup(relative));
+        }
+        let relative = if relative.is_empty() { "." } else { relative };
+        match openat2(&self.dir, relative, self.resolve | ResolveFlags::CACHED) {
+            Err(Errno::AGAIN) => None,
+            opened => Some(classify(opened)),
+        }
+    }
+}
+
+/// What an open's result means for serving.
+fn classify(opened: Result<OwnedFd, Errno>) -> Result<Lookup, LookupError> {
+    let fd = match opened {
+        Ok(fd) => fd,
+        Err(Errno::NOENT | Errno::NOTDIR | Errno::NAMETOOLONG) => return Ok(Lookup::Missing),
+        // EXDEV: a symlink (or absolute path) tried to leave the root. ELOOP: a symlink loop,
+        // or any symlink under `symlinks: deny`.
+        Err(Errno::XDEV | Errno::LOOP) => return Ok(Lookup::Refused),
+        Err(Errno::ACCESS | Errno::PERM) => return Err(LookupError::PermissionDenied),
+        Err(e) => return Err(LookupError::Io(e.into())),
+    };
+    let file = File::from(fd);
+    let meta = file.metadata()?;
+    let kind = meta.file_type();
+    Ok(if kind.is_file() {
+        Lookup::File(file, meta)
+    } else if kind.is_dir() {
+        Lookup::Directory
+    } else {
+        Lookup::Refused
+    })
 }
 
 /// Read-only, close-on-exec, and non-blocking so that opening a FIFO cannot hang a worker.
@@ -195,7 +262,7 @@ mod tests {
     }
 
     fn kind(r: &Docroot, p: &str) -> &'static str {
-        match r.lookup(p, Io::MayBlock) {
+        match r.lookup(p) {
             Ok(Lookup::File(..)) => "file",
             Ok(Lookup::Directory) => "dir",
             Ok(Lookup::Missing) => "missing",
@@ -233,12 +300,12 @@ mod tests {
         // blocking lookup the same path must resolve without the disk.
         assert_eq!(kind(&r, "sub/a.txt"), "file");
         assert!(matches!(
-            r.lookup("sub/a.txt", Io::CachedOnly),
-            Ok(Lookup::File(..))
+            r.lookup_cached("sub/a.txt"),
+            Some(Ok(Lookup::File(..)))
         ));
         assert!(matches!(
-            r.lookup("sub", Io::CachedOnly),
-            Ok(Lookup::Directory)
+            r.lookup_cached("sub"),
+            Some(Ok(Lookup::Directory))
         ));
     }
 

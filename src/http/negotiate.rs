@@ -1,5 +1,33 @@
 //! `Accept-Encoding` (RFC 9110 §12.5.3): may this client take a precompressed variant?
 
+/// A content coding spillway can serve precompressed, and the suffix of its files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    Br,
+    Zstd,
+    Gzip,
+}
+
+impl Encoding {
+    /// The `Content-Encoding` token.
+    pub fn token(self) -> &'static str {
+        match self {
+            Encoding::Br => "br",
+            Encoding::Zstd => "zstd",
+            Encoding::Gzip => "gzip",
+        }
+    }
+
+    /// The file suffix, as written by `brotli`, `zstd` and `gzip`.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Encoding::Br => ".br",
+            Encoding::Zstd => ".zst",
+            Encoding::Gzip => ".gz",
+        }
+    }
+}
+
 /// Whether `coding` (e.g. `br`, `gzip`) is acceptable: named (or matched by `*`) with a
 /// non-zero quality. An explicit entry for the coding wins over `*`.
 pub fn accepts(accept_encoding: &str, coding: &str) -> bool {

@@ -6,10 +6,12 @@ use std::time::SystemTime;
 use http::{HeaderMap, Method};
 use serde::Serialize;
 
-use crate::config::Config;
-use crate::decide::{decide, Decision, Request};
-use crate::docroot::Io;
-use crate::policy::Access;
+use crate::config::{Config, Route};
+use crate::core::answer::Answer;
+use crate::core::decide::{decide, Decided, Decision, Request};
+use crate::core::outcome::Outcome;
+use crate::core::policy::Access;
+use crate::fs::docroot::MayBlock;
 
 /// Everything `explain` reports. Field names are the `--json` interface.
 #[derive(Debug, Serialize)]
@@ -29,8 +31,8 @@ pub struct Explanation {
     pub access: Option<&'static str>,
     /// The S3 key, for routes with a bucket.
     pub key: Option<String>,
-    /// `serve`, `redirect`, `upstream` or `reject`.
-    pub outcome: &'static str,
+    /// What the server would do, in the words of its log line.
+    pub outcome: Outcome,
     /// The status spillway answers with (`None` for upstream: the upstream decides).
     pub status: Option<u16>,
     pub location: Option<String>,
@@ -54,10 +56,23 @@ pub fn explain(config: &Config, method: &Method, target: &str, now: SystemTime) 
         query,
         headers: &headers,
     };
-    let decided = decide(config, &request, now, Io::MayBlock);
+    let Ok(decided) = decide(config, &request, now, &MayBlock);
+    let mut e = context(method, target, &decided);
+    match decided.decision {
+        Decision::Upstream(upstream) => {
+            e.outcome = Outcome::Upstream;
+            e.upstream = Some(format!("{} ({})", upstream.name, upstream.address));
+        }
+        Decision::Answer(answer) => describe_answer(&mut e, decided.route, &answer),
+    }
+    e
+}
+
+/// What led to the decision: the route, the path below it, the file and the key.
+fn context(method: &Method, target: &str, decided: &Decided) -> Explanation {
     let route = decided.route;
     let relative = decided.relative.as_deref();
-    let mut e = Explanation {
+    Explanation {
         method: method.to_string(),
         path: target.to_owned(),
         route: route.map(|r| {
@@ -74,21 +89,20 @@ pub fn explain(config: &Config, method: &Method, target: &str, now: SystemTime) 
         exists: false,
         rule: None,
         access: None,
-        key: route
-            .filter(|r| r.bucket.is_some())
-            .zip(relative)
-            .map(|(r, rel)| format!("{}{rel}", r.key_prefix)),
-        outcome: "reject",
+        key: decided.key().map(|k| k.to_string()),
+        outcome: Outcome::Rejected,
         status: None,
         location: None,
         cache_control: None,
         reason: None,
         upstream: None,
-    };
-    match decided.decision {
-        Decision::Serve(local) => {
-            e.outcome = "serve";
-            e.status = Some(200);
+    }
+}
+
+/// The answer spillway would send itself, as the server would send it to a plain GET.
+fn describe_answer(e: &mut Explanation, route: Option<&Route>, answer: &Answer) {
+    let status = match answer {
+        Answer::Serve(local) => {
             e.exists = true;
             e.cache_control = local
                 .route
@@ -96,16 +110,14 @@ pub fn explain(config: &Config, method: &Method, target: &str, now: SystemTime) 
                 .as_ref()
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned);
+            http::StatusCode::OK
         }
-        Decision::AddSlash(location) => {
-            e.outcome = "redirect";
-            e.status = Some(301);
+        Answer::AddSlash(location) => {
             e.exists = true;
-            e.location = Some(location);
+            e.location = Some(location.clone());
+            http::StatusCode::MOVED_PERMANENTLY
         }
-        Decision::Redirect(redirect) => {
-            e.outcome = "redirect";
-            e.status = Some(302);
+        Answer::Redirect(redirect) => {
             e.access = Some(match redirect.verdict.access {
                 Access::Public => "public",
                 Access::Private(_) => "private",
@@ -120,22 +132,16 @@ pub fn explain(config: &Config, method: &Method, target: &str, now: SystemTime) 
                 .to_str()
                 .ok()
                 .map(str::to_owned);
-            e.location = Some(redirect.location);
+            e.location = Some(redirect.location.clone());
+            http::StatusCode::FOUND
         }
-        Decision::Upstream(upstream) => {
-            e.outcome = "upstream";
-            e.upstream = Some(format!("{} ({})", upstream.name, upstream.address));
-        }
-        Decision::Reject(reject) => {
-            e.status = Some(reject.status());
+        Answer::Reject(reject) => {
             e.reason = Some(reject.to_string());
+            reject.status()
         }
-        Decision::Uncached(_) => {
-            e.status = Some(500);
-            e.reason = Some("lookup did not complete".into());
-        }
-    }
-    e
+    };
+    e.status = Some(status.as_u16());
+    e.outcome = answer.outcome(status);
 }
 
 impl Explanation {
@@ -167,7 +173,7 @@ impl Explanation {
         );
         line("access", self.access);
         line("key", self.key.as_deref());
-        line("outcome", Some(self.outcome));
+        line("outcome", Some(self.outcome.as_str()));
         line("status", self.status.map(|s| s.to_string()).as_deref());
         line("location", self.location.as_deref());
         line("cache-control", self.cache_control.as_deref());

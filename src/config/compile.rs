@@ -1,0 +1,517 @@
+//! Compiling the raw YAML mirror into a checked [`Config`]: names that must exist, roots that
+//! must be directories, credentials a private route needs, host names resolved once. Every
+//! problem is collected with its key path and line, so all of them are reported at once.
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::expand::expand;
+use super::locate::{self, Step};
+use super::raw::{
+    AllowDeny, Listen, RawAccess, RawBucket, RawConfig, RawCredentials, RawDisposition,
+    RawEncoding, RawRoute, RawUpstream,
+};
+use super::{
+    ChainCredentials, Config, Environment, Problem, Route, Shutdown, Upstream,
+    DEFAULT_REDIRECT_MAX_AGE, DEFAULT_TTL,
+};
+use crate::core::policy::{Access, Policy, Signing};
+use crate::core::route::RouteTable;
+use crate::fs::docroot::Docroot;
+use crate::http::negotiate::Encoding;
+use crate::s3::credentials::CredentialCell;
+use crate::s3::sigv4::Keys;
+use crate::s3::{Addressing, Bucket, BucketError, MAX_TTL};
+
+/// Compiles `raw` (parsed from `text`, with relative paths against `base`).
+pub fn compile(
+    raw: RawConfig,
+    text: &str,
+    base: &Path,
+    env: &Environment,
+) -> Result<Config, Vec<Problem>> {
+    let mut compiler = Compiler {
+        text,
+        base,
+        env,
+        problems: Vec::new(),
+        chain_cell: Arc::default(),
+        chain_buckets: Vec::new(),
+        chain_users: Vec::new(),
+        chain_region: String::new(),
+    };
+    let config = compiler.compile(raw);
+    match config {
+        Some(config) if compiler.problems.is_empty() => Ok(config),
+        _ => Err(compiler.problems),
+    }
+}
+
+struct Compiler<'a> {
+    text: &'a str,
+    base: &'a Path,
+    env: &'a Environment<'a>,
+    problems: Vec<Problem>,
+    /// Shared by every bucket without `credentials:`; filled from the chain if needed.
+    chain_cell: Arc<CredentialCell>,
+    /// Names of those buckets.
+    chain_buckets: Vec<String>,
+    /// Private routes and rules that sign with chain credentials: where, and their ttl.
+    chain_users: Vec<(Vec<Step>, String, Duration)>,
+    /// The region of the first bucket using the chain.
+    chain_region: String,
+}
+
+fn key(k: &str) -> Step {
+    Step::Key(k.to_owned())
+}
+
+impl Compiler<'_> {
+    fn problem(&mut self, path: &[Step], message: impl Into<String>) {
+        self.problems.push(Problem {
+            key: locate::render(path),
+            message: message.into(),
+            line: locate::locate(self.text, path),
+        });
+    }
+
+    fn compile(&mut self, raw: RawConfig) -> Option<Config> {
+        let listen = self.listen(&raw.listen);
+        let threads = match raw.threads {
+            Some(0) => {
+                self.problem(&[key("threads")], "must be at least 1");
+                1
+            }
+            Some(n) => n,
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        };
+        let shutdown = Shutdown {
+            grace_period: raw
+                .shutdown
+                .grace_period
+                .unwrap_or(Shutdown::default().grace_period),
+            timeout: raw.shutdown.timeout.unwrap_or(Shutdown::default().timeout),
+        };
+        let upstreams: BTreeMap<&str, Arc<Upstream>> = raw
+            .upstreams
+            .iter()
+            .filter_map(|(name, u)| Some((name.as_str(), Arc::new(self.upstream(name, u)?))))
+            .collect();
+        let default_upstream = raw.default_upstream.as_deref().and_then(|name| {
+            let found = upstreams.get(name).cloned();
+            if found.is_none() && !raw.upstreams.contains_key(name) {
+                self.problem(
+                    &[key("default_upstream")],
+                    format!(
+                        "unknown upstream {name:?} (defined: {})",
+                        names(raw.upstreams.keys())
+                    ),
+                );
+            }
+            found
+        });
+        let buckets: BTreeMap<&str, Arc<Bucket>> = raw
+            .buckets
+            .iter()
+            .filter_map(|(name, b)| Some((name.as_str(), Arc::new(self.bucket(name, b)?))))
+            .collect();
+        let mut routes = RouteTable::default();
+        if raw.routes.is_empty() && default_upstream.is_none() {
+            self.problem(
+                &[key("routes")],
+                "no routes and no default_upstream: nothing to serve",
+            );
+        }
+        for (index, r) in raw.routes.iter().enumerate() {
+            let at = [key("routes"), Step::Index(index)];
+            let Some(route) = self.route(&at, r, &raw, &buckets) else {
+                continue;
+            };
+            if let Err(e) = routes.insert(&r.prefix, route) {
+                self.problem(
+                    &[at[0].clone(), at[1].clone(), key("prefix")],
+                    format!("{:?} {e}", r.prefix),
+                );
+            }
+        }
+        let chain_credentials = self.resolve_chain();
+        Some(Config {
+            source: PathBuf::new(),
+            listen,
+            threads,
+            shutdown,
+            routes,
+            default_upstream,
+            chain_credentials,
+        })
+    }
+
+    fn listen(&mut self, listen: &Listen) -> Vec<SocketAddr> {
+        let addresses = &listen.addresses;
+        if addresses.is_empty() {
+            self.problem(&[key("listen")], "needs at least one address");
+        }
+        let mut all = Vec::new();
+        for (i, address) in addresses.iter().enumerate() {
+            match resolve(address) {
+                Ok(mut addrs) => all.append(&mut addrs),
+                Err(e) if listen.is_list => self.problem(&[key("listen"), Step::Index(i)], e),
+                Err(e) => self.problem(&[key("listen")], e),
+            }
+        }
+        all
+    }
+
+    fn upstream(&mut self, name: &str, raw: &RawUpstream) -> Option<Upstream> {
+        let at = [key("upstreams"), key(name), key("address")];
+        // Resolved here, once: Pingora's HttpPeer would otherwise resolve per request, with a
+        // blocking call that panics on failure.
+        let address = match resolve(&raw.address) {
+            Ok(addrs) => addrs[0],
+            Err(e) => {
+                self.problem(&at, e);
+                return None;
+            }
+        };
+        Some(Upstream {
+            name: name.to_owned(),
+            address,
+            connect_timeout: raw.connect_timeout.unwrap_or(Duration::from_secs(2)),
+            read_timeout: raw.read_timeout.unwrap_or(Duration::from_secs(60)),
+            write_timeout: raw.write_timeout.unwrap_or(Duration::from_secs(60)),
+            idle_timeout: raw.idle_timeout.unwrap_or(Duration::from_secs(60)),
+        })
+    }
+
+    fn bucket(&mut self, name: &str, raw: &RawBucket) -> Option<Bucket> {
+        let at = |field: &str| [key("buckets"), key(name), key(field)];
+        let credentials = match &raw.credentials {
+            Some(creds) => Arc::new(CredentialCell::with(self.explicit_keys(name, creds)?)),
+            None => {
+                self.chain_buckets.push(name.to_owned());
+                if self.chain_region.is_empty() {
+                    self.chain_region = raw.region.clone();
+                }
+                Arc::clone(&self.chain_cell)
+            }
+        };
+        let addressing = Addressing {
+            endpoint: raw.endpoint.as_deref(),
+            path_style: raw.path_style,
+            dualstack: raw.dualstack,
+            accelerate: raw.accelerate,
+            public_url: raw.public_url.as_deref(),
+        };
+        match Bucket::new(&raw.bucket, &raw.region, &addressing, credentials) {
+            Ok(bucket) => Some(bucket),
+            Err(e) => {
+                let field = match e {
+                    BucketError::BadName(_) => "bucket",
+                    BucketError::BadRegion(_) => "region",
+                    BucketError::BadEndpoint(_) | BucketError::AwsOnly => "endpoint",
+                    BucketError::VirtualHostNeedsName => "path_style",
+                    BucketError::BadPublicUrl(_) => "public_url",
+                    BucketError::AccelerateNeedsVirtualHost => "accelerate",
+                };
+                self.problem(&at(field), e.to_string());
+                None
+            }
+        }
+    }
+
+    /// Keys written in the YAML, with `${VAR}` expanded from the environment.
+    fn explicit_keys(&mut self, bucket: &str, raw: &RawCredentials) -> Option<Keys> {
+        let mut expanded = |field: &str, value: &str| {
+            let at = [key("buckets"), key(bucket), key("credentials"), key(field)];
+            match expand(value, self.env.var) {
+                Ok(v) if v.is_empty() => {
+                    self.problem(&at, "is empty");
+                    None
+                }
+                Ok(v) => Some(v),
+                Err(e) => {
+                    self.problem(&at, e);
+                    None
+                }
+            }
+        };
+        let id = expanded("access_key_id", &raw.access_key_id);
+        let secret = expanded("secret_access_key", &raw.secret_access_key);
+        let token = match &raw.session_token {
+            Some(t) => Some(expanded("session_token", t)?),
+            None => None,
+        };
+        Some(Keys::new(id?, secret?, token, None, "proxy.yaml"))
+    }
+
+    /// Fetches chain credentials if a private route needs them; reports each route that cannot
+    /// sign otherwise.
+    fn resolve_chain(&mut self) -> Option<ChainCredentials> {
+        if self.chain_users.is_empty() {
+            return None;
+        }
+        match (self.env.chain)(&self.chain_region) {
+            Ok(keys) => {
+                self.chain_cell.set(keys);
+                let longest_ttl = self.chain_users.iter().map(|(_, _, ttl)| *ttl).max()?;
+                Some(ChainCredentials {
+                    cell: Arc::clone(&self.chain_cell),
+                    longest_ttl,
+                    region: self.chain_region.clone(),
+                })
+            }
+            Err(e) => {
+                for (at, bucket, _) in std::mem::take(&mut self.chain_users) {
+                    self.problem(
+                        &at,
+                        format!(
+                            "private objects need credentials to presign, but bucket {bucket:?} has no `credentials:` and the AWS provider chain (environment, profile, web identity, container, instance metadata) found none: {e}"
+                        ),
+                    );
+                }
+                None
+            }
+        }
+    }
+
+    fn route(
+        &mut self,
+        at: &[Step],
+        raw: &RawRoute,
+        config: &RawConfig,
+        buckets: &BTreeMap<&str, Arc<Bucket>>,
+    ) -> Option<Route> {
+        let field = |k: &str| [at, &[key(k)]].concat();
+        let docroot = self.docroot(&field("root"), raw);
+        let bucket = raw
+            .bucket
+            .as_deref()
+            .and_then(|name| self.bucket_ref(&field("bucket"), name, config, buckets));
+        if raw.key_prefix.starts_with('/') {
+            self.problem(
+                &field("key_prefix"),
+                "must not start with '/' (S3 keys have no leading slash)",
+            );
+        }
+        let policy = self.policy(at, raw);
+        let max_age = raw
+            .redirect_max_age
+            .unwrap_or(DEFAULT_REDIRECT_MAX_AGE)
+            .as_secs();
+        let redirect_cache_control =
+            http::HeaderValue::from_str(&format!("public, max-age={max_age}"))
+                .unwrap_or(http::HeaderValue::from_static("public"));
+        self.index(&field("index"), &raw.index);
+        let cache_control = raw.cache_control.as_deref().and_then(|value| {
+            let parsed = http::HeaderValue::from_str(value).ok();
+            if parsed.is_none() {
+                self.problem(&field("cache_control"), "is not a valid header value");
+            }
+            parsed
+        });
+        let precompressed = raw
+            .precompressed
+            .iter()
+            .map(|e| match e {
+                RawEncoding::Br => Encoding::Br,
+                RawEncoding::Zstd => Encoding::Zstd,
+                RawEncoding::Gzip => Encoding::Gzip,
+            })
+            .collect();
+        Some(Route {
+            prefix: raw.prefix.clone(),
+            docroot: Arc::new(docroot?),
+            bucket,
+            bucket_name: raw.bucket.clone(),
+            key_prefix: raw.key_prefix.clone(),
+            policy,
+            index: raw.index.clone(),
+            precompressed,
+            cache_control,
+            dotfiles: raw.dotfiles == Some(AllowDeny::Allow),
+            redirect_cache_control,
+        })
+    }
+
+    /// Opens the route's root once, for every lookup beneath it.
+    fn docroot(&mut self, at: &[Step], raw: &RawRoute) -> Option<Docroot> {
+        let path = self.base.join(&raw.root);
+        let follow_symlinks = raw.symlinks != Some(AllowDeny::Deny);
+        match Docroot::open(&path, follow_symlinks) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.problem(
+                    at,
+                    format!("cannot open {} as a directory: {e}", path.display()),
+                );
+                None
+            }
+        }
+    }
+
+    /// The bucket a route names; a name that is not defined is a problem (one defined but
+    /// broken was reported where it is defined).
+    fn bucket_ref(
+        &mut self,
+        at: &[Step],
+        name: &str,
+        config: &RawConfig,
+        buckets: &BTreeMap<&str, Arc<Bucket>>,
+    ) -> Option<Arc<Bucket>> {
+        let found = buckets.get(name).cloned();
+        if found.is_none() && !config.buckets.contains_key(name) {
+            self.problem(
+                at,
+                format!(
+                    "unknown bucket {name:?} (defined: {})",
+                    names(config.buckets.keys())
+                ),
+            );
+        }
+        found
+    }
+
+    /// The route's access policy: its default, then its rules in order. Private access that
+    /// signs with chain credentials is noted, so the chain is asked only if something needs it.
+    fn policy(&mut self, at: &[Step], raw: &RawRoute) -> Policy {
+        let field = |k: &str| [at, &[key(k)]].concat();
+        let route_signing = self.signing(
+            at,
+            raw.ttl,
+            raw.sign_window,
+            raw.content_disposition,
+            Signing::with_ttl(DEFAULT_TTL),
+        );
+        let access = |a: RawAccess, signing: Signing| match a {
+            RawAccess::Public => Access::Public,
+            RawAccess::Private => Access::Private(signing),
+        };
+        // Private by default: forgetting `access:` must never publish an object.
+        let default = access(raw.access.unwrap_or(RawAccess::Private), route_signing);
+        let mut policy = Policy::new(default);
+        // Where to point if a private object cannot be signed (the `access:` that made it
+        // private, or the route itself when private came from the default), and the longest
+        // link the credentials must cover.
+        let mut private_at = (default != Access::Public).then(|| match raw.access {
+            Some(_) => field("access"),
+            None => at.to_vec(),
+        });
+        let mut longest_ttl = route_signing.ttl;
+        for (i, rule) in raw.rules.iter().enumerate() {
+            let rule_at = [at, &[key("rules"), Step::Index(i)]].concat();
+            let signing = self.signing(
+                &rule_at,
+                rule.ttl,
+                rule.sign_window,
+                rule.content_disposition,
+                route_signing,
+            );
+            if rule.access == RawAccess::Private {
+                longest_ttl = longest_ttl.max(signing.ttl);
+                if private_at.is_none() {
+                    private_at = Some([rule_at.as_slice(), &[key("access")]].concat());
+                }
+            }
+            if let Err(e) = policy.add_rule(&rule.pattern, access(rule.access, signing)) {
+                self.problem(
+                    &[rule_at.as_slice(), &[key("match")]].concat(),
+                    e.to_string(),
+                );
+            }
+        }
+        if let (Some(name), Some(private_at)) = (raw.bucket.as_deref(), private_at) {
+            if self.chain_buckets.iter().any(|b| b == name) {
+                self.chain_users
+                    .push((private_at, name.to_owned(), longest_ttl));
+            }
+        }
+        policy
+    }
+
+    /// Index file names must be plain names in the directory itself.
+    fn index(&mut self, at: &[Step], index: &[String]) {
+        for (i, name) in index.iter().enumerate() {
+            if name.is_empty() || name.contains('/') || name.starts_with('.') {
+                self.problem(
+                    &[at, &[Step::Index(i)]].concat(),
+                    format!("{name:?} must be a plain file name like index.html"),
+                );
+            }
+        }
+    }
+
+    /// How a route or rule signs: its own settings over `inherited` ones.
+    fn signing(
+        &mut self,
+        at: &[Step],
+        ttl: Option<Duration>,
+        window: Option<Duration>,
+        disposition: Option<RawDisposition>,
+        inherited: Signing,
+    ) -> Signing {
+        let field = |k: &str| [at, &[key(k)]].concat();
+        let ttl = match ttl {
+            Some(_) => self.ttl(&field("ttl"), ttl),
+            None => inherited.ttl,
+        };
+        let explicit_window = window.is_some();
+        let window = window.or(inherited.window);
+        if let Some(w) = window {
+            if w < Duration::from_secs(1) || w >= ttl {
+                let at = if explicit_window {
+                    field("sign_window")
+                } else {
+                    field("ttl")
+                };
+                self.problem(
+                    &at,
+                    format!(
+                        "sign_window ({}) must be at least 1s and shorter than the ttl ({}): links are valid for ttl − sign_window at least",
+                        humantime::format_duration(w),
+                        humantime::format_duration(ttl)
+                    ),
+                );
+            }
+        }
+        Signing {
+            ttl,
+            window,
+            attachment: disposition
+                .map_or(inherited.attachment, |d| d == RawDisposition::Attachment),
+        }
+    }
+
+    fn ttl(&mut self, at: &[Step], ttl: Option<Duration>) -> Duration {
+        let ttl = ttl.unwrap_or(DEFAULT_TTL);
+        if ttl < Duration::from_secs(1) || ttl > MAX_TTL {
+            self.problem(at, "must be between 1s and 7 days (the SigV4 limit)");
+        }
+        ttl
+    }
+}
+
+fn resolve(address: &str) -> Result<Vec<SocketAddr>, String> {
+    match address.to_socket_addrs() {
+        Ok(addrs) => {
+            let addrs: Vec<_> = addrs.collect();
+            if addrs.is_empty() {
+                Err(format!("{address:?} resolves to no address"))
+            } else {
+                Ok(addrs)
+            }
+        }
+        Err(e) => Err(format!("{address:?} is not a usable host:port ({e})")),
+    }
+}
+
+fn names<'a>(keys: impl Iterator<Item = &'a String>) -> String {
+    let all: Vec<&str> = keys.map(String::as_str).collect();
+    if all.is_empty() {
+        "none".to_owned()
+    } else {
+        all.join(", ")
+    }
+}

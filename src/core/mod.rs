@@ -1,0 +1,10 @@
+//! The pure core: from a request to a decision, as values. It imports neither tokio nor
+//! Pingora (`tests/architecture.rs` keeps it so), and is table-tested beside its code.
+
+pub mod answer;
+pub mod decide;
+pub mod key;
+pub mod outcome;
+pub mod path;
+pub mod policy;
+pub mod route;

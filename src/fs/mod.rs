@@ -1,0 +1,6 @@
+//! The file system under the document roots: opening beneath a root, reading without stalling
+//! the event loop, and sending file bytes straight to a socket.
+
+pub mod docroot;
+pub mod read;
+pub mod zero_copy;
