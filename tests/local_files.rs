@@ -465,7 +465,29 @@ fn a_file_truncated_mid_transfer_ends_the_connection_short() {
         "what was sent is the file's real bytes"
     );
     let logs = stack.proxy.wait_for_log("truncated");
-    assert!(logs.contains("/static/shrinking.bin"), "{logs}");
+    let line = logs
+        .lines()
+        .find(|l| l.contains("/static/shrinking.bin"))
+        .unwrap_or_else(|| panic!("no line for the download:\n{logs}"));
+    assert!(
+        line.contains("status=200") && line.contains("cut_short=true"),
+        "the status sent, and that the body was cut short: {line}"
+    );
+}
+
+#[test]
+fn a_client_that_hangs_up_mid_download_is_logged_with_the_status_it_got() {
+    let stack = Stack::start();
+    stack.put_local("static", "big.bin", &patterned(64 << 20));
+    let (stream, _, _) = start_download(stack.port(), "/static/big.bin", 1 << 20);
+    drop(stream);
+    let logs = stack.proxy.wait_for_log("cut_short=true");
+    let line = logs
+        .lines()
+        .find(|l| l.contains("/static/big.bin"))
+        .unwrap_or_else(|| panic!("no line for the download:\n{logs}"));
+    assert!(line.contains("outcome=\"served\""), "{line}");
+    assert!(line.contains("status=200"), "{line}");
 }
 
 #[test]

@@ -1033,6 +1033,37 @@ fn check_signs_with_the_default_profile_in_home() {
     assert!(!stdout.contains("profile-secret-value") && !stderr.contains("profile-secret-value"));
 }
 
+/// A provider that never answers (here container credentials at a listener that says nothing)
+/// costs `check` a bounded wait and a message that says so.
+#[test]
+fn a_chain_that_never_answers_is_given_up_on() {
+    let (_dir, config, home) = chain_config();
+    let (cfg, creds) = (
+        format!("{home}/.aws/config"),
+        format!("{home}/.aws/credentials"),
+    );
+    std::fs::create_dir_all(format!("{home}/.aws")).expect(".aws");
+    std::fs::write(&cfg, "").expect("config");
+    std::fs::write(&creds, "").expect("credentials");
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let uri = format!("http://{}/credentials", silent.local_addr().expect("addr"));
+    let mut env = hermetic(&home, &cfg, &creds);
+    env.push(("AWS_CONTAINER_CREDENTIALS_FULL_URI", &uri));
+    let out = run_cli_env(&["check", "--config", &config], &env);
+    let (stdout, stderr) = check_output(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert_eq!(
+        stderr,
+        format!(
+            "spillway: {config}: routes[0]: private objects need credentials to presign, but \
+             bucket \"media\" has no `credentials:` and the AWS provider chain (environment, \
+             profile, web identity, container, instance metadata) found none: no answer within \
+             5s from a provider that asks over the network (instance metadata, container \
+             credentials or STS) at line 8 column 5\n"
+        )
+    );
+}
+
 #[test]
 fn check_fails_fast_when_the_chain_finds_nothing() {
     let (_dir, config, home) = chain_config();

@@ -19,8 +19,9 @@ use crate::s3::sigv4::Keys;
 /// for clock skew and for the time between the redirect and its use.
 pub const EXPIRY_MARGIN: Duration = Duration::from_secs(60);
 
-/// How long `check`, `explain` and startup wait for the provider chain. Off EC2, its last
-/// resort (instance metadata) is a connection that never answers; nothing else takes this long.
+/// How long `check`, `explain` and startup wait for the provider chain: its network providers
+/// (instance metadata, container credentials, STS) can each wait on an endpoint that never
+/// answers.
 pub const CHAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The current credentials of a bucket, swapped atomically when refreshed.
@@ -108,7 +109,7 @@ pub fn fetch_from_chain_blocking(region: &str) -> Result<Keys, String> {
             .await
             .unwrap_or_else(|_| {
                 Err(format!(
-                    "no answer within {}s (off EC2, set AWS_EC2_METADATA_DISABLED=true so the chain does not wait for instance metadata)",
+                    "no answer within {}s from a provider that asks over the network (instance metadata, container credentials or STS)",
                     CHAIN_TIMEOUT.as_secs()
                 ))
             })
