@@ -44,9 +44,10 @@ pub fn compile(
         chain_region: String::new(),
     };
     let config = compiler.compile(raw);
-    match config {
-        Some(config) if compiler.problems.is_empty() => Ok(config),
-        _ => Err(compiler.problems),
+    if compiler.problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(compiler.problems)
     }
 }
 
@@ -78,7 +79,7 @@ impl Compiler<'_> {
         });
     }
 
-    fn compile(&mut self, raw: RawConfig) -> Option<Config> {
+    fn compile(&mut self, raw: RawConfig) -> Config {
         let listen = self.listen(&raw.listen);
         let threads = match raw.threads {
             Some(0) => {
@@ -100,34 +101,62 @@ impl Compiler<'_> {
             .iter()
             .filter_map(|(name, u)| Some((name.as_str(), Arc::new(self.upstream(name, u)?))))
             .collect();
-        let default_upstream = raw.default_upstream.as_deref().and_then(|name| {
-            let found = upstreams.get(name).cloned();
-            if found.is_none() && !raw.upstreams.contains_key(name) {
-                self.problem(
-                    &[key("default_upstream")],
-                    format!(
-                        "unknown upstream {name:?} (defined: {})",
-                        names(raw.upstreams.keys())
-                    ),
-                );
-            }
-            found
-        });
-        let buckets: BTreeMap<&str, Arc<Bucket>> = raw
-            .buckets
-            .iter()
-            .filter_map(|(name, b)| Some((name.as_str(), Arc::new(self.bucket(name, b)?))))
-            .collect();
-        let mut routes = RouteTable::default();
+        let default_upstream = raw
+            .default_upstream
+            .as_deref()
+            .and_then(|name| self.upstream_ref(&[key("default_upstream")], name, &raw, &upstreams));
         if raw.routes.is_empty() && default_upstream.is_none() {
             self.problem(
                 &[key("routes")],
                 "no routes and no default_upstream: nothing to serve",
             );
         }
+        let routes = self.routes(&raw);
+        let chain_credentials = self.resolve_chain();
+        Config {
+            source: PathBuf::new(),
+            listen,
+            threads,
+            shutdown,
+            routes,
+            default_upstream,
+            chain_credentials,
+        }
+    }
+
+    /// The upstream `name` refers to; a name that is not defined is a problem (one defined
+    /// but broken was reported where it is defined).
+    fn upstream_ref(
+        &mut self,
+        at: &[Step],
+        name: &str,
+        raw: &RawConfig,
+        upstreams: &BTreeMap<&str, Arc<Upstream>>,
+    ) -> Option<Arc<Upstream>> {
+        let found = upstreams.get(name).cloned();
+        if found.is_none() && !raw.upstreams.contains_key(name) {
+            self.problem(
+                at,
+                format!(
+                    "unknown upstream {name:?} (defined: {})",
+                    names(raw.upstreams.keys())
+                ),
+            );
+        }
+        found
+    }
+
+    /// The route table, with the buckets its routes refer to.
+    fn routes(&mut self, raw: &RawConfig) -> RouteTable<Route> {
+        let buckets: BTreeMap<&str, Arc<Bucket>> = raw
+            .buckets
+            .iter()
+            .filter_map(|(name, b)| Some((name.as_str(), Arc::new(self.bucket(name, b)?))))
+            .collect();
+        let mut routes = RouteTable::default();
         for (index, r) in raw.routes.iter().enumerate() {
             let at = [key("routes"), Step::Index(index)];
-            let Some(route) = self.route(&at, r, &raw, &buckets) else {
+            let Some(route) = self.route(&at, r, raw, &buckets) else {
                 continue;
             };
             if let Err(e) = routes.insert(&r.prefix, route) {
@@ -137,16 +166,7 @@ impl Compiler<'_> {
                 );
             }
         }
-        let chain_credentials = self.resolve_chain();
-        Some(Config {
-            source: PathBuf::new(),
-            listen,
-            threads,
-            shutdown,
-            routes,
-            default_upstream,
-            chain_credentials,
-        })
+        routes
     }
 
     fn listen(&mut self, listen: &Listen) -> Vec<SocketAddr> {

@@ -90,6 +90,24 @@ struct Connection {
     zero_copy: ZeroCopy,
 }
 
+impl Connection {
+    /// Gets ready for the next request after one whose head was `head` bytes, followed by
+    /// `body` bytes of body to discard.
+    async fn next_request(
+        &mut self,
+        stream: &mut Stream,
+        head: usize,
+        body: u64,
+    ) -> io::Result<()> {
+        discard(stream, &mut self.buf, head, body).await?;
+        if self.out.capacity() > 16 * 1024 {
+            // A large file was sent: an idle connection keeps no 128 KiB buffer.
+            self.out = Vec::with_capacity(1024);
+        }
+        Ok(())
+    }
+}
+
 /// What becomes of the connection after a locally answered request.
 enum After {
     /// Discard this many body bytes, then read the next request.
@@ -117,19 +135,16 @@ impl Front {
                 idle: idle.as_mut(),
                 stopping: stopping.as_mut(),
             };
-            if let Err(end) = read_head(&mut stream, &mut conn.buf, waits).await {
-                if let ReadEnd::Bad(e) = end {
-                    answer_bad_head(stream, &mut conn.out, e).await;
-                }
-                return;
-            }
-            let start = Instant::now();
-            let head = match http1::parse_request(&conn.buf) {
-                Ok(Some(head)) => head,
+            let parsed = match read_head(&mut stream, &mut conn.buf, waits).await {
                 // An empty line ends every complete head: httparse cannot want more.
-                Ok(None) => {
-                    return answer_bad_head(stream, &mut conn.out, HeadError::Malformed).await
-                }
+                Ok(()) => http1::parse_request(&conn.buf)
+                    .and_then(|head| head.ok_or(HeadError::Malformed)),
+                Err(ReadEnd::Bad(e)) => Err(e),
+                Err(ReadEnd::Closed) => return,
+            };
+            let start = Instant::now();
+            let head = match parsed {
+                Ok(head) => head,
                 Err(e) => return answer_bad_head(stream, &mut conn.out, e).await,
             };
             let request = Request {
@@ -175,15 +190,12 @@ impl Front {
                 After::Close => return linger_close(stream).await,
                 After::Gone => return,
             };
-            if discard(&mut stream, &mut conn.buf, consumed, body)
+            if conn
+                .next_request(&mut stream, consumed, body)
                 .await
                 .is_err()
             {
                 return;
-            }
-            if conn.out.capacity() > 16 * 1024 {
-                // A large file was sent: an idle connection keeps no 128 KiB buffer.
-                conn.out = Vec::with_capacity(1024);
             }
         }
     }
