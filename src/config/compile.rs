@@ -101,10 +101,10 @@ impl Compiler<'_> {
             .iter()
             .filter_map(|(name, u)| Some((name.as_str(), Arc::new(self.upstream(name, u)?))))
             .collect();
-        let default_upstream = raw
-            .default_upstream
-            .as_deref()
-            .and_then(|name| self.upstream_ref(&[key("default_upstream")], name, &raw, &upstreams));
+        let default_upstream = raw.default_upstream.as_deref().and_then(|name| {
+            let at = [key("default_upstream")];
+            self.reference(&at, "upstream", name, &upstreams, &raw.upstreams)
+        });
         if raw.routes.is_empty() && default_upstream.is_none() {
             self.problem(
                 &[key("routes")],
@@ -124,22 +124,23 @@ impl Compiler<'_> {
         }
     }
 
-    /// The upstream `name` refers to; a name that is not defined is a problem (one defined
-    /// but broken was reported where it is defined).
-    fn upstream_ref(
+    /// What `name` refers to among the `kind`s (`upstream`, `bucket`): a name that is not
+    /// defined is a problem; one defined but broken was reported where it is defined.
+    fn reference<T: Clone, R>(
         &mut self,
         at: &[Step],
+        kind: &str,
         name: &str,
-        raw: &RawConfig,
-        upstreams: &BTreeMap<&str, Arc<Upstream>>,
-    ) -> Option<Arc<Upstream>> {
-        let found = upstreams.get(name).cloned();
-        if found.is_none() && !raw.upstreams.contains_key(name) {
+        compiled: &BTreeMap<&str, T>,
+        defined: &BTreeMap<String, R>,
+    ) -> Option<T> {
+        let found = compiled.get(name).cloned();
+        if found.is_none() && !defined.contains_key(name) {
             self.problem(
                 at,
                 format!(
-                    "unknown upstream {name:?} (defined: {})",
-                    names(raw.upstreams.keys())
+                    "unknown {kind} {name:?} (defined: {})",
+                    names(defined.keys())
                 ),
             );
         }
@@ -306,10 +307,9 @@ impl Compiler<'_> {
     ) -> Option<Route> {
         let field = |k: &str| [at, &[key(k)]].concat();
         let docroot = self.docroot(&field("root"), raw);
-        let bucket = raw
-            .bucket
-            .as_deref()
-            .and_then(|name| self.bucket_ref(&field("bucket"), name, config, buckets));
+        let bucket = raw.bucket.as_deref().and_then(|name| {
+            self.reference(&field("bucket"), "bucket", name, buckets, &config.buckets)
+        });
         if raw.key_prefix.starts_with('/') {
             self.problem(
                 &field("key_prefix"),
@@ -370,28 +370,6 @@ impl Compiler<'_> {
                 None
             }
         }
-    }
-
-    /// The bucket a route names; a name that is not defined is a problem (one defined but
-    /// broken was reported where it is defined).
-    fn bucket_ref(
-        &mut self,
-        at: &[Step],
-        name: &str,
-        config: &RawConfig,
-        buckets: &BTreeMap<&str, Arc<Bucket>>,
-    ) -> Option<Arc<Bucket>> {
-        let found = buckets.get(name).cloned();
-        if found.is_none() && !config.buckets.contains_key(name) {
-            self.problem(
-                at,
-                format!(
-                    "unknown bucket {name:?} (defined: {})",
-                    names(config.buckets.keys())
-                ),
-            );
-        }
-        found
     }
 
     /// The route's access policy: its default, then its rules in order. Private access that
