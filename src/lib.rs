@@ -13,6 +13,8 @@ pub mod core;
 pub mod fs;
 /// HTTP semantics of serving a file: validators, preconditions, ranges, negotiation, types.
 pub mod http;
+/// `spillway offload`: move files to the keys the proxy redirects to, prove it, then remove.
+pub mod offload;
 /// S3 addressing and URLs, SigV4 presigning, the credential cell and provider chain.
 pub mod s3;
 /// Client connections, the HTTP/1 wire format, responses, Pingora's proxy, startup.

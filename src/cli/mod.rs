@@ -33,6 +33,28 @@ enum Command {
     Check(ConfigArg),
     /// Print what the server would do with one request, computed by the same code it runs.
     Explain(ExplainArgs),
+    /// Move local files to the keys the server redirects to, prove they arrived, then remove
+    /// them. Exits non-zero if any file failed or conflicted.
+    Offload(OffloadArgs),
+}
+
+#[derive(clap::Args)]
+struct OffloadArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Only this route (its prefix, e.g. /uploads); may be repeated. Default: every route
+    /// with a bucket.
+    #[arg(long = "route", value_name = "PREFIX")]
+    routes: Vec<String>,
+    /// Print what would move, and to which key; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// A file must have been unchanged this long (overrides each route's offload.min_age).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    min_age: Option<std::time::Duration>,
+    /// Keep running: move files as they become old enough.
+    #[arg(long, conflicts_with = "dry_run")]
+    watch: bool,
 }
 
 #[derive(clap::Args)]
@@ -75,6 +97,7 @@ pub fn main() -> ExitCode {
         Some(Command::Run(arg)) => run(arg),
         Some(Command::Check(arg)) => check(arg),
         Some(Command::Explain(args)) => explain(args),
+        Some(Command::Offload(args)) => offload(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -108,4 +131,25 @@ fn explain(args: ExplainArgs) -> anyhow::Result<()> {
         print!("{}", explanation.to_text());
     }
     Ok(())
+}
+
+fn offload(args: OffloadArgs) -> anyhow::Result<()> {
+    let config = config::load(&args.config.config)?;
+    let options = crate::offload::Options {
+        routes: args.routes,
+        dry_run: args.dry_run,
+        min_age: args.min_age,
+        watch: args.watch,
+    };
+    let summary = crate::offload::run(config, options)?;
+    println!("{summary}");
+    if summary.ok() {
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "{} failed and {} conflicted; their local files were kept",
+            summary.failed,
+            summary.conflicts
+        )
+    }
 }

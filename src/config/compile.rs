@@ -11,12 +11,12 @@ use std::time::Duration;
 use super::expand::expand;
 use super::locate::{self, Step};
 use super::raw::{
-    AllowDeny, Listen, RawAccess, RawBucket, RawConfig, RawCredentials, RawDisposition,
-    RawEncoding, RawRoute, RawUpstream,
+    AllowDeny, Listen, RawAccess, RawAfter, RawBucket, RawConfig, RawCredentials, RawDisposition,
+    RawEncoding, RawOffload, RawRoute, RawUpstream,
 };
 use super::{
-    ChainCredentials, Config, Environment, Problem, Route, Shutdown, Upstream,
-    DEFAULT_REDIRECT_MAX_AGE, DEFAULT_TTL,
+    After, ChainCredentials, Config, Dotfiles, Environment, Offload, Problem, Route, Shutdown,
+    Upstream, DEFAULT_REDIRECT_MAX_AGE, DEFAULT_TTL,
 };
 use crate::core::policy::{Access, Policy, Signing};
 use crate::core::route::RouteTable;
@@ -24,7 +24,7 @@ use crate::fs::docroot::Docroot;
 use crate::http::negotiate::Encoding;
 use crate::s3::credentials::CredentialCell;
 use crate::s3::sigv4::Keys;
-use crate::s3::{Addressing, Bucket, BucketError, MAX_TTL};
+use crate::s3::{Addressing, Bucket, BucketError, MAX_SINGLE_PUT, MAX_TTL, MIN_PART};
 
 /// Compiles `raw` (parsed from `text`, with relative paths against `base`).
 pub fn compile(
@@ -38,7 +38,7 @@ pub fn compile(
         base,
         env,
         problems: Vec::new(),
-        chain_cell: Arc::default(),
+        chain_cell: Arc::new(CredentialCell::for_chain()),
         chain_buckets: Vec::new(),
         chain_users: Vec::new(),
         chain_region: String::new(),
@@ -325,6 +325,10 @@ impl Compiler<'_> {
             http::HeaderValue::from_str(&format!("public, max-age={max_age}"))
                 .unwrap_or(http::HeaderValue::from_static("public"));
         self.index(&field("index"), &raw.index);
+        let offload = match &raw.offload {
+            None => Offload::default(),
+            Some(offload) => self.offload(&field("offload"), raw, offload),
+        };
         let cache_control = raw.cache_control.as_deref().and_then(|value| {
             let parsed = http::HeaderValue::from_str(value).ok();
             if parsed.is_none() {
@@ -351,8 +355,12 @@ impl Compiler<'_> {
             index: raw.index.clone(),
             precompressed,
             cache_control,
-            dotfiles: raw.dotfiles == Some(AllowDeny::Allow),
+            dotfiles: match raw.dotfiles {
+                Some(AllowDeny::Allow) => Dotfiles::Allow,
+                _ => Dotfiles::Deny,
+            },
             redirect_cache_control,
+            offload,
         })
     }
 
@@ -427,6 +435,80 @@ impl Compiler<'_> {
             }
         }
         policy
+    }
+
+    /// The route's `offload:` block, over the defaults.
+    fn offload(&mut self, at: &[Step], route: &RawRoute, raw: &RawOffload) -> Offload {
+        let field = |k: &str| [at, &[key(k)]].concat();
+        let defaults = Offload::default();
+        if route.bucket.is_none() {
+            self.problem(at, "needs a bucket on the route: offload moves files to it");
+        }
+        let concurrency = raw.concurrency.unwrap_or(defaults.concurrency);
+        if !(1..=256).contains(&concurrency) {
+            self.problem(&field("concurrency"), "must be between 1 and 256");
+        }
+        let multipart_threshold = raw
+            .multipart_threshold
+            .unwrap_or(defaults.multipart_threshold);
+        if !(MIN_PART..=MAX_SINGLE_PUT).contains(&multipart_threshold) {
+            self.problem(
+                &field("multipart_threshold"),
+                "must be between 5MiB (S3's smallest part) and 5GiB (S3's largest single upload)",
+            );
+        }
+        let after = match (raw.after.unwrap_or(RawAfter::Delete), &raw.archive) {
+            (RawAfter::Archive, Some(dir)) => {
+                After::Archive(self.archive(&field("archive"), route, dir))
+            }
+            (RawAfter::Archive, None) => {
+                self.problem(
+                    &field("after"),
+                    "archive needs `archive:`, a directory to move files into",
+                );
+                After::Keep
+            }
+            (_, Some(_)) => {
+                self.problem(&field("archive"), "is only used with `after: archive`");
+                After::Keep
+            }
+            (RawAfter::Delete, None) => After::Delete,
+            (RawAfter::Keep, None) => After::Keep,
+        };
+        Offload {
+            min_age: raw.min_age.unwrap_or(defaults.min_age),
+            after,
+            concurrency,
+            multipart_threshold,
+        }
+    }
+
+    /// The archive directory: it must exist on the route root's file system, because files are
+    /// renamed into it (never copied, never across file systems).
+    fn archive(&mut self, at: &[Step], route: &RawRoute, dir: &str) -> PathBuf {
+        use std::os::unix::fs::MetadataExt;
+        let path = self.base.join(dir);
+        let root = self.base.join(&route.root);
+        match (std::fs::metadata(&path), std::fs::metadata(&root)) {
+            (Ok(archive), _) if !archive.is_dir() => {
+                self.problem(at, format!("{} is not a directory", path.display()));
+            }
+            (Ok(archive), Ok(root_meta)) if archive.dev() != root_meta.dev() => {
+                self.problem(
+                    at,
+                    format!(
+                        "{} is on another file system than the root {}: files are renamed into the archive, never copied",
+                        path.display(),
+                        root.display()
+                    ),
+                );
+            }
+            (Err(e), _) => {
+                self.problem(at, format!("cannot use {}: {e}", path.display()));
+            }
+            _ => {}
+        }
+        path
     }
 
     /// Index file names must be plain names in the directory itself.

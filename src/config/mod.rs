@@ -100,10 +100,67 @@ pub struct Route {
     pub precompressed: Vec<Encoding>,
     /// Sent on 200, 206 and 304 responses for local files.
     pub cache_control: Option<http::HeaderValue>,
-    /// Serve and redirect paths with a segment starting with `.` (`.git`, `.env`).
-    pub dotfiles: bool,
+    /// Whether paths with a segment starting with `.` (`.git`, `.env`) are served.
+    pub dotfiles: Dotfiles,
     /// `Cache-Control` of public redirects: `public, max-age=N`.
     pub redirect_cache_control: http::HeaderValue,
+    /// How `spillway offload` moves this route's files (defaults when not configured).
+    pub offload: Offload,
+}
+
+impl Route {
+    /// Whether `relative` is never served nor redirected (see [`Dotfiles::hide`]).
+    pub fn hides(&self, relative: &str) -> bool {
+        self.dotfiles.hide(relative)
+    }
+}
+
+/// `dotfiles:` on a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dotfiles {
+    Deny,
+    Allow,
+}
+
+impl Dotfiles {
+    /// Whether `relative` is hidden: a segment starts with `.` and dotfiles are denied. The one
+    /// rule the server and `offload` both follow.
+    pub fn hide(self, relative: &str) -> bool {
+        self == Dotfiles::Deny && relative.split('/').any(|s| s.starts_with('.'))
+    }
+}
+
+/// `offload:` on a route.
+#[derive(Debug, Clone)]
+pub struct Offload {
+    /// A file must have been unchanged (mtime and ctime) this long.
+    pub min_age: Duration,
+    pub after: After,
+    /// Files in flight at once (and parts of large files).
+    pub concurrency: usize,
+    /// Files this large or larger go up in parts.
+    pub multipart_threshold: u64,
+}
+
+impl Default for Offload {
+    fn default() -> Self {
+        Offload {
+            min_age: Duration::from_secs(600),
+            after: After::Delete,
+            concurrency: 8,
+            multipart_threshold: 64 << 20,
+        }
+    }
+}
+
+/// What becomes of a local file once its object is proven to be in the bucket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum After {
+    Delete,
+    /// Renamed into this directory (same file system as the root), under its relative path.
+    Archive(PathBuf),
+    /// Left in place: upload and verify only.
+    Keep,
 }
 
 /// One problem in the configuration, located.

@@ -120,6 +120,32 @@ pub struct RawRoute {
     pub dotfiles: Option<AllowDeny>,
     #[serde(default)]
     pub symlinks: Option<AllowDeny>,
+    #[serde(default)]
+    pub offload: Option<RawOffload>,
+}
+
+/// `offload:` on a route: how `spillway offload` moves its files to the bucket.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOffload {
+    #[serde(default, with = "opt_duration")]
+    pub min_age: Option<Duration>,
+    #[serde(default)]
+    pub after: Option<RawAfter>,
+    #[serde(default)]
+    pub archive: Option<String>,
+    #[serde(default)]
+    pub concurrency: Option<usize>,
+    #[serde(default, with = "opt_bytes")]
+    pub multipart_threshold: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawAfter {
+    Delete,
+    Archive,
+    Keep,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -226,5 +252,66 @@ mod opt_duration {
             }
         }
         d.deserialize_str(DurationVisitor)
+    }
+}
+
+/// Sizes are written with a unit (`64MiB`, `5MB`, `1GiB`, `512KiB`, `100B`); a bad one is
+/// reported by serde_yaml with its key path and line.
+mod opt_bytes {
+    use super::*;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+        struct BytesVisitor;
+        impl Visitor<'_> for BytesVisitor {
+            type Value = Option<u64>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a size like 64MiB")
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<Self::Value, E> {
+                parse_size(text).map(Some).ok_or_else(|| {
+                    E::custom(format!(
+                        "invalid size {text:?} (write e.g. 64MiB, 500MB or 1GiB)"
+                    ))
+                })
+            }
+        }
+        d.deserialize_str(BytesVisitor)
+    }
+
+    /// `<number><unit>`, binary (KiB, MiB, GiB, TiB) or decimal (KB, MB, GB, TB) or B.
+    pub fn parse_size(text: &str) -> Option<u64> {
+        let text = text.trim();
+        let split = text.find(|c: char| !c.is_ascii_digit())?;
+        let (number, unit) = text.split_at(split);
+        let number: u64 = number.parse().ok()?;
+        let unit: u64 = match unit.trim() {
+            "B" => 1,
+            "KiB" => 1 << 10,
+            "MiB" => 1 << 20,
+            "GiB" => 1 << 30,
+            "TiB" => 1 << 40,
+            "KB" => 1_000,
+            "MB" => 1_000_000,
+            "GB" => 1_000_000_000,
+            "TB" => 1_000_000_000_000,
+            _ => return None,
+        };
+        number.checked_mul(unit)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::parse_size;
+
+        #[test]
+        fn sizes_need_a_unit() {
+            assert_eq!(parse_size("64MiB"), Some(64 << 20));
+            assert_eq!(parse_size("5 MB"), Some(5_000_000));
+            assert_eq!(parse_size("1GiB"), Some(1 << 30));
+            assert_eq!(parse_size("100B"), Some(100));
+            for bad in ["64", "MiB", "1.5GiB", "-1MiB", "64mib", "99999999999TiB"] {
+                assert_eq!(parse_size(bad), None, "{bad}");
+            }
+        }
     }
 }

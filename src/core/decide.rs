@@ -97,7 +97,7 @@ pub fn decide<'c, 'p, I: Io>(
         Ok(relative) => relative,
         Err(e) => return Ok(decided(None, Answer::Reject(e.into()))),
     };
-    let answer = if !route.dotfiles && relative.split('/').any(|s| s.starts_with('.')) {
+    let answer = if route.hides(&relative) {
         // `.git`, `.env`, `.htaccess`: neither served nor sent to the bucket.
         Answer::Reject(Reject::Hidden)
     } else {

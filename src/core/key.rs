@@ -5,18 +5,8 @@
 
 use std::fmt;
 
-use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
-
 use crate::config::Route;
-
-/// Bytes that stay literal in an S3 key in a URL path (the S3 way: `+` is `%2B`, a space
-/// `%20`, and `/` stays a separator).
-const KEY: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~')
-    .remove(b'/');
+use crate::core::path::encode_relative;
 
 /// `key_prefix` + the canonical relative path, byte for byte: no Unicode normalisation, and
 /// `//` and a trailing `/` stay part of the key. Borrowed, so naming a key allocates nothing.
@@ -56,8 +46,10 @@ impl<'a> ObjectKey<'a> {
 
     /// Appends the key as it goes in a URL path, percent-encoded exactly once.
     pub fn push_encoded(&self, url: &mut String) {
-        url.extend(utf8_percent_encode(self.prefix, KEY));
-        url.extend(utf8_percent_encode(self.relative, KEY));
+        // S3 encodes a key in a path as a relative path is encoded (`+` is `%2B`, a space
+        // `%20`, `/` stays a separator).
+        url.extend(encode_relative(self.prefix));
+        url.extend(encode_relative(self.relative));
     }
 
     /// An upper bound of the encoded length, for reserving.

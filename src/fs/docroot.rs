@@ -198,6 +198,32 @@ impl Docroot {
     }
 }
 
+impl Docroot {
+    /// Opens the directory at `relative` (`""` is the root) beneath the root, by the same rules
+    /// as a lookup: for `offload` to rename and unlink in, never outside the root.
+    pub fn open_dir(&self, relative: &str) -> io::Result<OwnedFd> {
+        let relative = if relative.is_empty() { "." } else { relative };
+        let fd = match &self.containment {
+            Containment::Kernel => rustix::fs::openat2(
+                &self.dir,
+                relative,
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+                self.resolve,
+            )?,
+            Containment::Canonical(root) => open_checked(
+                root,
+                relative,
+                self.resolve.contains(ResolveFlags::NO_SYMLINKS),
+            )?,
+        };
+        if !File::from(fd.try_clone()?).metadata()?.is_dir() {
+            return Err(io::Error::from(io::ErrorKind::NotADirectory));
+        }
+        Ok(fd)
+    }
+}
+
 /// What an open's result means for serving.
 fn classify(opened: Result<OwnedFd, Errno>) -> Result<Lookup, LookupError> {
     let fd = match opened {

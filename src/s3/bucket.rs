@@ -87,6 +87,18 @@ pub struct Bucket {
     /// Public objects link here (ending in `/`) instead of `origin + path_prefix`.
     public_base: Option<String>,
     credentials: Arc<CredentialCell>,
+    /// How an S3 client reaches the bucket (`offload`).
+    client: ClientAddressing,
+}
+
+/// What an S3 client needs to address a bucket the way its URLs do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientAddressing {
+    /// A custom endpoint (`http(s)://host[:port]`); `None` is AWS.
+    pub endpoint: Option<String>,
+    pub path_style: bool,
+    pub dualstack: bool,
+    pub accelerate: bool,
 }
 
 /// A presigned link and the moment it stops working.
@@ -121,6 +133,14 @@ impl Bucket {
             None => aws_endpoint(name, region, addressing)?,
             Some(endpoint) => custom_endpoint(endpoint, addressing)?,
         };
+        let client = ClientAddressing {
+            endpoint: addressing
+                .endpoint
+                .map(|_| format!("{scheme}://{authority}")),
+            path_style,
+            dualstack: addressing.dualstack,
+            accelerate: addressing.accelerate,
+        };
         let (authority, path_prefix) = if path_style {
             (authority, format!("/{name}/"))
         } else {
@@ -135,7 +155,13 @@ impl Bucket {
             path_prefix,
             public_base,
             credentials,
+            client,
         })
+    }
+
+    /// How an S3 client reaches this bucket.
+    pub fn client_addressing(&self) -> &ClientAddressing {
+        &self.client
     }
 
     pub fn name(&self) -> &str {

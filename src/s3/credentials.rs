@@ -30,14 +30,30 @@ pub struct CredentialCell {
     current: ArcSwapOption<Keys>,
     /// Woken by a request that found the credentials too close to expiry.
     refresh_now: Notify,
+    /// Filled (and refreshed) from the AWS provider chain rather than `proxy.yaml`.
+    from_chain: bool,
 }
 
 impl CredentialCell {
+    /// Keys written in `proxy.yaml`: they never change.
     pub fn with(keys: Keys) -> CredentialCell {
         CredentialCell {
             current: ArcSwapOption::new(Some(Arc::new(keys))),
             refresh_now: Notify::new(),
+            from_chain: false,
         }
+    }
+
+    /// An empty cell for credentials from the AWS provider chain.
+    pub fn for_chain() -> CredentialCell {
+        CredentialCell {
+            from_chain: true,
+            ..CredentialCell::default()
+        }
+    }
+
+    pub fn from_chain(&self) -> bool {
+        self.from_chain
     }
 
     /// The current keys: one atomic load.

@@ -70,6 +70,11 @@ impl Keys {
         }
     }
 
+    /// For clients that sign with these keys themselves (`offload`'s S3 client).
+    pub fn secret_access_key(&self) -> &str {
+        &self.secret_access_key
+    }
+
     /// The signing key for `date` (YYYYMMDD), derived at most once per day and region. Lock-free:
     /// concurrent first requests of a day may each derive it; one of them is kept.
     fn signing_key(&self, date: &[u8; 8], region: &str, time: SystemTime) -> Arc<DayKey> {

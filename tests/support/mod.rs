@@ -550,7 +550,22 @@ impl S3Server {
         Self::start_inner(access_key, secret_key, Some(domain))
     }
 
+    /// Path-style, and every request that `gate` matches is held until the gate opens, so a
+    /// test can act while an upload is in flight.
+    pub fn start_gated(access_key: &str, secret_key: &str, gate: &Gate) -> S3Server {
+        Self::start_full(access_key, secret_key, None, Some(gate.clone()))
+    }
+
     fn start_inner(access_key: &str, secret_key: &str, domain: Option<&str>) -> S3Server {
+        Self::start_full(access_key, secret_key, domain, None)
+    }
+
+    fn start_full(
+        access_key: &str,
+        secret_key: &str,
+        domain: Option<&str>,
+        gate: Option<Gate>,
+    ) -> S3Server {
         let root = tempfile::tempdir().expect("s3 root tempdir");
         let fs = s3s_fs::FileSystem::new(root.path()).expect("s3s_fs::FileSystem::new");
         let listener = bind_any();
@@ -564,7 +579,24 @@ impl S3Server {
                 .unwrap_or_else(|e| panic!("bad S3 domain {d:?}: {e}"));
             builder.set_host(host);
         }
-        let server = BackgroundServer::start("s3", listener, builder.build());
+        let s3 = builder.build();
+        let server = match gate {
+            None => BackgroundServer::start("s3", listener, s3),
+            Some(gate) => {
+                let gated =
+                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let s3 = s3.clone();
+                        let gate = gate.clone();
+                        async move {
+                            if gate.matches(&req) {
+                                gate.hold().await;
+                            }
+                            hyper::service::Service::call(&s3, req).await
+                        }
+                    });
+                BackgroundServer::start("s3", listener, gated)
+            }
+        };
         S3Server {
             port,
             root,
@@ -602,6 +634,69 @@ impl S3Server {
                 .unwrap_or_else(|e| panic!("mkdir {}: {e}", parent.display()));
         }
         std::fs::write(&path, bytes).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    }
+}
+
+/// Holds the S3 requests it matches (by method and a substring of the path and query) until
+/// it is opened. Opening is for good: later matches pass at once.
+#[derive(Clone)]
+pub struct Gate {
+    method: &'static str,
+    needle: &'static str,
+    held: std::sync::Arc<(std::sync::Mutex<usize>, std::sync::Condvar)>,
+    open: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+impl Gate {
+    /// Matches `method` requests whose path-and-query contains `needle`.
+    pub fn new(method: &'static str, needle: &'static str) -> Gate {
+        Gate {
+            method,
+            needle,
+            held: Default::default(),
+            open: std::sync::Arc::new(tokio::sync::watch::channel(false).0),
+        }
+    }
+
+    fn matches<B>(&self, req: &http::Request<B>) -> bool {
+        req.method().as_str() == self.method
+            && req
+                .uri()
+                .path_and_query()
+                .is_some_and(|p| p.as_str().contains(self.needle))
+    }
+
+    async fn hold(&self) {
+        let mut open = self.open.subscribe();
+        if *open.borrow() {
+            return;
+        }
+        {
+            let (count, arrived) = &*self.held;
+            *count.lock().expect("gate lock") += 1;
+            arrived.notify_all();
+        }
+        let _ = open.wait_for(|open| *open).await;
+    }
+
+    /// Blocks until a matching request is being held (30 s at most).
+    pub fn wait_held(&self) {
+        let (count, arrived) = &*self.held;
+        let guard = count.lock().expect("gate lock");
+        let (guard, timeout) = arrived
+            .wait_timeout_while(guard, IO_TIMEOUT, |n| *n == 0)
+            .expect("gate lock");
+        assert!(
+            !timeout.timed_out() || *guard > 0,
+            "no {} request matching {:?} reached the S3 server within {IO_TIMEOUT:?}",
+            self.method,
+            self.needle
+        );
+    }
+
+    /// Lets every held and future request through.
+    pub fn open(&self) {
+        self.open.send_replace(true);
     }
 }
 

@@ -1,0 +1,320 @@
+//! One file's way to the bucket: open it beneath the root, check it may move, upload it (or
+//! find it already there), prove it arrived, and only then remove it.
+
+use std::convert::Infallible;
+use std::fs::File;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use aws_sdk_s3::Client;
+use http::{HeaderMap, Method};
+use tokio::sync::Semaphore;
+
+use crate::config::{Config, Route};
+use crate::core::answer::Answer;
+use crate::core::decide::{decide, Decision, Request};
+use crate::core::key::ObjectKey;
+use crate::core::path::encode_relative;
+use crate::fs::docroot::{Docroot, Io, Lookup, LookupError};
+use crate::http::content_type::content_type;
+use crate::offload::digest::Sums;
+use crate::offload::remove::{self, RemoveError, Removed};
+use crate::offload::stamp::Stamp;
+use crate::offload::transfer::{self, S3Error, Target};
+use crate::offload::verify::{self, Evidence, Local};
+use crate::s3::{MAX_PARTS, MIN_PART};
+
+/// Parts are this large unless a file needs larger ones to fit in S3's 10,000.
+const PART_SIZE: u64 = 8 << 20;
+
+/// What one route's run needs for each of its files.
+pub struct Job<'c> {
+    pub config: &'c Config,
+    pub route: &'c Route,
+    /// `None` on a dry run: nothing is sent.
+    pub client: Option<Client>,
+    pub min_age: Duration,
+    /// Parts in flight across all files of the run (each holds one part in memory).
+    pub slots: Arc<Semaphore>,
+}
+
+/// How one file ended.
+#[derive(Debug)]
+pub enum Done {
+    Uploaded {
+        bytes: u64,
+        removed: Removed,
+    },
+    AlreadyThere {
+        removed: Removed,
+    },
+    /// Dry run: the object it would go to (`s3://bucket/key`).
+    WouldMove {
+        to: String,
+        bytes: u64,
+    },
+    /// Changed too recently: it may move in this much time, if it stays unchanged.
+    TooYoung {
+        wait: Duration,
+    },
+    /// The server would not redirect its path to its key once it is gone (another route
+    /// answers it, or the path is refused): moving it would lose it.
+    NotRedirected(String),
+    /// Gone, or no longer a regular file, by the time it was opened.
+    Vanished,
+    /// The bucket has different bytes at the key, or bytes that cannot be compared.
+    Conflict(String),
+    Failed(Failure),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    #[error("{0}")]
+    S3(#[from] S3Error),
+    #[error("cannot read it: {0}")]
+    Read(std::io::Error),
+    #[error("the upload did not verify: {0}")]
+    NotVerified(String),
+    #[error("{0}")]
+    Remove(#[from] RemoveError),
+    #[error("it changed after the upload began, so it was kept; {}", match .0 {
+        None => "the upload was withdrawn, and the next run sends the new bytes".to_owned(),
+        Some(e) => format!("withdrawing the upload failed ({e}), so the next run reports a conflict"),
+    })]
+    ChangedDuringUpload(Option<S3Error>),
+}
+
+impl Done {
+    /// Whether the run must stop starting new files.
+    pub fn stops_the_run(&self) -> bool {
+        matches!(self, Done::Failed(Failure::S3(e)) if e.stops_the_run())
+    }
+}
+
+/// Every lookup says "missing": the server's view of a path once its file is offloaded.
+struct AsIfGone;
+
+impl Io for AsIfGone {
+    type Pending = Infallible;
+
+    fn lookup(
+        &self,
+        _root: &Arc<Docroot>,
+        _relative: &str,
+    ) -> Result<Result<Lookup, LookupError>, Infallible> {
+        Ok(Ok(Lookup::Missing))
+    }
+}
+
+/// The key the server will redirect `relative` to once its file is gone, computed by the
+/// server's own `decide`; or why it would not redirect there.
+pub fn redirect_key(config: &Config, route: &Route, relative: &str) -> Result<String, String> {
+    let path = format!("{}/{}", route.prefix, encode_relative(relative));
+    let headers = HeaderMap::new();
+    let request = Request {
+        method: &Method::GET,
+        path: &path,
+        query: None,
+        headers: &headers,
+    };
+    let Ok(decided) = decide(config, &request, SystemTime::now(), &AsIfGone);
+    let same_route = decided.route.is_some_and(|r| std::ptr::eq(r, route));
+    let key = ObjectKey::of(route, relative);
+    match &decided.decision {
+        Decision::Answer(Answer::Redirect(_)) if same_route && decided.key() == Some(key) => {
+            Ok(key.to_string())
+        }
+        Decision::Answer(Answer::Reject(reject)) => Err(format!(
+            "the server answers {path} with {}: {reject}",
+            reject.status()
+        )),
+        _ if !same_route => Err(format!(
+            "{path} is answered by route {}",
+            decided.route.map_or("(none)", |r| r.prefix.as_str())
+        )),
+        _ => Err(format!("the server would not redirect {path} to {key}")),
+    }
+}
+
+/// Parts of a multipart upload of `len` bytes.
+pub fn part_size(len: u64) -> u64 {
+    len.div_ceil(MAX_PARTS)
+        .next_multiple_of(1 << 20)
+        .max(PART_SIZE)
+        .max(MIN_PART)
+}
+
+impl Job<'_> {
+    /// Takes `relative` as far as the evidence allows.
+    pub async fn offload(&self, relative: &str) -> Done {
+        let (file, stamp) = match self.open(relative).await {
+            Ok(Some(opened)) => opened,
+            Ok(None) => return Done::Vanished,
+            Err(e) => return Done::Failed(Failure::Read(e)),
+        };
+        let age = stamp.unchanged_for(SystemTime::now());
+        if age < self.min_age {
+            return Done::TooYoung {
+                wait: self.min_age - age,
+            };
+        }
+        let key = match redirect_key(self.config, self.route, relative) {
+            Ok(key) => key,
+            Err(why) => return Done::NotRedirected(why),
+        };
+        let Some(client) = &self.client else {
+            return Done::WouldMove {
+                to: format!("s3://{}/{key}", self.bucket_name()),
+                bytes: stamp.size,
+            };
+        };
+        let cache_control = self
+            .route
+            .cache_control
+            .as_ref()
+            .and_then(|v| v.to_str().ok());
+        let target = Target {
+            client,
+            bucket: self.bucket_name(),
+            key: &key,
+            content_type: &content_type(relative),
+            cache_control,
+        };
+        match self.upload(&target, &file, stamp.size).await {
+            Ok(Some(bytes)) => match remove::remove(self.route, relative, &stamp) {
+                Ok(removed) => Done::Uploaded { bytes, removed },
+                Err(RemoveError::Changed) => {
+                    // The object holds bytes the file no longer has; this run put it there, so
+                    // it takes it back rather than leave a conflict for the next run.
+                    let withdrawn = transfer::withdraw(&target).await;
+                    Done::Failed(Failure::ChangedDuringUpload(withdrawn.err()))
+                }
+                Err(e) => Done::Failed(e.into()),
+            },
+            Ok(None) => match remove::remove(self.route, relative, &stamp) {
+                Ok(removed) => Done::AlreadyThere { removed },
+                Err(e) => Done::Failed(e.into()),
+            },
+            Err(Step::Conflict(why)) => Done::Conflict(why),
+            Err(Step::Failed(failure)) => Done::Failed(failure),
+        }
+    }
+
+    fn bucket_name(&self) -> &str {
+        self.route.bucket.as_ref().map_or("", |b| b.name())
+    }
+
+    /// Opens the file beneath the root by the serving rules, and stamps it from the open
+    /// descriptor. `None`: it is no longer a regular file there.
+    async fn open(&self, relative: &str) -> std::io::Result<Option<(Arc<File>, Stamp)>> {
+        let docroot = Arc::clone(&self.route.docroot);
+        let relative = relative.to_owned();
+        let looked_up = tokio::task::spawn_blocking(move || docroot.lookup(&relative))
+            .await
+            .map_err(std::io::Error::other)?;
+        match looked_up {
+            Ok(Lookup::File(file, meta)) => Ok(Some((Arc::new(file), Stamp::of(&meta)))),
+            Ok(_) => Ok(None),
+            Err(LookupError::PermissionDenied) => {
+                Err(std::io::Error::from(std::io::ErrorKind::PermissionDenied))
+            }
+            Err(LookupError::Io(e)) => Err(e),
+        }
+    }
+
+    /// Makes sure the bucket holds the file's `len` bytes at the target's key, and proves it.
+    /// `Some(bytes)`: uploaded now; `None`: it was already there.
+    async fn upload(
+        &self,
+        target: &Target<'_>,
+        file: &Arc<File>,
+        len: u64,
+    ) -> Result<Option<u64>, Step> {
+        // Large files are checksummed part by part as they go up; small ones first, because
+        // the checksum travels in the request's headers.
+        let multipart = len >= self.route.offload.multipart_threshold;
+        let part_size = part_size(len);
+        let single = match multipart {
+            true => None,
+            false => Some(hash(file, move |file| Sums::of_file(file, len)).await?),
+        };
+        if let Some(stored) = transfer::stored(target).await? {
+            let local = match &single {
+                Some(sums) => Local::single(sums),
+                None => Local::parts(&hash(file, move |f| part_sums(f, len, part_size)).await?),
+            };
+            return match verify::compare(&stored, &local) {
+                Evidence::Same => Ok(None),
+                Evidence::Different(why) => Err(Step::Conflict(format!(
+                    "s3://{}/{} already holds other bytes: {why}",
+                    target.bucket, target.key
+                ))),
+                Evidence::Unknown(why) => Err(Step::Conflict(format!(
+                    "s3://{}/{} already exists and cannot be compared: {why}",
+                    target.bucket, target.key
+                ))),
+            };
+        }
+        let local = match single {
+            Some(sums) => {
+                transfer::put(target, file, &sums).await?;
+                Local::single(&sums)
+            }
+            None => Local::parts(
+                &transfer::put_multipart(target, file, len, part_size, &self.slots).await?,
+            ),
+        };
+        let stored = transfer::stored(target).await?.ok_or_else(|| {
+            Step::Failed(Failure::NotVerified(
+                "the object is not there after the upload".to_owned(),
+            ))
+        })?;
+        match verify::compare(&stored, &local) {
+            Evidence::Same => Ok(Some(len)),
+            Evidence::Different(why) | Evidence::Unknown(why) => {
+                Err(Step::Failed(Failure::NotVerified(why)))
+            }
+        }
+    }
+}
+
+/// Runs a hash of `file` on the blocking pool.
+async fn hash<T: Send + 'static>(
+    file: &Arc<File>,
+    sums: impl FnOnce(&File) -> std::io::Result<T> + Send + 'static,
+) -> Result<T, Step> {
+    let file = Arc::clone(file);
+    tokio::task::spawn_blocking(move || sums(&file))
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|r| r)
+        .map_err(|e| Step::Failed(Failure::Read(e)))
+}
+
+/// The checksums of each `part_size` part of the first `len` bytes of `file`.
+fn part_sums(file: &File, len: u64, part_size: u64) -> std::io::Result<Vec<Sums>> {
+    use std::os::unix::fs::FileExt;
+    let mut sums = Vec::new();
+    let mut buf = Vec::new();
+    let mut offset = 0;
+    while offset < len {
+        let size = part_size.min(len - offset);
+        buf.resize(usize::try_from(size).map_err(std::io::Error::other)?, 0);
+        file.read_exact_at(&mut buf, offset)?;
+        sums.push(Sums::of(&buf));
+        offset += size;
+    }
+    Ok(sums)
+}
+
+/// Why an upload did not end in proof.
+enum Step {
+    Conflict(String),
+    Failed(Failure),
+}
+
+impl From<S3Error> for Step {
+    fn from(e: S3Error) -> Self {
+        Step::Failed(Failure::S3(e))
+    }
+}

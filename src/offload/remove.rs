@@ -1,0 +1,182 @@
+//! The last step, taken only on positive evidence: deleting or archiving a local file whose
+//! object is proven to be in the bucket.
+//!
+//! The file is first renamed aside (atomically, never over anything), and the stamp of what was
+//! renamed is compared with the stamp taken before the upload. Only if they are equal is it
+//! deleted (or left in the archive); otherwise it is renamed back. So what gets removed is
+//! exactly the file that was verified, even if something is renamed over its path meanwhile.
+//! A crash between the two steps leaves a `.spillway-offload.` file, which the next run puts
+//! back before it starts.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{AtFlags, Mode, OFlags, RenameFlags};
+use rustix::io::Errno;
+
+use crate::config::{After, Route};
+use crate::offload::stamp::Stamp;
+
+/// Names a file gets while it is being removed. It starts with `.`, so the server never serves
+/// it and no walk offloads it.
+pub const QUARANTINE_PREFIX: &str = ".spillway-offload.";
+
+/// What happened to a local file whose object is in the bucket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Removed {
+    Deleted,
+    Archived(PathBuf),
+    /// `after: keep`.
+    Kept,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RemoveError {
+    #[error("it changed after the upload began, so it was kept")]
+    Changed,
+    #[error("the archive already has {}, so the file was kept", .0.display())]
+    ArchiveTaken(PathBuf),
+    #[error("cannot {action}: {error}; the file was kept")]
+    Io {
+        action: &'static str,
+        error: io::Error,
+    },
+}
+
+fn io_error(action: &'static str) -> impl FnOnce(Errno) -> RemoveError {
+    move |e| RemoveError::Io {
+        action,
+        error: e.into(),
+    }
+}
+
+/// Deletes, archives or keeps the file at `relative`, if it is still the file stamped `before`.
+pub fn remove(route: &Route, relative: &str, before: &Stamp) -> Result<Removed, RemoveError> {
+    let (dir, name) = match relative.rsplit_once('/') {
+        Some((dir, name)) => (dir, name),
+        None => ("", relative),
+    };
+    let parent = route
+        .docroot
+        .open_dir(dir)
+        .map_err(|error| RemoveError::Io {
+            action: "open its directory",
+            error,
+        })?;
+    if stamp_at(&parent, name)? != *before {
+        return Err(RemoveError::Changed);
+    }
+    match &route.offload.after {
+        After::Keep => Ok(Removed::Kept),
+        After::Delete => delete(&parent, name, before),
+        After::Archive(archive) => {
+            let target = archive.join(relative);
+            let archive_dir = open_archive_dir(&target)?;
+            set_aside(&parent, name, &archive_dir, name, before).map_err(|e| match e {
+                SetAside::Taken => RemoveError::ArchiveTaken(target.clone()),
+                SetAside::Failed(e) => e,
+            })?;
+            Ok(Removed::Archived(target))
+        }
+    }
+}
+
+/// Renames the file to a quarantine name, checks it is the verified one, and unlinks it.
+fn delete(parent: &OwnedFd, name: &str, before: &Stamp) -> Result<Removed, RemoveError> {
+    let quarantine = format!("{QUARANTINE_PREFIX}{name}");
+    if quarantine.len() > 255 {
+        // No room for the prefix in a name this long: the stamp was just checked, so unlink.
+        rustix::fs::unlinkat(parent, name, AtFlags::empty()).map_err(io_error("delete it"))?;
+        return Ok(Removed::Deleted);
+    }
+    set_aside(parent, name, parent, &quarantine, before).map_err(|e| match e {
+        SetAside::Taken => RemoveError::Io {
+            action: "set it aside",
+            error: io::Error::other(format!("{quarantine} exists (another offload?)")),
+        },
+        SetAside::Failed(e) => e,
+    })?;
+    rustix::fs::unlinkat(parent, &quarantine, AtFlags::empty()).map_err(io_error("delete it"))?;
+    Ok(Removed::Deleted)
+}
+
+enum SetAside {
+    /// Something already has the new name.
+    Taken,
+    Failed(RemoveError),
+}
+
+impl From<RemoveError> for SetAside {
+    fn from(e: RemoveError) -> Self {
+        SetAside::Failed(e)
+    }
+}
+
+/// Renames `from` to `to` (never replacing), then checks that what moved is the file stamped
+/// `before`, unchanged; if not, moves it back.
+fn set_aside(
+    from_dir: &OwnedFd,
+    from: &str,
+    to_dir: &OwnedFd,
+    to: &str,
+    before: &Stamp,
+) -> Result<(), SetAside> {
+    match rustix::fs::renameat_with(from_dir, from, to_dir, to, RenameFlags::NOREPLACE) {
+        Ok(()) => {}
+        Err(Errno::EXIST) => return Err(SetAside::Taken),
+        Err(e) => return Err(io_error("move it")(e).into()),
+    }
+    // The rename itself moves ctime on, so this check leaves it out; it was compared just
+    // before the move, and a write since then moves mtime.
+    if stamp_at(to_dir, to)?.same_but_ctime(before) {
+        return Ok(());
+    }
+    // Something else was renamed over the path between the check and the move: put it back.
+    // If the path is taken again by now, both stay, under their names.
+    let _ = rustix::fs::renameat_with(to_dir, to, from_dir, from, RenameFlags::NOREPLACE);
+    Err(RemoveError::Changed.into())
+}
+
+/// The stamp of `name` in `dir`, without following a symlink.
+fn stamp_at(dir: &OwnedFd, name: &str) -> Result<Stamp, RemoveError> {
+    let fd = rustix::fs::openat(
+        dir,
+        name,
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(io_error("check it"))?;
+    let meta = File::from(fd).metadata().map_err(|error| RemoveError::Io {
+        action: "check it",
+        error,
+    })?;
+    Ok(Stamp::of(&meta))
+}
+
+/// Creates the archive's directories for `target` and opens its parent.
+fn open_archive_dir(target: &Path) -> Result<OwnedFd, RemoveError> {
+    let parent = target.parent().unwrap_or(Path::new("/"));
+    std::fs::create_dir_all(parent).map_err(|error| RemoveError::Io {
+        action: "create the archive directory",
+        error,
+    })?;
+    rustix::fs::open(
+        parent,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(io_error("open the archive directory"))
+}
+
+/// Puts back a file a crashed run left set aside in `dir` (relative to the root), if its name
+/// is free. Returns the name it has again.
+pub fn restore(route: &Route, dir: &str, quarantined: &str) -> io::Result<String> {
+    let name = quarantined
+        .strip_prefix(QUARANTINE_PREFIX)
+        .ok_or_else(|| io::Error::other("not a quarantined name"))?;
+    let parent = route.docroot.open_dir(dir)?;
+    rustix::fs::renameat_with(&parent, quarantined, &parent, name, RenameFlags::NOREPLACE)?;
+    Ok(format!("{dir}{name}"))
+}
