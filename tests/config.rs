@@ -81,7 +81,7 @@ fn the_shipped_proxy_yaml_compiles_to_what_it_documents() {
         ("legacy", "127.0.0.1:8081")
     );
     let prefixes: Vec<&str> = config.routes.iter().map(|(p, _)| p).collect();
-    assert_eq!(prefixes, ["/uploads", "/static"]);
+    assert_eq!(prefixes, ["/uploads", "/static", "/media"]);
     let (uploads, rest) = config.routes.lookup("/uploads/a.jpg").unwrap();
     assert_eq!(rest, "/a.jpg");
     let bucket = uploads.bucket.as_ref().expect("uploads has a bucket");
@@ -110,6 +110,10 @@ fn the_shipped_proxy_yaml_compiles_to_what_it_documents() {
         statics.docroot.path().join("site.css").is_file(),
         "bundled example file exists"
     );
+    let (media, _) = config.routes.lookup("/media/x.jpg").unwrap();
+    assert_eq!(media.key_prefix, "media/");
+    assert_eq!(media.offload.min_age, std::time::Duration::from_secs(600));
+    assert_eq!(media.offload.after, spillway::config::After::Delete);
 }
 
 #[test]
@@ -394,5 +398,80 @@ fn secrets_never_appear_in_debug_output() {
     assert!(
         !config::describe(&config).contains("SK"),
         "nor in `check` output"
+    );
+}
+
+/// `GOOD` with an `offload:` block (indented for the /uploads route) appended.
+fn with_offload(block: &str) -> String {
+    format!("{GOOD}    offload:\n{block}")
+}
+
+#[test]
+fn offload_blocks_compile_to_their_settings() {
+    use spillway::config::After;
+    let dir = base();
+    std::fs::create_dir(dir.path().join("archive")).unwrap();
+    let yaml = with_offload(
+        "      min_age: 1h\n      after: archive\n      archive: archive\n      concurrency: 3\n      multipart_threshold: 100MiB\n",
+    );
+    let config = config::parse(&yaml, dir.path(), &NO_ENV).unwrap_or_else(|e| panic!("{e:?}"));
+    let (_, route) = config.routes.iter().next().unwrap();
+    let offload = &route.offload;
+    assert_eq!(offload.min_age, std::time::Duration::from_secs(3600));
+    assert_eq!(offload.after, After::Archive(dir.path().join("archive")));
+    assert_eq!(
+        (offload.concurrency, offload.multipart_threshold),
+        (3, 100 << 20)
+    );
+    // Without a block: the documented defaults.
+    let plain = config::parse(GOOD, dir.path(), &NO_ENV).unwrap();
+    let (_, route) = plain.routes.iter().next().unwrap();
+    assert_eq!(route.offload.min_age, std::time::Duration::from_secs(600));
+    assert_eq!(route.offload.after, After::Delete);
+    assert_eq!(
+        (route.offload.concurrency, route.offload.multipart_threshold),
+        (8, 64 << 20)
+    );
+}
+
+#[test]
+fn offload_mistakes_name_the_key_and_line() {
+    let cases = [
+        (
+            "      after: archive\n",
+            "routes[0].offload.after: archive needs `archive:`, a directory to move files into at line 25 column 14",
+        ),
+        (
+            "      archive: somewhere\n",
+            "routes[0].offload.archive: is only used with `after: archive` at line 25 column 16",
+        ),
+        (
+            "      after: archive\n      archive: missing\n",
+            "routes[0].offload.archive: cannot use ",
+        ),
+        (
+            "      concurrency: 0\n",
+            "routes[0].offload.concurrency: must be between 1 and 256 at line 25 column 20",
+        ),
+        (
+            "      multipart_threshold: 1MiB\n",
+            "routes[0].offload.multipart_threshold: must be between 5MiB (S3's smallest part) and 5GiB (S3's largest single upload) at line 25 column 28",
+        ),
+        (
+            "      multipart_threshold: 64\n",
+            "invalid size \"64\" (write e.g. 64MiB, 500MB or 1GiB)",
+        ),
+        ("      after: shred\n", "unknown variant `shred`"),
+    ];
+    for (block, want) in cases {
+        let got = errors(&with_offload(block), &NO_ENV);
+        assert!(got.contains(want), "{block}\n{got}");
+    }
+    let no_bucket = GOOD.replace("    bucket: media\n    key_prefix", "    key_prefix")
+        + "    offload:\n      min_age: 1m\n";
+    let got = errors(&no_bucket, &NO_ENV);
+    assert!(
+        got.contains("routes[0].offload: needs a bucket on the route: offload moves files to it"),
+        "{got}"
     );
 }

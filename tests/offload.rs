@@ -521,3 +521,38 @@ fn child_output(child: &mut std::process::Child) -> Run {
         stderr,
     }
 }
+
+#[test]
+fn routes_are_chosen_by_prefix_and_checked() {
+    let site = Site::new("      min_age: 0s\n      after: keep");
+    site.put("a.txt", b"a");
+    let run = site.offload(&["--route", "/nope"]);
+    run.assert_code(1);
+    assert_eq!(
+        run.stderr,
+        "spillway: no route /nope in the config (routes: /uploads)\n"
+    );
+    assert_eq!(site.object("uploads/a.txt"), None);
+    let run = site.offload(&["--route", "/uploads/"]);
+    run.assert_code(0);
+    assert_eq!(site.object("uploads/a.txt").unwrap(), b"a");
+}
+
+#[test]
+fn a_file_an_interrupted_run_set_aside_is_put_back() {
+    let site = Site::new("      min_age: 0s\n      after: keep");
+    site.put(".spillway-offload.report.pdf", b"%PDF");
+    let run = site.offload(&[]);
+    run.assert_code(0);
+    assert!(
+        run.stdout
+            .contains("restored   /uploads/report.pdf: an interrupted run had set it aside"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(
+        std::fs::read(site.www().join("report.pdf")).unwrap(),
+        b"%PDF"
+    );
+    assert!(!site.www().join(".spillway-offload.report.pdf").exists());
+}

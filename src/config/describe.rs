@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use super::Config;
+use super::{After, Config, Offload};
 
 pub fn describe(config: &Config) -> String {
     let mut out = String::new();
@@ -56,6 +56,7 @@ pub fn describe(config: &Config) -> String {
                 for (pattern, access) in route.policy.rules() {
                     let _ = writeln!(out, "    {pattern} -> {access}");
                 }
+                let _ = writeln!(out, "  offload {}", offload(&route.offload));
             }
             _ => {
                 let _ = writeln!(out, "  miss -> 404 (no bucket)");
@@ -63,4 +64,19 @@ pub fn describe(config: &Config) -> String {
         }
     }
     out
+}
+
+/// One line on what `spillway offload` does with the route's files.
+fn offload(offload: &Offload) -> String {
+    let after = match &offload.after {
+        After::Delete => "then delete".to_owned(),
+        After::Archive(dir) => format!("then archive to {}", dir.display()),
+        After::Keep => "and keep".to_owned(),
+    };
+    format!(
+        "files unchanged for {}, {after} ({} at a time, multipart from {} MiB)",
+        humantime::format_duration(offload.min_age),
+        offload.concurrency,
+        offload.multipart_threshold >> 20
+    )
 }
