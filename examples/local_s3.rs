@@ -76,6 +76,9 @@ async fn main() -> Result<(), String> {
                 continue;
             }
         };
+        // Responses are small and written in pieces: without this, Nagle's algorithm meets the
+        // client's delayed ACK and requests stall for up to 40 ms.
+        let _ = socket.set_nodelay(true);
         let service = service.clone();
         tokio::spawn(async move {
             let io = hyper_util::rt::TokioIo::new(socket);

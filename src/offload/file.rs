@@ -230,47 +230,76 @@ impl Job<'_> {
         file: &Arc<File>,
         len: u64,
     ) -> Result<Option<u64>, Step> {
-        // Large files are checksummed part by part as they go up; small ones first, because
-        // the checksum travels in the request's headers.
-        let multipart = len >= self.route.offload.multipart_threshold;
-        let part_size = part_size(len);
-        let single = match multipart {
-            true => None,
-            false => Some(hash(file, move |file| Sums::of_file(file, len)).await?),
-        };
-        if let Some(stored) = transfer::stored(target).await? {
-            let local = match &single {
-                Some(sums) => Local::single(sums),
-                None => Local::parts(&hash(file, move |f| part_sums(f, len, part_size)).await?),
-            };
-            return match verify::compare(&stored, &local) {
-                Evidence::Same => Ok(None),
-                Evidence::Different(why) => Err(Step::Conflict(format!(
-                    "s3://{}/{} already holds other bytes: {why}",
-                    target.bucket, target.key
-                ))),
-                Evidence::Unknown(why) => Err(Step::Conflict(format!(
-                    "s3://{}/{} already exists and cannot be compared: {why}",
-                    target.bucket, target.key
-                ))),
-            };
+        if len >= self.route.offload.multipart_threshold {
+            return self.upload_in_parts(target, file, len).await;
         }
-        let local = match single {
-            Some(sums) => {
-                transfer::put(target, file, &sums).await?;
-                Local::single(&sums)
-            }
-            None => Local::parts(
-                &transfer::put_multipart(target, file, len, part_size, &self.slots).await?,
-            ),
+        // The checksums travel in the request's headers, so they come first.
+        let sums = hash(file, move |file| Sums::of_file(file, len)).await?;
+        let local = Local::single(&sums);
+        let stored = match transfer::put(target, file, &sums).await {
+            Ok(stored) => stored,
+            // Something is at the key already (the PUT never overwrites): compare.
+            Err(S3Error::Appeared { .. }) => return self.already_there(target, &local).await,
+            Err(e) => return Err(e.into()),
         };
+        // S3 answers a PUT with the checksum it verified the bytes against, and an ETag it
+        // computed from them: evidence of what it stored. If it said neither, ask.
+        match verify::compare(&stored, &local) {
+            Evidence::Same => Ok(Some(len)),
+            Evidence::Unknown(_) => self.read_back(target, &local).await.map(|()| Some(len)),
+            Evidence::Different(why) => Err(Step::Failed(Failure::NotVerified(why))),
+        }
+    }
+
+    /// A large file: looked for first (sending it again would be costly), then sent in parts,
+    /// then read back.
+    async fn upload_in_parts(
+        &self,
+        target: &Target<'_>,
+        file: &Arc<File>,
+        len: u64,
+    ) -> Result<Option<u64>, Step> {
+        let part_size = part_size(len);
+        if transfer::stored(target).await?.is_some() {
+            let sums = hash(file, move |f| part_sums(f, len, part_size)).await?;
+            return self.already_there(target, &Local::parts(&sums)).await;
+        }
+        let parts = transfer::put_multipart(target, file, len, part_size, &self.slots).await?;
+        self.read_back(target, &Local::parts(&parts))
+            .await
+            .map(|()| Some(len))
+    }
+
+    /// An object is at the key already: the same bytes (`None`, nothing to upload) or a
+    /// conflict.
+    async fn already_there(&self, target: &Target<'_>, local: &Local) -> Result<Option<u64>, Step> {
+        let Some(stored) = transfer::stored(target).await? else {
+            return Err(Step::Failed(Failure::NotVerified(
+                "an object was at the key, and then was not".to_owned(),
+            )));
+        };
+        match verify::compare(&stored, local) {
+            Evidence::Same => Ok(None),
+            Evidence::Different(why) => Err(Step::Conflict(format!(
+                "s3://{}/{} already holds other bytes: {why}",
+                target.bucket, target.key
+            ))),
+            Evidence::Unknown(why) => Err(Step::Conflict(format!(
+                "s3://{}/{} already exists and cannot be compared: {why}",
+                target.bucket, target.key
+            ))),
+        }
+    }
+
+    /// A HEAD of the object must show the local bytes' length and checksum.
+    async fn read_back(&self, target: &Target<'_>, local: &Local) -> Result<(), Step> {
         let stored = transfer::stored(target).await?.ok_or_else(|| {
             Step::Failed(Failure::NotVerified(
                 "the object is not there after the upload".to_owned(),
             ))
         })?;
-        match verify::compare(&stored, &local) {
-            Evidence::Same => Ok(Some(len)),
+        match verify::compare(&stored, local) {
+            Evidence::Same => Ok(()),
             Evidence::Different(why) | Evidence::Unknown(why) => {
                 Err(Step::Failed(Failure::NotVerified(why)))
             }

@@ -6,8 +6,9 @@
 //!    unchanged for `min_age`;
 //! 2. the server's own `decide`, with the file gone, redirects its path to exactly this key;
 //! 3. the bucket holds it: uploaded now with checksums S3 verified on arrival, or already there;
-//! 4. a HEAD of the object shows the file's length and a matching checksum (CRC64NVME, or an
-//!    ETag computed here); a missing checksum is not a match;
+//! 4. S3 itself says what it stored, and it matches: the CRC64NVME it verified (or the ETag it
+//!    computed) in its answer to the upload, or a HEAD of the object for multipart uploads and
+//!    objects already there (length and checksum); a missing checksum is not a match;
 //! 5. its identity and content stamp (device, inode, size, mtime and ctime in nanoseconds) are
 //!    what they were before the upload, checked again as it is moved aside, just before removal.
 //!

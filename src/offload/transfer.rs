@@ -255,8 +255,10 @@ pub async fn withdraw(target: &Target<'_>) -> Result<(), S3Error> {
         .map_err(|e| classify(target, "DeleteObject", e))
 }
 
-/// Uploads the first `sums.len` bytes of `file` in one request, never over an existing object.
-pub async fn put(target: &Target<'_>, file: &File, sums: &Sums) -> Result<(), S3Error> {
+/// Uploads the first `sums.len` bytes of `file` in one request, never over an existing object
+/// (an object already there is `S3Error::Appeared`). Returns what the server says it stored:
+/// the checksum it verified the bytes against and the ETag it computed from them.
+pub async fn put(target: &Target<'_>, file: &File, sums: &Sums) -> Result<Stored, S3Error> {
     // Through the descriptor this run opened beneath the root, and reopened on a retry.
     let body = ByteStream::read_from()
         .path(format!("/proc/self/fd/{}", file.as_raw_fd()))
@@ -278,10 +280,15 @@ pub async fn put(target: &Target<'_>, file: &File, sums: &Sums) -> Result<(), S3
     if let Some(cache_control) = target.cache_control {
         put = put.cache_control(cache_control);
     }
-    put.send()
+    let stored = put
+        .send()
         .await
-        .map(|_| ())
-        .map_err(|e| classify(target, "PutObject", e))
+        .map_err(|e| classify(target, "PutObject", e))?;
+    Ok(Stored {
+        len: sums.len,
+        crc64: stored.checksum_crc64_nvme().map(str::to_owned),
+        etag: stored.e_tag().map(|e| e.trim_matches('"').to_owned()),
+    })
 }
 
 /// Uploads `file` (`len` bytes) in parts of `part_size`, at most as many at once as `slots`
