@@ -77,13 +77,13 @@ routes:
 YAML
 }
 
-# Runs a command, prints "seconds peak_rss_kib".
+# Runs a command; leaves "seconds peak_rss_kib" in $work/last.
 measure() {
   local t0 t1
   t0=$(date +%s.%N)
   /usr/bin/time -f '%M' -o "$work/rss" "$@" >"$work/out" 2>"$work/err" || { cat "$work/out" "$work/err" >&2; exit 1; }
   t1=$(date +%s.%N)
-  echo "$(echo "$t1 - $t0" | bc -l) $(cat "$work/rss")"
+  echo "$(echo "$t1 - $t0" | bc -l) $(cat "$work/rss")" > "$work/last"
 }
 
 # How many objects and bytes landed in the bucket (s3s-fs keeps them as files).
@@ -106,12 +106,12 @@ ROUNDS=${ROUNDS:-3}
 results="$work/results.md"
 big_mb=$(echo "$BIG_MIB * 1048576 / 1000000" | bc -l)
 
-# One timed run: checks that every object landed, prints "seconds peak_rss_kib".
+# One timed run (in this shell: it starts and stops the S3 server); checks that every object
+# landed; leaves "seconds peak_rss_kib" in $work/last.
 one() {  # tool data
-  local out
   case "$1" in
-    rclone) out=$(run_rclone "$2") ;;
-    keep|delete) out=$(run_spillway "$2" "$1") ;;
+    rclone) run_rclone "$2" ;;
+    keep|delete) run_spillway "$2" "$1" ;;
   esac
   case "$2" in
     small) [ "$(landed)" -eq "$SMALL" ] || { echo "$1 landed $(landed) of $SMALL objects" >&2; exit 1; } ;;
@@ -120,7 +120,6 @@ one() {  # tool data
   if [ "$1" = delete ] && [ "$(find "$work/run" -type f | wc -l)" -ne 0 ]; then
     echo "delete left files behind" >&2; exit 1
   fi
-  echo "$out"
 }
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
@@ -129,7 +128,8 @@ declare -A secs rss
 for data in small big; do
   for round in $(seq "$ROUNDS"); do
     for tool in rclone keep delete; do
-      read -r s r < <(one "$tool" "$data")
+      one "$tool" "$data"
+      read -r s r < "$work/last"
       echo "round $round $data $tool: ${s}s, ${r} KiB"
       secs[$data.$tool]+="$s "
       rss[$data.$tool]+="$r "

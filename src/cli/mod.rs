@@ -141,8 +141,12 @@ fn offload(args: OffloadArgs) -> anyhow::Result<()> {
         min_age: args.min_age,
         watch: args.watch,
     };
+    let watch = options.watch;
     let summary = crate::offload::run(config, options)?;
     println!("{summary}");
+    if summary.interrupted && !watch {
+        anyhow::bail!("interrupted before every file was looked at; run it again to go on");
+    }
     if summary.ok() {
         Ok(())
     } else {

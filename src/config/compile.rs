@@ -508,6 +508,20 @@ impl Compiler<'_> {
             }
             _ => {}
         }
+        let beneath = match (path.canonicalize(), root.canonicalize()) {
+            (Ok(archive), Ok(root)) => archive.starts_with(root),
+            _ => false,
+        };
+        if beneath {
+            self.problem(
+                at,
+                format!(
+                    "{} is beneath the root {}: the server would serve what was archived, and offload would move it again",
+                    path.display(),
+                    root.display()
+                ),
+            );
+        }
         path
     }
 

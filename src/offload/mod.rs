@@ -177,7 +177,7 @@ pub async fn offload_all(
                         report.found(size);
                         in_flight.push(async move {
                             let done = job.offload(&relative).await;
-                            (relative, done)
+                            (relative, size, done)
                         });
                     }
                     Some(Found::Skipped { relative, why }) => report.skipped(&url_path(job.route, &relative), why),
@@ -185,7 +185,7 @@ pub async fn offload_all(
                     None => walking = false,
                 }
             }
-            Some((relative, done)) = in_flight.next(), if !in_flight.is_empty() => {
+            Some((relative, size, done)) = in_flight.next(), if !in_flight.is_empty() => {
                 if done.stops_the_run() && !stopping {
                     stopping = true;
                     report.line(
@@ -194,11 +194,14 @@ pub async fn offload_all(
                 }
                 match (&mut young, &done) {
                     (Some(young), Done::TooYoung { wait }) => young.push((relative, *wait)),
-                    _ => report.done(&url_path(job.route, &relative), &done),
+                    _ => report.done(&url_path(job.route, &relative), size, &done),
                 }
             }
             changed = stop.changed(), if !stopping => {
                 stopping = changed.is_err() || *stop.borrow();
+                if stopping && walking {
+                    report.interrupted();
+                }
             }
         }
     }

@@ -29,6 +29,8 @@ pub struct Summary {
     pub bytes: u64,
     pub elapsed: Duration,
     pub dry_run: bool,
+    /// Stopped by a signal before every file was looked at.
+    pub interrupted: bool,
 }
 
 impl Summary {
@@ -110,13 +112,19 @@ impl fmt::Display for Summary {
             self.conflicts,
             self.failed,
             self.elapsed.as_secs_f64()
-        )
+        )?;
+        if self.interrupted {
+            f.write_str(" (interrupted)")?;
+        }
+        Ok(())
     }
 }
 
 /// Where the per-file news goes.
 pub struct Report {
+    /// Counts bytes (so its rate and ETA are about bytes); its message counts files.
     bar: Option<ProgressBar>,
+    files: Mutex<(u64, u64)>,
     summary: Mutex<Summary>,
     started: Instant,
 }
@@ -128,7 +136,7 @@ impl Report {
             let bar = ProgressBar::new(0);
             bar.set_style(
                 ProgressStyle::with_template(
-                    "{spinner} {pos}/{len} files {bytes}/{total_bytes} {bytes_per_sec} eta {eta} {wide_msg}",
+                    "{bar:30} {bytes}/{total_bytes} {bytes_per_sec} eta {eta} {msg}",
                 )
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
@@ -136,6 +144,7 @@ impl Report {
         });
         Report {
             bar,
+            files: Mutex::new((0, 0)),
             summary: Mutex::new(Summary {
                 dry_run,
                 ..Summary::default()
@@ -144,10 +153,19 @@ impl Report {
         }
     }
 
-    /// A file was found that will be looked at.
-    pub fn found(&self, _bytes: u64) {
+    /// A file of `bytes` was found that will be looked at.
+    pub fn found(&self, bytes: u64) {
         if let Some(bar) = &self.bar {
-            bar.inc_length(1);
+            bar.inc_length(bytes);
+            self.count_files(1, 0, bar);
+        }
+    }
+
+    fn count_files(&self, found: u64, done: u64, bar: &ProgressBar) {
+        if let Ok(mut files) = self.files.lock() {
+            files.0 += found;
+            files.1 += done;
+            bar.set_message(format!("{}/{} files", files.1, files.0));
         }
     }
 
@@ -158,18 +176,23 @@ impl Report {
         }
     }
 
-    /// `path` (the URL path) ended as `done`.
-    pub fn done(&self, path: &str, done: &Done) {
+    /// `path` (the URL path), a file of `bytes`, ended as `done`.
+    pub fn done(&self, path: &str, bytes: u64, done: &Done) {
         if let Ok(mut summary) = self.summary.lock() {
             summary.count(done);
         }
         if let Some(bar) = &self.bar {
-            bar.inc(1);
-            if let Done::Uploaded { bytes, .. } | Done::WouldMove { bytes, .. } = done {
-                bar.set_message(format!("{} sent", HumanBytes(*bytes)));
-            }
+            bar.inc(bytes);
+            self.count_files(0, 1, bar);
         }
         self.line(describe(path, done));
+    }
+
+    /// The run stopped (a signal) before every file was looked at.
+    pub fn interrupted(&self) {
+        if let Ok(mut summary) = self.summary.lock() {
+            summary.interrupted = true;
+        }
     }
 
     pub fn skipped(&self, path: &str, why: Skip) {

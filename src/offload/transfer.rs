@@ -75,6 +75,14 @@ pub enum S3Error {
         operation: &'static str,
         detail: String,
     },
+    #[error("S3 stayed busy ({status}{code}) for {operation} of s3://{bucket}/{key}, after retries with backoff")]
+    Busy {
+        bucket: String,
+        key: String,
+        operation: &'static str,
+        status: u16,
+        code: String,
+    },
     #[error("S3 answered {status}{code} to {operation} of s3://{bucket}/{key}{message}")]
     Other {
         bucket: String,
@@ -161,6 +169,13 @@ fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
             S3Error::Corrupt { bucket, key, code }
         }
         (412, _) => S3Error::Appeared { bucket, key },
+        (429 | 500..=599, _) => S3Error::Busy {
+            bucket,
+            key,
+            operation,
+            status,
+            code: shown,
+        },
         _ => S3Error::Other {
             bucket,
             key,

@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, watch as signal_watch};
 use tokio::time::Instant;
 
 use crate::offload::file::Job;
+use crate::offload::remove::QUARANTINE_PREFIX;
 use crate::offload::report::Report;
 use crate::offload::walk::Found;
 use crate::offload::{offload_all, spawn_walk};
@@ -148,12 +149,18 @@ fn note_change(
     let Some(relative) = path.strip_prefix(root).ok().and_then(Path::to_str) else {
         return;
     };
-    if relative.is_empty() || job.route.hides(relative) {
+    let name = relative.rsplit('/').next().unwrap_or(relative);
+    if relative.is_empty() || job.route.hides(relative) || name.starts_with(QUARANTINE_PREFIX) {
         return;
     }
-    if path.is_dir() {
-        lost.store(true, Ordering::Relaxed);
-        return;
+    match path.symlink_metadata() {
+        // Gone again (offload's own removals among them): nothing to move.
+        Err(_) => return,
+        Ok(meta) if meta.is_dir() => {
+            lost.store(true, Ordering::Relaxed);
+            return;
+        }
+        Ok(_) => {}
     }
     remember(
         pending,
