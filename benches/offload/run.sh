@@ -52,8 +52,9 @@ start_s3() {  # a fresh, empty bucket `bench`
 }
 trap '[ -n "$s3_pid" ] && kill "$s3_pid" 2>/dev/null || true' EXIT
 
-# A copy of a data set for one run (offload may delete it).
-stage() { rm -rf "$work/run" && cp -a "$work/data/$1" "$work/run"; }
+# A copy of a data set for one run (offload may delete it), written back before the clock
+# starts so no run pays for the previous one's writeback.
+stage() { rm -rf "$work/run" && cp -a "$work/data/$1" "$work/run" && sync; }
 
 config() {  # after
   cat > "$work/proxy.yaml" <<YAML
