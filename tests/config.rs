@@ -70,7 +70,9 @@ routes:
 fn the_shipped_proxy_yaml_compiles_to_what_it_documents() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("proxy.yaml");
     let config = config::load(&path).unwrap_or_else(|e| panic!("shipped proxy.yaml: {e}"));
-    assert_eq!(config.listen, vec!["127.0.0.1:8080".parse().unwrap()]);
+    let addresses: Vec<std::net::SocketAddr> = config.listen.iter().map(|l| l.address).collect();
+    assert_eq!(addresses, vec!["127.0.0.1:8080".parse().unwrap()]);
+    assert!(config.listen[0].tls.is_none());
     assert_eq!(config.threads, 2);
     let upstream = config.default_upstream.as_ref().expect("default upstream");
     assert_eq!(
@@ -123,7 +125,7 @@ fn a_good_config_compiles() {
     assert_eq!(config.routes.len(), 1);
     assert_eq!(
         config.shutdown.grace_period.as_secs(),
-        1,
+        60,
         "default grace period"
     );
 }

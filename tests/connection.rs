@@ -525,13 +525,25 @@ fn unsupported_http_versions_get_505() {
     let stack = Stack::start();
     for (what, raw) in [
         ("HTTP/2.0", "GET /static/a.txt HTTP/2.0\r\nHost: h\r\n\r\n"),
-        ("HTTP/1.2", "GET /static/a.txt HTTP/1.2\r\nHost: h\r\n\r\n"),
         (
             "HTTP/3.0 to the upstream",
             "GET /forum/ HTTP/3.0\r\nHost: h\r\n\r\n",
         ),
     ] {
         assert_refused(stack.port(), raw.as_bytes(), 505, what);
+    }
+}
+
+/// RFC 9112 §2.3: a higher minor version of HTTP/1 is answered as the highest one spoken.
+#[test]
+fn higher_http_1_minor_versions_are_answered_as_1_1() {
+    let stack = Stack::start();
+    stack.put_local("static", "a.txt", b"small");
+    for (target, want) in [("/static/a.txt", "small"), ("/forum/", "method: GET")] {
+        let raw = format!("GET {target} HTTP/1.2\r\nHost: h\r\nConnection: close\r\n\r\n");
+        let resp = support::send_raw(stack.port(), raw.as_bytes(), false).unwrap();
+        assert_eq!(resp.status, 200, "{target}");
+        assert!(resp.text().contains(want), "{target}: {}", resp.text());
     }
 }
 
@@ -909,5 +921,29 @@ fn absolute_form_targets_never_put_their_host_in_a_location() {
                 "{name}: {value}"
             );
         }
+    }
+}
+
+/// A request pipelined behind a proxied one is never lost: the proxied response either leaves
+/// the connection open and the next response follows, or says `Connection: close`.
+#[test]
+fn a_request_pipelined_behind_a_proxied_one_is_answered_or_the_close_is_announced() {
+    let stack = Stack::start();
+    stack.put_local("static", "a.txt", b"small");
+    let mut stream = support::connect(stack.port()).unwrap();
+    stream
+        .write_all(b"GET /forum/ HTTP/1.1\r\nHost: h\r\n\r\nGET /static/a.txt HTTP/1.1\r\nHost: h\r\n\r\n")
+        .unwrap();
+    let mut reader = BufReader::new(stream);
+    let first = support::read_response(&mut reader, false).unwrap();
+    assert_eq!(first.status, 200, "{:?}", first.headers);
+    if first.header("connection") == Some("close") {
+        let mut rest = Vec::new();
+        reader.read_to_end(&mut rest).unwrap();
+        assert!(rest.is_empty(), "nothing after an announced close");
+    } else {
+        let second = support::read_response(&mut reader, false)
+            .unwrap_or_else(|e| panic!("{e} after {:?}", first.headers));
+        assert_eq!((second.status, second.body.as_slice()), (200, &b"small"[..]));
     }
 }

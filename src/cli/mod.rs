@@ -22,13 +22,16 @@ struct Cli {
     command: Option<Command>,
     /// Without a command: `run` with these arguments.
     #[command(flatten)]
-    run: ConfigArg,
+    run: RunArgs,
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Serve (the default when no command is given).
-    Run(ConfigArg),
+    Run(RunArgs),
+    /// Reload the running server: a new process loads the config and takes the listening
+    /// sockets over; nothing in flight is dropped. An invalid config leaves the old one serving.
+    Reload(ConfigArg),
     /// Validate the config and print the compiled routes; exits non-zero on any error.
     Check(ConfigArg),
     /// Print what the server would do with one request, computed by the same code it runs.
@@ -75,6 +78,15 @@ struct ExplainArgs {
 }
 
 #[derive(clap::Args)]
+struct RunArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Take the listening sockets over from the running server (what `reload` starts).
+    #[arg(long, short)]
+    upgrade: bool,
+}
+
+#[derive(clap::Args)]
 struct ConfigArg {
     /// The configuration file.
     #[arg(long, short, default_value = "proxy.yaml")]
@@ -95,6 +107,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         None => run(cli.run),
         Some(Command::Run(arg)) => run(arg),
+        Some(Command::Reload(arg)) => reload(arg),
         Some(Command::Check(arg)) => check(arg),
         Some(Command::Explain(args)) => explain(args),
         Some(Command::Offload(args)) => offload(args),
@@ -108,10 +121,44 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn run(arg: ConfigArg) -> anyhow::Result<()> {
-    let config = config::load(&arg.config)?;
-    crate::server::run(config)?;
+fn run(args: RunArgs) -> anyhow::Result<()> {
+    let config = config::load(&args.config.config)?;
+    crate::server::run(config, args.upgrade)?;
     Ok(())
+}
+
+/// Sends SIGHUP to the server running this config, and waits for the new process to take over.
+fn reload(arg: ConfigArg) -> anyhow::Result<()> {
+    use crate::server::runtime_dir::read_pid;
+    use rustix::process::{kill_process, Pid, Signal};
+    let config = config::load(&arg.config)?;
+    let pid_file = config.runtime_dir().join("spillway.pid");
+    let old = read_pid(&pid_file).map_err(|e| {
+        anyhow::anyhow!(
+            "no running server found for this config ({}: {e})",
+            pid_file.display()
+        )
+    })?;
+    let pid = i32::try_from(old)
+        .ok()
+        .and_then(Pid::from_raw)
+        .ok_or_else(|| anyhow::anyhow!("{} holds no pid", pid_file.display()))?;
+    kill_process(pid, Signal::HUP).map_err(|e| {
+        anyhow::anyhow!("cannot signal pid {old} (from {}): {e}", pid_file.display())
+    })?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        match read_pid(&pid_file) {
+            Ok(new) if new != old => {
+                println!(
+                    "reloaded: pid {new} serves the config now (pid {old} finishes and exits)"
+                );
+                return Ok(());
+            }
+            _ => std::thread::sleep(std::time::Duration::from_millis(50)),
+        }
+    }
+    anyhow::bail!("sent SIGHUP to pid {old}, but no new process took over within 30s; the server's log says why (it keeps serving)")
 }
 
 fn check(arg: ConfigArg) -> anyhow::Result<()> {

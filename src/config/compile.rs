@@ -12,11 +12,12 @@ use super::expand::expand;
 use super::locate::{self, Step};
 use super::raw::{
     AllowDeny, Listen, RawAccess, RawAfter, RawBucket, RawConfig, RawCredentials, RawDisposition,
-    RawEncoding, RawOffload, RawRoute, RawUpstream,
+    RawEncoding, RawLimits, RawOffload, RawRoute, RawTls, RawUpstream,
 };
+use super::tls::{self, Certificates};
 use super::{
-    After, ChainCredentials, Config, Dotfiles, Environment, Offload, Problem, Route, Shutdown,
-    Upstream, DEFAULT_REDIRECT_MAX_AGE, DEFAULT_TTL,
+    After, ChainCredentials, Config, Dotfiles, Environment, Limits, Listener, Offload, Problem,
+    Route, Shutdown, Upstream, DEFAULT_REDIRECT_MAX_AGE, DEFAULT_TTL,
 };
 use crate::core::policy::{Access, Policy, Signing};
 use crate::core::route::RouteTable;
@@ -113,11 +114,14 @@ impl Compiler<'_> {
         }
         let routes = self.routes(&raw);
         let chain_credentials = self.resolve_chain();
+        let limits = self.limits(&raw.limits);
         Config {
             source: PathBuf::new(),
             listen,
             threads,
             shutdown,
+            limits,
+            runtime_dir_setting: raw.runtime_dir.as_ref().map(|d| self.base.join(d)),
             routes,
             default_upstream,
             chain_credentials,
@@ -170,20 +174,90 @@ impl Compiler<'_> {
         routes
     }
 
-    fn listen(&mut self, listen: &Listen) -> Vec<SocketAddr> {
-        let addresses = &listen.addresses;
-        if addresses.is_empty() {
+    fn listen(&mut self, listen: &Listen) -> Vec<Listener> {
+        if listen.entries.is_empty() {
             self.problem(&[key("listen")], "needs at least one address");
         }
         let mut all = Vec::new();
-        for (i, address) in addresses.iter().enumerate() {
-            match resolve(address) {
-                Ok(mut addrs) => all.append(&mut addrs),
-                Err(e) if listen.is_list => self.problem(&[key("listen"), Step::Index(i)], e),
-                Err(e) => self.problem(&[key("listen")], e),
+        for (i, entry) in listen.entries.iter().enumerate() {
+            let at: Vec<Step> = match listen.is_list {
+                true => vec![key("listen"), Step::Index(i)],
+                false => vec![key("listen")],
+            };
+            // A plain string is located at the entry itself; a map at its `address:`.
+            let address_at = match entry.tls {
+                Some(_) => [at.as_slice(), &[key("address")]].concat(),
+                None => at.clone(),
+            };
+            let tls = entry
+                .tls
+                .as_ref()
+                .and_then(|tls| self.certificates(&[at.as_slice(), &[key("tls")]].concat(), tls));
+            match resolve(&entry.address) {
+                Ok(addresses) => all.extend(addresses.into_iter().map(|address| Listener {
+                    address,
+                    tls: tls.clone(),
+                })),
+                Err(e) => self.problem(&address_at, e),
             }
         }
         all
+    }
+
+    /// A TLS listener's certificates, each read and checked now.
+    fn certificates(&mut self, at: &[Step], raw: &RawTls) -> Option<Arc<Certificates>> {
+        let mut load = |at: Vec<Step>, cert: &str, key_path: &str| match tls::load(
+            &self.base.join(cert),
+            &self.base.join(key_path),
+        ) {
+            Ok(loaded) => Some(loaded),
+            Err(e) => {
+                let field = match e {
+                    tls::CertError::Key { .. } | tls::CertError::Mismatch { .. } => "key",
+                    _ => "cert",
+                };
+                self.problem(&[at.as_slice(), &[key(field)]].concat(), e.to_string());
+                None
+            }
+        };
+        let default = load(at.to_vec(), &raw.cert, &raw.key);
+        let more: Vec<_> = raw
+            .sni
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                load(
+                    [at, &[key("sni"), Step::Index(i)]].concat(),
+                    &c.cert,
+                    &c.key,
+                )
+            })
+            .collect();
+        let more: Option<Vec<_>> = more.into_iter().collect();
+        Some(Arc::new(Certificates::new(default?, more?)))
+    }
+
+    fn limits(&mut self, raw: &RawLimits) -> Limits {
+        let defaults = Limits::default();
+        if raw.max_connections == Some(0) {
+            self.problem(
+                &[key("limits"), key("max_connections")],
+                "must be at least 1",
+            );
+        }
+        for (name, value) in [
+            ("send_timeout", raw.send_timeout),
+            ("idle_timeout", raw.idle_timeout),
+        ] {
+            if value.is_some_and(|d| d < Duration::from_secs(1)) {
+                self.problem(&[key("limits"), key(name)], "must be at least 1s");
+            }
+        }
+        Limits {
+            max_connections: raw.max_connections,
+            send_timeout: raw.send_timeout.unwrap_or(defaults.send_timeout),
+            idle_timeout: raw.idle_timeout.unwrap_or(defaults.idle_timeout),
+        }
     }
 
     fn upstream(&mut self, name: &str, raw: &RawUpstream) -> Option<Upstream> {

@@ -8,8 +8,16 @@ pub fn describe(config: &Config) -> String {
     let mut out = String::new();
     // Writing to a String cannot fail; the results are ignored below for that reason.
     let _ = writeln!(out, "config ok: {}", config.source.display());
-    for address in &config.listen {
-        let _ = writeln!(out, "listen {address} ({} threads)", config.threads);
+    for listener in &config.listen {
+        let tls = match listener.tls {
+            Some(_) => " TLS (h2, http/1.1)",
+            None => "",
+        };
+        let _ = writeln!(
+            out,
+            "listen {}{tls} ({} threads)",
+            listener.address, config.threads
+        );
     }
     match &config.default_upstream {
         Some(u) => {

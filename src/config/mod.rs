@@ -10,6 +10,7 @@ mod describe;
 mod expand;
 mod locate;
 mod raw;
+pub mod tls;
 
 pub use describe::describe;
 
@@ -37,14 +38,78 @@ pub const DEFAULT_REDIRECT_MAX_AGE: Duration = Duration::from_secs(300);
 #[derive(Debug)]
 pub struct Config {
     pub source: PathBuf,
-    pub listen: Vec<SocketAddr>,
+    pub listen: Vec<Listener>,
     pub threads: usize,
     pub shutdown: Shutdown,
+    pub limits: Limits,
+    /// `runtime_dir:` as configured; see [`Config::runtime_dir`].
+    pub runtime_dir_setting: Option<PathBuf>,
     pub routes: RouteTable<Route>,
     pub default_upstream: Option<Arc<Upstream>>,
     /// Credentials from the AWS provider chain, when a private route uses them: the background
     /// refresher keeps them fresh for links up to `longest_ttl`.
     pub chain_credentials: Option<ChainCredentials>,
+}
+
+/// One address the server listens on, plain or TLS.
+#[derive(Debug, Clone)]
+pub struct Listener {
+    pub address: SocketAddr,
+    /// With TLS: the certificates, chosen by SNI; ALPN offers h2 and http/1.1.
+    pub tls: Option<Arc<tls::Certificates>>,
+}
+
+/// What one client may hold of the server.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Open client connections at most; more are answered 503 and closed.
+    pub max_connections: Option<usize>,
+    /// A client that accepts nothing of a response for this long is dropped (nginx
+    /// `send_timeout`), on local answers and proxied ones alike.
+    pub send_timeout: Duration,
+    /// An idle keep-alive connection is closed after this long, as is one that takes this long
+    /// to send a request head (nginx `keepalive_timeout`, `client_header_timeout`).
+    pub idle_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: None,
+            send_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Config {
+    /// Where the pid file and the upgrade socket live: `runtime_dir:`, or by default a
+    /// directory of this config's own under `/run/spillway` (root), `$XDG_RUNTIME_DIR/spillway`,
+    /// or `~/.local/state/spillway`. Never a shared temporary directory.
+    pub fn runtime_dir(&self) -> PathBuf {
+        if let Some(dir) = &self.runtime_dir_setting {
+            return dir.clone();
+        }
+        let base = if rustix::process::geteuid().is_root() {
+            PathBuf::from("/run/spillway")
+        } else if let Some(dir) = std::env::var_os("XDG_RUNTIME_DIR") {
+            PathBuf::from(dir).join("spillway")
+        } else {
+            let home = std::env::var_os("HOME").unwrap_or_else(|| "/".into());
+            PathBuf::from(home).join(".local/state/spillway")
+        };
+        // One directory per config file, so two instances never share a socket, and `spillway
+        // reload --config` finds its server.
+        let source = self
+            .source
+            .canonicalize()
+            .unwrap_or_else(|_| self.source.clone());
+        let hash = <sha2::Sha256 as sha2::Digest>::digest(source.as_os_str().as_encoded_bytes());
+        let stem = source
+            .file_stem()
+            .map_or("spillway".into(), |s| s.to_string_lossy());
+        base.join(format!("{stem}-{}", hex::encode(&hash[..4])))
+    }
 }
 
 #[derive(Debug)]
@@ -55,11 +120,13 @@ pub struct ChainCredentials {
     pub region: String,
 }
 
-/// How long SIGTERM waits. Pingora's defaults (a 5-minute grace period) are too long for a
-/// proxy of mostly short requests; both are configurable.
+/// How a stop (SIGTERM) or an upgrade (SIGHUP) ends the old process.
 #[derive(Debug, Clone, Copy)]
 pub struct Shutdown {
-    /// After SIGTERM, listeners close and in-flight requests get this long to finish.
+    /// Listeners close, and requests in flight get this long to finish; the process exits as
+    /// soon as its last connection ends. A minute lets ordinary downloads finish (100 MB at
+    /// 15 Mbit/s) and is within what orchestrators wait (Kubernetes: 30 s, then SIGKILL; set
+    /// `terminationGracePeriodSeconds` to match).
     pub grace_period: Duration,
     /// Then the worker runtimes get this long to stop.
     pub timeout: Duration,
@@ -68,7 +135,7 @@ pub struct Shutdown {
 impl Default for Shutdown {
     fn default() -> Self {
         Shutdown {
-            grace_period: Duration::from_secs(1),
+            grace_period: Duration::from_secs(60),
             timeout: Duration::from_secs(5),
         }
     }

@@ -20,6 +20,11 @@ pub struct RawConfig {
     #[serde(default)]
     pub shutdown: RawShutdown,
     #[serde(default)]
+    pub limits: RawLimits,
+    /// Where the pid file and the upgrade socket live.
+    #[serde(default)]
+    pub runtime_dir: Option<String>,
+    #[serde(default)]
     pub upstreams: BTreeMap<String, RawUpstream>,
     #[serde(default)]
     pub default_upstream: Option<String>,
@@ -192,12 +197,67 @@ pub enum RawAccess {
     Private,
 }
 
-/// `listen:` takes one address or a list of them.
+/// `listen:` takes one listener or a list of them; a listener is an address, or a map with an
+/// address and `tls:`.
 #[derive(Debug)]
 pub struct Listen {
-    pub addresses: Vec<String>,
+    pub entries: Vec<RawListener>,
     /// Whether it was written as a list, so a problem can name `listen[1]` or `listen`.
     pub is_list: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListener {
+    pub address: String,
+    #[serde(default)]
+    pub tls: Option<RawTls>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub cert: String,
+    pub key: String,
+    /// More certificates, chosen by SNI against each certificate's names.
+    #[serde(default)]
+    pub sni: Vec<RawCertificate>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCertificate {
+    pub cert: String,
+    pub key: String,
+}
+
+/// One listener: `"host:port"` or `{ address: ..., tls: ... }`.
+struct ListenEntry(RawListener);
+
+struct ListenerVisitor;
+
+impl<'de> Visitor<'de> for ListenerVisitor {
+    type Value = RawListener;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an address like \"127.0.0.1:8080\", or a map with `address:` and `tls:`")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<RawListener, E> {
+        Ok(RawListener {
+            address: v.to_owned(),
+            tls: None,
+        })
+    }
+    fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<RawListener, A::Error> {
+        RawListener::deserialize(de::value::MapAccessDeserializer::new(map))
+    }
+}
+
+impl<'de> Deserialize<'de> for ListenEntry {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer
+            .deserialize_any(ListenerVisitor)
+            .map(ListenEntry)
+    }
 }
 
 impl<'de> Deserialize<'de> for Listen {
@@ -206,27 +266,45 @@ impl<'de> Deserialize<'de> for Listen {
         impl<'de> Visitor<'de> for ListenVisitor {
             type Value = Listen;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("an address like \"127.0.0.1:8080\" or a list of them")
+                f.write_str("an address like \"127.0.0.1:8080\", a map with `address:` and `tls:`, or a list of them")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Listen, E> {
                 Ok(Listen {
-                    addresses: vec![v.to_owned()],
+                    entries: vec![ListenerVisitor.visit_str(v)?],
+                    is_list: false,
+                })
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Listen, A::Error> {
+                Ok(Listen {
+                    entries: vec![ListenerVisitor.visit_map(map)?],
                     is_list: false,
                 })
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Listen, A::Error> {
                 let mut all = Vec::new();
-                while let Some(address) = seq.next_element::<String>()? {
-                    all.push(address);
+                while let Some(ListenEntry(listener)) = seq.next_element()? {
+                    all.push(listener);
                 }
                 Ok(Listen {
-                    addresses: all,
+                    entries: all,
                     is_list: true,
                 })
             }
         }
         deserializer.deserialize_any(ListenVisitor)
     }
+}
+
+/// `limits:`: what one client may hold of the server.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    #[serde(default)]
+    pub max_connections: Option<usize>,
+    #[serde(default, with = "opt_duration")]
+    pub send_timeout: Option<Duration>,
+    #[serde(default, with = "opt_duration")]
+    pub idle_timeout: Option<Duration>,
 }
 
 /// Durations are written the humantime way (`300s`, `5m`, `1h 30m`); a bad one is reported by

@@ -118,6 +118,8 @@ pub enum Reject {
     Refused,
     #[error("permission denied reading the file")]
     PermissionDenied,
+    #[error("out of file descriptors: try again")]
+    Overloaded,
     #[error("file system error: {0}")]
     Io(std::io::Error),
     #[error("cannot presign: {0}")]
@@ -137,8 +139,10 @@ impl Reject {
             Reject::Io(_) | Reject::Sign(SignError::NoCredentials) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
-            // Temporary: the credentials are being refreshed.
-            Reject::Sign(SignError::CredentialsExpiring) => StatusCode::SERVICE_UNAVAILABLE,
+            // Temporary: the credentials are being refreshed, or descriptors come free.
+            Reject::Sign(SignError::CredentialsExpiring) | Reject::Overloaded => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         }
     }
 
@@ -148,6 +152,7 @@ impl Reject {
         match self {
             Reject::MethodNotAllowed => Some(("Allow", "GET, HEAD")),
             Reject::Sign(_) => Some(("Retry-After", "5")),
+            Reject::Overloaded => Some(("Retry-After", "1")),
             _ => None,
         }
     }

@@ -120,6 +120,7 @@ fn local<'c, I: Io>(
         Ok(Lookup::Missing) => miss(route, request.method, relative, now),
         Ok(Lookup::Refused) => Answer::Reject(Reject::Refused),
         Err(LookupError::PermissionDenied) => Answer::Reject(Reject::PermissionDenied),
+        Err(LookupError::NoDescriptors) => Answer::Reject(Reject::Overloaded),
         Err(LookupError::Io(e)) => Answer::Reject(Reject::Io(e)),
     })
 }

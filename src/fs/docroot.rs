@@ -34,6 +34,10 @@ pub enum Lookup {
 pub enum LookupError {
     #[error("permission denied")]
     PermissionDenied,
+    /// The process (or the system) has no file descriptor left: a moment's overload, not a
+    /// fault of the file.
+    #[error("out of file descriptors")]
+    NoDescriptors,
     #[error("{0}")]
     Io(#[from] io::Error),
 }
@@ -233,6 +237,7 @@ fn classify(opened: Result<OwnedFd, Errno>) -> Result<Lookup, LookupError> {
         // or any symlink under `symlinks: deny`.
         Err(Errno::XDEV | Errno::LOOP) => return Ok(Lookup::Refused),
         Err(Errno::ACCESS | Errno::PERM) => return Err(LookupError::PermissionDenied),
+        Err(Errno::MFILE | Errno::NFILE) => return Err(LookupError::NoDescriptors),
         Err(e) => return Err(LookupError::Io(e.into())),
     };
     let file = File::from(fd);

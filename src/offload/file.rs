@@ -218,6 +218,9 @@ impl Job<'_> {
             Err(LookupError::PermissionDenied) => {
                 Err(std::io::Error::from(std::io::ErrorKind::PermissionDenied))
             }
+            Err(LookupError::NoDescriptors) => {
+                Err(std::io::Error::other("out of file descriptors"))
+            }
             Err(LookupError::Io(e)) => Err(e),
         }
     }

@@ -1,5 +1,6 @@
-//! The listener's application: one task per client connection that reads HTTP/1.x requests,
-//! decides each one, and answers it locally -- or hands it to Pingora's proxy.
+//! Each client connection: HTTP/2 (by ALPN) goes to Pingora's h2 server and `h2`; HTTP/1.x is
+//! read here, one request head at a time, decided, and answered locally -- or handed to
+//! Pingora's proxy.
 //!
 //! Files, redirects and errors are answered here, with one parse of the request head and one
 //! write per response. A request for the upstream is handed to Pingora's HTTP proxy with the
@@ -10,33 +11,30 @@
 use std::future::Future;
 use std::io;
 use std::pin::{pin, Pin};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::BytesMut;
+use http::StatusCode;
 use pingora::apps::{HttpServerApp, ServerApp};
 use pingora::protocols::http::ServerSession;
-use pingora::protocols::Stream;
+use pingora::protocols::{Stream, ALPN};
 use pingora::proxy::HttpProxy;
 use pingora::server::ShutdownWatch;
 use tokio::io::AsyncReadExt;
 use tokio::time::Sleep;
 
-use crate::config::{Config, Route};
-use crate::core::answer::{Answer, Reject};
-use crate::core::decide::{decide, Decided, Decision, Request};
+use crate::config::Config;
+use crate::core::decide::{Decision, Request};
 use crate::core::outcome::Outcome;
-use crate::fs::docroot::{CachedOnly, MayBlock};
-use crate::s3::SignError;
+use crate::server::connections::Connections;
+use crate::server::h2::H2;
 use crate::server::http1::{self, BodyLength, HeadError, Persistence, RequestHead, MAX_HEAD};
+use crate::server::local;
 use crate::server::proxy::Spillway;
-use crate::server::respond::{self, Reply, Sent, Wire, ZeroCopy};
-use crate::telemetry::request_log::{self, Entry};
-
-/// An idle keep-alive connection is closed after this long, as is one that takes this long to
-/// send a request head (nginx: `keepalive_timeout`, `client_header_timeout`).
-const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+use crate::server::respond::{self, Reply, Sent, To, ZeroCopy};
 
 /// Request bodies up to this size are read and discarded after a local answer, so a rejected
 /// upload does not cost the client its keep-alive connection; larger ones close it instead.
@@ -47,16 +45,30 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// Reads are at least this large (a typical request head fits many times over).
 const READ_SIZE: usize = 4096;
 
+/// Header timeouts are counted, and said in the log at most this often.
+const HEADER_TIMEOUT_LOG_EVERY: Duration = Duration::from_secs(10);
+
 pub struct Front {
     config: Arc<Config>,
     proxy: Arc<HttpProxy<Spillway>>,
+    h2: Arc<H2>,
+    connections: Arc<Connections>,
+    header_timeouts: SlowHeads,
 }
 
 impl Front {
-    pub fn new(config: Arc<Config>, proxy: HttpProxy<Spillway>) -> Front {
+    pub fn new(
+        config: Arc<Config>,
+        proxy: HttpProxy<Spillway>,
+        connections: Arc<Connections>,
+    ) -> Front {
+        let proxy = Arc::new(proxy);
         Front {
+            h2: Arc::new(H2::new(Arc::clone(&config), Arc::clone(&proxy))),
             config,
-            proxy: Arc::new(proxy),
+            proxy,
+            connections,
+            header_timeouts: SlowHeads::default(),
         }
     }
 }
@@ -68,15 +80,60 @@ impl ServerApp for Front {
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
+        let h2 = stream.selected_alpn_proto() == Some(ALPN::H2);
+        let Some(_admitted) = self.connections.admit() else {
+            if !h2 {
+                refuse(stream, self.config.limits.send_timeout).await;
+            }
+            return None;
+        };
+        if h2 {
+            return ServerApp::process_new(&self.h2, stream, shutdown).await;
+        }
         self.connection(stream, shutdown).await;
         None
     }
+
+    async fn cleanup(&self) {
+        self.proxy.http_cleanup().await;
+    }
+}
+
+/// Answers a connection over `max_connections` with a 503 and closes it.
+async fn refuse(mut stream: Stream, send_timeout: Duration) {
+    let mut out = Vec::new();
+    let mut zero_copy = ZeroCopy::Unavailable;
+    let mut reply = Reply {
+        to: To::H1 {
+            stream: &mut stream,
+            persistence: Persistence::Close,
+            zero_copy: &mut zero_copy,
+        },
+        out: &mut out,
+        head_only: false,
+        send_timeout,
+    };
+    let start = Instant::now();
+    let sent = Sent {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        cut_short: respond::error(
+            &mut reply,
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some(("Retry-After", "1")),
+        )
+        .await
+        .err(),
+    };
+    let reason = "max_connections open already";
+    local::log(&sent, Outcome::Rejected, ("-", "-"), start, Some(&reason));
 }
 
 /// Why reading the next request stopped.
 enum ReadEnd {
     /// The client closed, went idle too long, or the server is shutting down: close quietly.
     Closed,
+    /// The client began a request head and did not finish it in time.
+    SlowHead,
     /// A broken request head: answer with its status, then close.
     Bad(HeadError),
 }
@@ -120,9 +177,10 @@ enum After {
 
 impl Front {
     async fn connection(&self, mut stream: Stream, shutdown: &ShutdownWatch) {
+        let idle_timeout = self.config.limits.idle_timeout;
         // Both waits live as long as the connection, so a request costs no timer or watcher
         // registration: the timer is only touched when it fires.
-        let mut idle = pin!(tokio::time::sleep(IDLE_TIMEOUT));
+        let mut idle = pin!(tokio::time::sleep(idle_timeout));
         let mut stopping = pin!(shutdown_started(shutdown.clone()));
         let mut conn = Connection {
             buf: Vec::with_capacity(READ_SIZE),
@@ -132,20 +190,28 @@ impl Front {
         loop {
             let waits = Waits {
                 since: tokio::time::Instant::now(),
+                timeout: idle_timeout,
                 idle: idle.as_mut(),
                 stopping: stopping.as_mut(),
             };
             let parsed = match read_head(&mut stream, &mut conn.buf, waits).await {
                 // An empty line ends every complete head: httparse cannot want more.
-                Ok(()) => http1::parse_request(&conn.buf)
-                    .and_then(|head| head.ok_or(HeadError::Malformed)),
+                Ok(()) => {
+                    http1::speak_highest_minor(&mut conn.buf);
+                    http1::parse_request(&conn.buf)
+                        .and_then(|head| head.ok_or(HeadError::Malformed))
+                }
                 Err(ReadEnd::Bad(e)) => Err(e),
+                Err(ReadEnd::SlowHead) => return self.header_timeouts.count(),
                 Err(ReadEnd::Closed) => return,
             };
             let start = Instant::now();
             let head = match parsed {
                 Ok(head) => head,
-                Err(e) => return answer_bad_head(stream, &mut conn.out, e).await,
+                Err(e) => {
+                    let send_timeout = self.config.limits.send_timeout;
+                    return answer_bad_head(stream, &mut conn.out, e, send_timeout).await;
+                }
             };
             let request = Request {
                 method: &head.method,
@@ -153,15 +219,18 @@ impl Front {
                 query: head.query,
                 headers: &head.headers,
             };
-            let decided = decide_without_blocking(&self.config, &request).await;
+            let decided = local::decide_without_blocking(&self.config, &request).await;
             let route = decided.route;
             let answer = match decided.decision {
                 Decision::Answer(answer) => answer,
                 Decision::Upstream(_) => {
-                    // Pingora parses the request again from these bytes; the proxy path pays
-                    // for that, the local paths never do.
-                    let read = BytesMut::from(&conn.buf[..]);
-                    conn.buf.clear();
+                    // Pingora parses the request again from these bytes (the proxy path pays
+                    // for that, the local paths never do). It gets this request's bytes only:
+                    // what was pipelined after it stays here, for the next round.
+                    let this = request_bytes(&head, conn.buf.len());
+                    drop(head);
+                    let read = BytesMut::from(&conn.buf[..this]);
+                    conn.buf.drain(..this);
                     match self.proxy(stream, read, shutdown).await {
                         Some(returned) => stream = returned,
                         None => return,
@@ -169,20 +238,16 @@ impl Front {
                     continue;
                 }
             };
-            let wire = Wire {
-                stream: &mut stream,
-                out: &mut conn.out,
-            };
-            let after = answer_locally(
-                wire,
-                &mut conn.zero_copy,
-                &head,
-                route,
-                answer,
-                start,
-                shutdown,
-            )
-            .await;
+            let after = self
+                .answer_locally(
+                    (&mut stream, &mut conn.out, &mut conn.zero_copy),
+                    &head,
+                    route,
+                    answer,
+                    start,
+                    shutdown,
+                )
+                .await;
             let consumed = head.len;
             drop(head);
             let body = match after {
@@ -200,6 +265,47 @@ impl Front {
         }
     }
 
+    /// Answers a request spillway decided itself, and says whether the connection lives on.
+    async fn answer_locally(
+        &self,
+        (stream, out, zero_copy): (&mut Stream, &mut Vec<u8>, &mut ZeroCopy),
+        head: &RequestHead<'_>,
+        route: Option<&crate::config::Route>,
+        answer: crate::core::answer::Answer<'_>,
+        start: Instant,
+        shutdown: &ShutdownWatch,
+    ) -> After {
+        // A body we would have to wait for, or cannot delimit cheaply, ends the connection.
+        let drain = match head.body {
+            BodyLength::None => Some(0),
+            BodyLength::Length(n) if n <= DRAIN_LIMIT && !head.expects_continue => Some(n),
+            _ => None,
+        };
+        let keep_alive = head.keep_alive && drain.is_some() && !*shutdown.borrow();
+        let persistence = match (keep_alive, head.http10) {
+            (false, _) => Persistence::Close,
+            (true, true) => Persistence::KeepAlive10,
+            (true, false) => Persistence::KeepAlive,
+        };
+        let mut reply = Reply {
+            to: To::H1 {
+                stream,
+                persistence,
+                zero_copy,
+            },
+            out,
+            head_only: head.method == http::Method::HEAD,
+            send_timeout: self.config.limits.send_timeout,
+        };
+        let request = (&head.method, head.path, &head.headers);
+        let sent = local::answer(&mut reply, request, route, answer, start).await;
+        match (sent.cut_short, drain) {
+            (Some(_), _) => After::Gone,
+            (None, Some(body)) if keep_alive => After::KeepAlive { body },
+            (None, _) => After::Close,
+        }
+    }
+
     /// Runs one request through Pingora's proxy; returns the connection if it stays open.
     async fn proxy(
         &self,
@@ -211,16 +317,53 @@ impl Front {
         if let ServerSession::H1(h1) = &mut session {
             h1.set_pipelined_prefix(read);
         }
-        let idle = if *shutdown.borrow() {
-            None
-        } else {
-            Some(IDLE_TIMEOUT.as_secs())
+        let keepalive = match *shutdown.borrow() {
+            true => None,
+            false => Some(self.config.limits.idle_timeout.as_secs()),
         };
-        session.set_keepalive(idle);
-        // Pingora does not pipeline: bytes read past this request make it close the connection
-        // rather than return them, so a returned stream starts at a request boundary.
+        session.set_keepalive(keepalive);
+        session.set_write_timeout(Some(self.config.limits.send_timeout));
         let reused = self.proxy.process_new_http(session, shutdown).await?;
         Some(reused.consume().0)
+    }
+}
+
+/// How many of the `buffered` bytes belong to this request: its head and as much of a body
+/// of known length as has arrived. A chunked body's end is not known here, so it takes all.
+/// (Pingora reads the rest of a body itself; bytes it reads past the end of a request make it
+/// close the connection, as it does not pipeline.)
+fn request_bytes(head: &RequestHead<'_>, buffered: usize) -> usize {
+    let body = match head.body {
+        BodyLength::None => 0,
+        BodyLength::Length(n) => usize::try_from(n).unwrap_or(usize::MAX),
+        BodyLength::Chunked => return buffered,
+    };
+    buffered.min(head.len.saturating_add(body))
+}
+
+/// Counts connections that did not finish a request head in time (a slowloris leaves this
+/// trace), and says so in the log at most every `HEADER_TIMEOUT_LOG_EVERY`.
+#[derive(Default)]
+struct SlowHeads {
+    since_logged: AtomicU64,
+    last_logged: std::sync::Mutex<Option<Instant>>,
+}
+
+impl SlowHeads {
+    fn count(&self) {
+        self.since_logged.fetch_add(1, Ordering::Relaxed);
+        let Ok(mut last) = self.last_logged.try_lock() else {
+            return;
+        };
+        if last.is_some_and(|at| at.elapsed() < HEADER_TIMEOUT_LOG_EVERY) {
+            return;
+        }
+        *last = Some(Instant::now());
+        let count = self.since_logged.swap(0, Ordering::Relaxed);
+        tracing::warn!(
+            count,
+            "connections closed for sending no complete request head in time (idle_timeout)"
+        );
     }
 }
 
@@ -236,8 +379,9 @@ async fn shutdown_started(mut shutdown: ShutdownWatch) {
 
 /// What reading the next request head may end on besides data.
 struct Waits<'a, S> {
-    /// The previous request ended here: the next head must be complete by `since + IDLE_TIMEOUT`.
+    /// The previous request ended here: the next head must be complete by `since + timeout`.
     since: tokio::time::Instant,
+    timeout: Duration,
     /// A connection-long timer, moved forward only when it fires early.
     idle: Pin<&'a mut Sleep>,
     stopping: Pin<&'a mut S>,
@@ -249,7 +393,7 @@ async fn read_head<S: Future<Output = ()>>(
     buf: &mut Vec<u8>,
     mut waits: Waits<'_, S>,
 ) -> Result<(), ReadEnd> {
-    let deadline = waits.since + IDLE_TIMEOUT;
+    let deadline = waits.since + waits.timeout;
     let mut scanned = 0;
     loop {
         // Empty lines before a request line are ignored (RFC 9112 §2.2).
@@ -271,7 +415,10 @@ async fn read_head<S: Future<Output = ()>>(
             read = stream.read_buf(buf) => read,
             () = waits.idle.as_mut() => {
                 if tokio::time::Instant::now() >= deadline {
-                    return Err(ReadEnd::Closed);
+                    return Err(match buf.is_empty() {
+                        true => ReadEnd::Closed,
+                        false => ReadEnd::SlowHead,
+                    });
                 }
                 waits.idle.as_mut().reset(deadline);
                 continue;
@@ -354,128 +501,30 @@ async fn linger_close(mut stream: Stream) {
 }
 
 /// Answers a request head that cannot be served (400, 431, 505), logs it and closes.
-async fn answer_bad_head(mut stream: Stream, out: &mut Vec<u8>, e: HeadError) {
+async fn answer_bad_head(
+    mut stream: Stream,
+    out: &mut Vec<u8>,
+    e: HeadError,
+    send_timeout: Duration,
+) {
     let start = Instant::now();
     let mut zero_copy = ZeroCopy::Unavailable;
     let mut reply = Reply {
-        wire: Wire {
+        to: To::H1 {
             stream: &mut stream,
-            out,
+            persistence: Persistence::Close,
+            zero_copy: &mut zero_copy,
         },
+        out,
         head_only: false,
-        persistence: Persistence::Close,
-        zero_copy: &mut zero_copy,
+        send_timeout,
     };
     let sent = Sent {
         status: e.status(),
         cut_short: respond::error(&mut reply, e.status(), None).await.err(),
     };
-    log(&sent, Outcome::Rejected, ("-", "-"), start, Some(&e));
+    local::log(&sent, Outcome::Rejected, ("-", "-"), start, Some(&e));
     if sent.cut_short.is_none() {
         linger_close(stream).await;
     }
-}
-
-/// Answers a request spillway decided itself, logs it, and says whether the connection
-/// lives on.
-async fn answer_locally(
-    wire: Wire<'_>,
-    zero_copy: &mut ZeroCopy,
-    head: &RequestHead<'_>,
-    route: Option<&Route>,
-    answer: Answer<'_>,
-    start: Instant,
-    shutdown: &ShutdownWatch,
-) -> After {
-    // A body we would have to wait for, or cannot delimit cheaply, ends the connection.
-    let drain = match head.body {
-        BodyLength::None => Some(0),
-        BodyLength::Length(n) if n <= DRAIN_LIMIT && !head.expects_continue => Some(n),
-        _ => None,
-    };
-    let keep_alive = head.keep_alive && drain.is_some() && !*shutdown.borrow();
-    let persistence = match (keep_alive, head.http10) {
-        (false, _) => Persistence::Close,
-        (true, true) => Persistence::KeepAlive10,
-        (true, false) => Persistence::KeepAlive,
-    };
-    if let Answer::Reject(reject) = &answer {
-        if reject.status().is_server_error() {
-            tracing::error!(path = head.path, "{reject}");
-        }
-        if let (Reject::Sign(SignError::CredentialsExpiring), Some(bucket)) =
-            (reject, route.and_then(|r| r.bucket.as_ref()))
-        {
-            bucket.credentials().request_refresh();
-        }
-    }
-    let mut reply = Reply {
-        wire,
-        head_only: head.method == http::Method::HEAD,
-        persistence,
-        zero_copy,
-    };
-    let sent = respond::send(&mut reply, &head.method, &head.headers, &answer).await;
-    let reason = match &answer {
-        Answer::Reject(reject) => Some(reject as &dyn std::fmt::Display),
-        _ => None,
-    };
-    let outcome = answer.outcome(sent.status);
-    log(
-        &sent,
-        outcome,
-        (head.method.as_str(), head.path),
-        start,
-        reason,
-    );
-    match (sent.cut_short, drain) {
-        (Some(_), _) => After::Gone,
-        (None, Some(body)) if keep_alive => After::KeepAlive { body },
-        (None, _) => After::Close,
-    }
-}
-
-/// The log line of a request answered here.
-fn log(
-    sent: &Sent,
-    outcome: Outcome,
-    (method, path): (&str, &str),
-    start: Instant,
-    reason: Option<&dyn std::fmt::Display>,
-) {
-    request_log::record(Entry {
-        outcome,
-        status: Some(sent.status),
-        method,
-        path,
-        start,
-        reason,
-        cut_short: sent.cut_short.as_ref().map(|e| e as &dyn std::fmt::Display),
-    });
-}
-
-/// Runs `decide` on the event loop with cached-only lookups. A path the kernel must read from
-/// disk to resolve is resolved on the blocking pool instead, and the decision retried, so a cold
-/// disk never stalls the other requests on this worker.
-async fn decide_without_blocking<'c, 'p>(
-    config: &'c Config,
-    request: &Request<'p>,
-) -> Decided<'c, 'p> {
-    // Each round warms one more path (the file, then a precompressed variant or index file).
-    for _ in 0..4 {
-        let warm = match decide(config, request, SystemTime::now(), &CachedOnly) {
-            Ok(decided) => return decided,
-            Err(warm) => warm,
-        };
-        if tokio::task::spawn_blocking(move || warm.run())
-            .await
-            .is_err()
-        {
-            break;
-        }
-    }
-    // A file system whose lookups never stay cached (network file systems revalidate):
-    // fall back to what nginx does, a blocking lookup here.
-    let Ok(decided) = decide(config, request, SystemTime::now(), &MayBlock);
-    decided
 }

@@ -123,6 +123,20 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<RequestHead<'_>>, HeadError> {
     }))
 }
 
+/// A request for HTTP/1.2 (or any 1.x above 1.1) is answered as 1.1, the highest minor version
+/// spoken here (RFC 9112 §2.3): the request line is rewritten in place before parsing.
+pub fn speak_highest_minor(buf: &mut [u8]) {
+    let line_end = buf.iter().position(|&b| b == b'\n').unwrap_or(buf.len());
+    let line = &buf[..line_end];
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    if let [.., b' ', b'H', b'T', b'T', b'P', b'/', b'1', b'.', minor] = line {
+        if minor.is_ascii_digit() && *minor > b'1' {
+            let at = line.len() - 1;
+            buf[at] = b'1';
+        }
+    }
+}
+
 /// httparse reports any request line it cannot read up to a valid version as a version error;
 /// only a well-formed `HTTP/x.y` it does not speak is a 505, anything else is a bad request.
 fn version_error(buf: &[u8]) -> HeadError {
@@ -245,6 +259,11 @@ pub struct ResponseHead<'o> {
 }
 
 impl<'o> ResponseHead<'o> {
+    /// Goes on with a head already started in `out`.
+    pub fn on(out: &'o mut Vec<u8>) -> ResponseHead<'o> {
+        ResponseHead { out }
+    }
+
     pub fn start(out: &'o mut Vec<u8>, status: StatusCode) -> ResponseHead<'o> {
         // The one place a reason phrase is chosen; `StatusCode`'s `Display` has the same text.
         let reason = status.canonical_reason().unwrap_or("");
@@ -429,6 +448,23 @@ mod tests {
             parse("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n").unwrap_err(),
             HeadError::BadFraming
         );
+    }
+
+    #[test]
+    fn higher_minor_versions_are_spoken_as_1_1() {
+        for (raw, want) in [
+            ("GET / HTTP/1.2\r\nHost: h\r\n\r\n", "GET / HTTP/1.1\r\n"),
+            ("GET / HTTP/1.9\n\n", "GET / HTTP/1.1\n"),
+            ("GET / HTTP/1.0\r\n\r\n", "GET / HTTP/1.0\r\n"),
+            ("GET / HTTP/2.0\r\n\r\n", "GET / HTTP/2.0\r\n"),
+        ] {
+            let mut buf = raw.as_bytes().to_vec();
+            speak_highest_minor(&mut buf);
+            assert!(buf.starts_with(want.as_bytes()), "{raw:?}");
+        }
+        let mut buf = b"GET / HTTP/1.2\r\nHost: h\r\n\r\n".to_vec();
+        speak_highest_minor(&mut buf);
+        assert!(parse_request(&buf).unwrap().is_some());
     }
 
     #[test]

@@ -92,7 +92,12 @@ impl ProxyHttp for Spillway {
             };
             upstream_request.insert_header("x-forwarded-for", forwarded)?;
         }
-        upstream_request.insert_header("x-forwarded-proto", HeaderValue::from_static("http"))?;
+        // From the listener the request came in on, never from the client.
+        let tls = session
+            .digest()
+            .is_some_and(|digest| digest.ssl_digest.is_some());
+        let proto = HeaderValue::from_static(if tls { "https" } else { "http" });
+        upstream_request.insert_header("x-forwarded-proto", proto)?;
         Ok(())
     }
 

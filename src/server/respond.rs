@@ -9,7 +9,10 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode};
+use pingora::http::ResponseHeader;
+use pingora::protocols::http::ServerSession;
 use pingora::protocols::Stream;
 use tokio::io::AsyncWriteExt;
 
@@ -22,9 +25,6 @@ use crate::server::http1::{Persistence, ResponseHead};
 /// Large enough to keep syscalls per byte low, small enough that many concurrent downloads stay
 /// within a few MiB: each connection holds at most one chunk.
 const CHUNK: usize = 128 * 1024;
-
-/// A client that accepts nothing for this long is dropped (nginx's `send_timeout`).
-pub const SEND_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Bodies this large go out with `sendfile` when the connection allows it: below it, one copy
 /// into the response buffer costs less than setting zero-copy up.
@@ -46,35 +46,122 @@ pub struct Sent {
     pub cut_short: Option<io::Error>,
 }
 
-/// The connection's bytes out: the stream and the buffer a response is assembled in.
-pub struct Wire<'a> {
-    pub stream: &'a mut Stream,
-    /// Empty between responses.
+/// One response, on whichever protocol the request came: every answer is written through
+/// this one writer, and only the last step (bytes on an HTTP/1 connection, or frames on an
+/// HTTP/2 stream) differs.
+pub struct Reply<'a> {
+    pub to: To<'a>,
+    /// Where the response is assembled: on HTTP/1 the head and body bytes, sent together; on
+    /// HTTP/2 body bytes (the head goes as a HEADERS frame). Empty between responses.
     pub out: &'a mut Vec<u8>,
+    /// HEAD: the head of the response GET would get, no body.
+    pub head_only: bool,
+    pub send_timeout: Duration,
 }
 
-impl Wire<'_> {
+/// The wire a reply goes out on.
+pub enum To<'a> {
+    H1 {
+        stream: &'a mut Stream,
+        persistence: Persistence,
+        zero_copy: &'a mut ZeroCopy,
+    },
+    H2 {
+        session: &'a mut ServerSession,
+        head: Option<Box<ResponseHeader>>,
+    },
+}
+
+impl Reply<'_> {
+    fn start(&mut self, status: StatusCode) {
+        match &mut self.to {
+            To::H1 { .. } => {
+                ResponseHead::start(self.out, status);
+            }
+            To::H2 { head, .. } => {
+                *head = ResponseHeader::build(status, Some(8)).ok().map(Box::new)
+            }
+        }
+    }
+
+    fn header(&mut self, name: &'static str, value: impl AsRef<[u8]>) -> &mut Self {
+        match &mut self.to {
+            To::H1 { .. } => {
+                ResponseHead::on(self.out).header(name, value);
+            }
+            To::H2 { head, .. } => {
+                if let (Some(head), Ok(value)) =
+                    (head, http::HeaderValue::from_bytes(value.as_ref()))
+                {
+                    let _ = head.append_header(name, value);
+                }
+            }
+        }
+        self
+    }
+
+    fn number(&mut self, name: &'static str, value: u64) -> &mut Self {
+        self.header(name, value.to_string())
+    }
+
+    /// Ends the head. On HTTP/1 it waits in the buffer for the body to join it.
+    async fn end_head(&mut self) -> io::Result<()> {
+        match &mut self.to {
+            To::H1 { persistence, .. } => {
+                ResponseHead::on(self.out).finish(*persistence);
+                Ok(())
+            }
+            To::H2 { session, head } => {
+                let head = head
+                    .take()
+                    .ok_or_else(|| io::Error::other("no response head"))?;
+                session
+                    .write_response_header(head)
+                    .await
+                    .map_err(|e| io::Error::other(e.to_string()))
+            }
+        }
+    }
+
     /// Writes out what is buffered and empties the buffer.
-    async fn send(&mut self) -> io::Result<()> {
-        let write = async {
-            self.stream.write_all(self.out).await?;
-            self.stream.flush().await
-        };
-        tokio::time::timeout(SEND_TIMEOUT, write)
-            .await
-            .map_err(|_| stopped_reading())??;
+    async fn flush(&mut self) -> io::Result<()> {
+        match &mut self.to {
+            To::H1 { stream, .. } => {
+                let write = async {
+                    stream.write_all(self.out).await?;
+                    stream.flush().await
+                };
+                tokio::time::timeout(self.send_timeout, write)
+                    .await
+                    .map_err(|_| stopped_reading())??;
+            }
+            To::H2 { session, .. } => {
+                let bytes = Bytes::copy_from_slice(self.out);
+                session
+                    .write_response_body(bytes, false)
+                    .await
+                    .map_err(|e| io::Error::other(e.to_string()))?;
+            }
+        }
         self.out.clear();
         Ok(())
     }
-}
 
-/// One response on a connection.
-pub struct Reply<'a> {
-    pub wire: Wire<'a>,
-    /// HEAD: the head of the response GET would get, no body.
-    pub head_only: bool,
-    pub persistence: Persistence,
-    pub zero_copy: &'a mut ZeroCopy,
+    /// Sends what is left and ends the response (an HTTP/2 stream with END_STREAM).
+    async fn finish(&mut self) -> io::Result<()> {
+        match &mut self.to {
+            To::H1 { .. } if self.out.is_empty() => Ok(()),
+            To::H1 { .. } => self.flush().await,
+            To::H2 { session, .. } => {
+                let bytes = Bytes::copy_from_slice(self.out);
+                self.out.clear();
+                session
+                    .write_response_body(bytes, true)
+                    .await
+                    .map_err(|e| io::Error::other(e.to_string()))
+            }
+        }
+    }
 }
 
 /// A connection's way of sending file bytes straight from the page cache: set up once, on the
@@ -83,17 +170,18 @@ pub struct Reply<'a> {
 pub enum ZeroCopy {
     #[default]
     Untried,
-    Ready(zero_copy::Socket),
+    /// Shared with the send in progress, which also needs the rest of the reply.
+    Ready(Arc<zero_copy::Socket>),
     /// TLS (every byte must pass through the encrypting stream), or setting up failed.
     Unavailable,
 }
 
 impl ZeroCopy {
     /// The connection's zero-copy socket, duplicated from `stream` on first use.
-    fn socket(&mut self, stream: &Stream) -> Option<&zero_copy::Socket> {
+    fn socket(&mut self, stream: &Stream) -> Option<Arc<zero_copy::Socket>> {
         if let ZeroCopy::Untried = self {
             *self = match plain_tcp(stream).map(zero_copy::Socket::duplicate) {
-                Some(Ok(socket)) => ZeroCopy::Ready(socket),
+                Some(Ok(socket)) => ZeroCopy::Ready(Arc::new(socket)),
                 Some(Err(e)) => {
                     tracing::debug!("no zero-copy on this connection: {e}");
                     ZeroCopy::Unavailable
@@ -102,7 +190,7 @@ impl ZeroCopy {
             };
         }
         match self {
-            ZeroCopy::Ready(socket) => Some(socket),
+            ZeroCopy::Ready(socket) => Some(Arc::clone(socket)),
             _ => None,
         }
     }
@@ -145,21 +233,23 @@ pub async fn send(
 }
 
 async fn redirect(reply: &mut Reply<'_>, redirect: &Redirect) -> io::Result<()> {
-    let mut head = ResponseHead::start(reply.wire.out, StatusCode::FOUND);
-    head.header("Location", redirect.location.as_bytes())
+    reply.start(StatusCode::FOUND);
+    reply
+        .header("Location", redirect.location.as_bytes())
         .header("Cache-Control", redirect.cache_control.header_value())
         .number("Content-Length", 0);
-    head.finish(reply.persistence);
-    reply.wire.send().await
+    reply.end_head().await?;
+    reply.finish().await
 }
 
 /// A 301 to the same path with a trailing slash.
 async fn add_slash(reply: &mut Reply<'_>, location: &str) -> io::Result<()> {
-    let mut head = ResponseHead::start(reply.wire.out, StatusCode::MOVED_PERMANENTLY);
-    head.header("Location", location.as_bytes())
+    reply.start(StatusCode::MOVED_PERMANENTLY);
+    reply
+        .header("Location", location.as_bytes())
         .number("Content-Length", 0);
-    head.finish(reply.persistence);
-    reply.wire.send().await
+    reply.end_head().await?;
+    reply.finish().await
 }
 
 async fn reject(reply: &mut Reply<'_>, reject: &Reject) -> io::Result<()> {
@@ -170,20 +260,21 @@ async fn reject(reply: &mut Reply<'_>, reject: &Reject) -> io::Result<()> {
 pub async fn error(
     reply: &mut Reply<'_>,
     status: StatusCode,
-    extra: Option<(&str, &str)>,
+    extra: Option<(&'static str, &'static str)>,
 ) -> io::Result<()> {
     let body = format!("{status}\n");
-    let mut head = ResponseHead::start(reply.wire.out, status);
-    head.header("Content-Type", "text/plain; charset=utf-8")
+    reply.start(status);
+    reply
+        .header("Content-Type", "text/plain; charset=utf-8")
         .number("Content-Length", body.len() as u64);
     if let Some((name, value)) = extra {
-        head.header(name, value);
+        reply.header(name, value);
     }
-    head.finish(reply.persistence);
+    reply.end_head().await?;
     if !reply.head_only {
-        reply.wire.out.extend_from_slice(body.as_bytes());
+        reply.out.extend_from_slice(body.as_bytes());
     }
-    reply.wire.send().await
+    reply.finish().await
 }
 
 /// Serves a local file as its plan says: 200, 206 (single or multipart), 304, 412 or 416.
@@ -193,8 +284,9 @@ async fn file_response(
     local: &LocalFile<'_>,
 ) -> io::Result<()> {
     let length = file_head(reply, &plan, local);
+    reply.end_head().await?;
     if reply.head_only || length == 0 {
-        return reply.wire.send().await;
+        return reply.finish().await;
     }
     let file = &local.file;
     match plan.body {
@@ -208,22 +300,18 @@ async fn file_response(
         } => {
             for range in ranges {
                 let part = file::part_header(&boundary, &local.content_type, range, total);
-                reply.wire.out.extend_from_slice(part.as_bytes());
+                reply.out.extend_from_slice(part.as_bytes());
                 send_range(reply, file, range.start, range.length()).await?;
             }
             reply
-                .wire
                 .out
                 .extend_from_slice(file::closing_boundary(&boundary).as_bytes());
         }
     }
-    if !reply.wire.out.is_empty() {
-        reply.wire.send().await?;
-    }
-    Ok(())
+    reply.finish().await
 }
 
-/// Writes a file response's head into the buffer; returns the body's length.
+/// Writes a file response's head; returns the body's length.
 fn file_head(reply: &mut Reply<'_>, plan: &FilePlan, local: &LocalFile<'_>) -> u64 {
     let FilePlan {
         status,
@@ -232,38 +320,39 @@ fn file_head(reply: &mut Reply<'_>, plan: &FilePlan, local: &LocalFile<'_>) -> u
     } = plan;
     let status = *status;
     let route = local.route;
-    let mut head = ResponseHead::start(reply.wire.out, status);
-    head.header("Accept-Ranges", "bytes");
+    reply.start(status);
+    reply.header("Accept-Ranges", "bytes");
     if !route.precompressed.is_empty() {
         // The same URL has different bodies per Accept-Encoding: caches must key on it.
-        head.header("Vary", "Accept-Encoding");
+        reply.header("Vary", "Accept-Encoding");
     }
     let representation = matches!(
         status,
         StatusCode::OK | StatusCode::PARTIAL_CONTENT | StatusCode::NOT_MODIFIED
     );
     if representation {
-        head.header("ETag", validators.etag.as_bytes())
+        reply
+            .header("ETag", validators.etag.as_bytes())
             .header("Last-Modified", validators.last_modified.as_bytes());
         if let Some(cache_control) = &route.cache_control {
-            head.header("Cache-Control", cache_control);
+            reply.header("Cache-Control", cache_control);
         }
     }
     if representation && status != StatusCode::NOT_MODIFIED {
-        head.header("X-Content-Type-Options", "nosniff");
+        reply.header("X-Content-Type-Options", "nosniff");
         if let Some(encoding) = local.encoding {
-            head.header("Content-Encoding", encoding.token());
+            reply.header("Content-Encoding", encoding.token());
         }
     }
     let content_type = local.content_type.as_bytes();
     let length = match body {
         Body::Empty => 0,
         Body::Whole { length } => {
-            head.header("Content-Type", content_type);
+            reply.header("Content-Type", content_type);
             *length
         }
         Body::Single { range, total } => {
-            head.header("Content-Type", content_type).header(
+            reply.header("Content-Type", content_type).header(
                 "Content-Range",
                 format!("bytes {}-{}/{total}", range.start, range.end),
             );
@@ -274,7 +363,7 @@ fn file_head(reply: &mut Reply<'_>, plan: &FilePlan, local: &LocalFile<'_>) -> u
             total,
             boundary,
         } => {
-            head.header(
+            reply.header(
                 "Content-Type",
                 format!("multipart/byteranges; boundary={boundary}"),
             );
@@ -282,12 +371,11 @@ fn file_head(reply: &mut Reply<'_>, plan: &FilePlan, local: &LocalFile<'_>) -> u
         }
     };
     if status == StatusCode::RANGE_NOT_SATISFIABLE {
-        head.header("Content-Range", format!("bytes */{}", local.meta.len()));
+        reply.header("Content-Range", format!("bytes */{}", local.meta.len()));
     }
     if status != StatusCode::NOT_MODIFIED {
-        head.number("Content-Length", length);
+        reply.number("Content-Length", length);
     }
-    head.finish(reply.persistence);
     length
 }
 
@@ -301,39 +389,32 @@ async fn send_range(
     start: u64,
     length: u64,
 ) -> io::Result<()> {
-    let socket = if length >= ZERO_COPY_MIN {
-        reply.zero_copy.socket(reply.wire.stream)
-    } else {
-        None
+    let socket = match &mut reply.to {
+        To::H1 {
+            stream, zero_copy, ..
+        } if length >= ZERO_COPY_MIN => zero_copy.socket(stream),
+        _ => None,
     };
-    if let Some(socket) = socket {
+    if let Some(socket) = &socket {
         // The stream's own write buffer is empty between responses, so bytes written to the
         // socket directly cannot overtake any.
-        tokio::time::timeout(SEND_TIMEOUT, socket.send_before_file(reply.wire.out))
+        tokio::time::timeout(reply.send_timeout, socket.send_before_file(reply.out))
             .await
             .map_err(|_| stopped_reading())??;
-        reply.wire.out.clear();
+        reply.out.clear();
     }
     let end = start + length;
     let mut offset = start;
     while offset < end {
         let left = end - offset;
-        let sent = match socket {
+        let sent = match &socket {
             Some(socket) if zero_copy::cached(file, offset, left.min(ZERO_COPY_PIECE)) => {
                 let piece = left.min(ZERO_COPY_PIECE) as usize;
-                tokio::time::timeout(SEND_TIMEOUT, socket.send_file(file, offset, piece))
+                tokio::time::timeout(reply.send_timeout, socket.send_file(file, offset, piece))
                     .await
                     .map_err(|_| stopped_reading())??
             }
-            _ => {
-                copy_piece(
-                    &mut reply.wire,
-                    file,
-                    offset,
-                    left.min(CHUNK as u64) as usize,
-                )
-                .await?
-            }
+            _ => copy_piece(reply, file, offset, left.min(CHUNK as u64) as usize).await?,
         };
         if sent == 0 {
             return Err(io::Error::new(
@@ -349,17 +430,17 @@ async fn send_range(
 /// Appends up to `want` bytes of `file` at `offset` to the buffer and sends it; the last piece
 /// of a response stays buffered so the writes that end it can join it. Returns the bytes read.
 async fn copy_piece(
-    wire: &mut Wire<'_>,
+    reply: &mut Reply<'_>,
     file: &Arc<File>,
     offset: u64,
     want: usize,
 ) -> io::Result<usize> {
-    let at = wire.out.len();
-    wire.out.resize(at + want, 0);
-    let n = read_at(file, offset, &mut wire.out[at..]).await?;
-    wire.out.truncate(at + n);
-    if n > 0 && wire.out.len() >= CHUNK {
-        wire.send().await?;
+    let at = reply.out.len();
+    reply.out.resize(at + want, 0);
+    let n = read_at(file, offset, &mut reply.out[at..]).await?;
+    reply.out.truncate(at + n);
+    if n > 0 && reply.out.len() >= CHUNK {
+        reply.flush().await?;
     }
     Ok(n)
 }

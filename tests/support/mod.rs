@@ -943,6 +943,13 @@ impl Spillway {
             cmd.env(k, v);
         }
         if let Some(uid) = uid {
+            // Its own runtime dir (pid file, upgrade socket), as a login session would have.
+            let xdg = dir.path().join("xdg");
+            std::fs::create_dir(&xdg).expect("mkdir xdg");
+            std::os::unix::fs::chown(&xdg, Some(uid), Some(uid)).expect("chown xdg");
+            cmd.env("XDG_RUNTIME_DIR", &xdg);
+        }
+        if let Some(uid) = uid {
             use std::os::unix::process::CommandExt;
             cmd.uid(uid).gid(uid);
         }

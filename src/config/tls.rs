@@ -1,0 +1,102 @@
+//! TLS certificates for the listeners: read from PEM files when the config is compiled, so a
+//! missing file, an unreadable key or a key that does not match its certificate is a located
+//! config error (and a reload, which compiles the config anew, re-reads them); then chosen per
+//! connection by SNI.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+
+/// A listener's certificates: the default, then the `sni:` ones.
+#[derive(Debug)]
+pub struct Certificates {
+    all: Vec<Arc<CertifiedKey>>,
+}
+
+impl Certificates {
+    pub fn new(default: CertifiedKey, more: Vec<CertifiedKey>) -> Certificates {
+        let mut all = vec![Arc::new(default)];
+        all.extend(more.into_iter().map(Arc::new));
+        Certificates { all }
+    }
+
+    /// The certificate for a client that asked for `name`: the first whose names cover it
+    /// (wildcards included, as a client would check), else the default.
+    pub fn for_name(&self, name: Option<&str>) -> &Arc<CertifiedKey> {
+        let wanted = name.and_then(|n| ServerName::try_from(n).ok());
+        let chosen = wanted.and_then(|name| self.all.iter().find(|key| valid_for(key, &name)));
+        chosen.unwrap_or(&self.all[0])
+    }
+}
+
+impl ResolvesServerCert for Certificates {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(Arc::clone(self.for_name(hello.server_name())))
+    }
+}
+
+fn valid_for(key: &CertifiedKey, name: &ServerName<'_>) -> bool {
+    key.end_entity_cert()
+        .ok()
+        .and_then(|cert| webpki::EndEntityCert::try_from(cert).ok())
+        .is_some_and(|cert| cert.verify_is_valid_for_subject_name(name).is_ok())
+}
+
+/// Why a certificate and key cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum CertError {
+    #[error("cannot read certificates from {}: {error}", path.display())]
+    Cert {
+        path: std::path::PathBuf,
+        error: String,
+    },
+    #[error("{} holds no certificate", .0.display())]
+    NoCert(std::path::PathBuf),
+    #[error("cannot read a private key from {}: {error}", path.display())]
+    Key {
+        path: std::path::PathBuf,
+        error: String,
+    },
+    #[error("the key in {} cannot be used with the certificate in {}: {error}", key.display(), cert.display())]
+    Mismatch {
+        cert: std::path::PathBuf,
+        key: std::path::PathBuf,
+        error: String,
+    },
+}
+
+/// Loads a PEM certificate chain and its private key, and checks that they belong together.
+pub fn load(cert: &Path, key: &Path) -> Result<CertifiedKey, CertError> {
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| CertError::Cert {
+            path: cert.to_owned(),
+            error: pem_error(&e),
+        })?;
+    if chain.is_empty() {
+        return Err(CertError::NoCert(cert.to_owned()));
+    }
+    let private = PrivateKeyDer::from_pem_file(key).map_err(|e| CertError::Key {
+        path: key.to_owned(),
+        error: pem_error(&e),
+    })?;
+    // The same provider Pingora's listeners use (ring).
+    let provider = rustls::crypto::ring::default_provider();
+    CertifiedKey::from_der(chain, private, &provider).map_err(|e| CertError::Mismatch {
+        cert: cert.to_owned(),
+        key: key.to_owned(),
+        error: e.to_string(),
+    })
+}
+
+fn pem_error(e: &rustls::pki_types::pem::Error) -> String {
+    match e {
+        rustls::pki_types::pem::Error::Io(io) => io.to_string(),
+        rustls::pki_types::pem::Error::NoItemsFound => "no PEM section of that kind".to_owned(),
+        other => format!("{other:?}"),
+    }
+}

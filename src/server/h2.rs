@@ -1,0 +1,113 @@
+//! HTTP/2 (over TLS, chosen by ALPN): Pingora's own h2 server runs the connection (handshake,
+//! streams, flow control, GOAWAY on shutdown, limits); each stream is decided by `decide` and
+//! answered through the same `Reply` as HTTP/1, or proxied.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use pingora::apps::{HttpServerApp, HttpServerOptions, ReusedHttpStream};
+use pingora::protocols::http::v2::server::{default_h2_options, H2Options};
+use pingora::protocols::http::ServerSession;
+use pingora::proxy::HttpProxy;
+use pingora::server::ShutdownWatch;
+
+use crate::config::Config;
+use crate::core::decide::{Decision, Request};
+use crate::server::local;
+use crate::server::proxy::Spillway;
+use crate::server::respond::{Reply, To};
+
+/// Streams a client may have open at once (RFC 9113 suggests at least 100).
+const MAX_CONCURRENT_STREAMS: u32 = 100;
+
+pub struct H2 {
+    config: Arc<Config>,
+    proxy: Arc<HttpProxy<Spillway>>,
+    options: HttpServerOptions,
+}
+
+impl H2 {
+    pub fn new(config: Arc<Config>, proxy: Arc<HttpProxy<Spillway>>) -> H2 {
+        let mut options = HttpServerOptions::default();
+        // An idle h2 connection holds its streams' state: close it as an idle HTTP/1
+        // keep-alive connection would be.
+        options.h2_idle_timeout = Some(config.limits.idle_timeout);
+        H2 {
+            config,
+            proxy,
+            options,
+        }
+    }
+}
+
+#[async_trait]
+impl HttpServerApp for H2 {
+    async fn process_new_http(
+        self: &Arc<Self>,
+        mut session: ServerSession,
+        shutdown: &ShutdownWatch,
+    ) -> Option<ReusedHttpStream> {
+        let start = Instant::now();
+        let send_timeout = self.config.limits.send_timeout;
+        session.set_write_timeout(Some(send_timeout));
+        let head = session.req_header();
+        let method = head.method.clone();
+        let path = head.uri.path().to_owned();
+        let query = head.uri.query().map(str::to_owned);
+        let headers = head.headers.clone();
+        let request = Request {
+            method: &method,
+            path: &path,
+            query: query.as_deref(),
+            headers: &headers,
+        };
+        let decided = local::decide_without_blocking(&self.config, &request).await;
+        let answer = match decided.decision {
+            Decision::Answer(answer) => answer,
+            Decision::Upstream(_) => return self.proxy.process_new_http(session, shutdown).await,
+        };
+        let mut out = Vec::new();
+        let mut reply = Reply {
+            to: To::H2 {
+                session: &mut session,
+                head: None,
+            },
+            out: &mut out,
+            head_only: method == http::Method::HEAD,
+            send_timeout,
+        };
+        local::answer(
+            &mut reply,
+            (&method, &path, &headers),
+            decided.route,
+            answer,
+            start,
+        )
+        .await;
+        // An h2 stream is never reused; the connection goes on with its other streams.
+        None
+    }
+
+    /// Pingora's bounded defaults (64 KiB of headers, 100 streams) and h2's rapid-reset guard
+    /// (20 streams reset before they are accepted, 1,024 resets of ours caused by the peer,
+    /// then GOAWAY), stated here so they cannot change unnoticed.
+    fn h2_options(&self) -> Option<H2Options> {
+        let mut options = default_h2_options();
+        options
+            .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+            .max_pending_accept_reset_streams(20)
+            .max_local_error_reset_streams(Some(1024))
+            .max_concurrent_reset_streams(50)
+            .reset_stream_duration(Duration::from_secs(1));
+        Some(options)
+    }
+
+    fn server_options(&self) -> Option<&HttpServerOptions> {
+        Some(&self.options)
+    }
+
+    async fn http_cleanup(&self) {
+        self.proxy.http_cleanup().await;
+    }
+}

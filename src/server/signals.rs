@@ -1,0 +1,139 @@
+//! Signals, and reloading without dropping a request.
+//!
+//! - SIGHUP reloads: a new process is started with the same command line plus `--upgrade`. It
+//!   loads and checks the config; if that fails it exits, its error is in the log, and this
+//!   process keeps serving. If it succeeds it waits on the runtime dir's upgrade socket, and
+//!   this process hands it the listening sockets (Pingora's upgrade), finishes what is in
+//!   flight, and exits.
+//! - SIGTERM stops gracefully (see `Shutdown`), SIGINT at once.
+//! - SIGQUIT, which Pingora would take as "hand the sockets to whoever waits on the upgrade
+//!   socket", only says how to reload or stop: the sockets are never handed over unasked.
+
+use std::path::PathBuf;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use pingora::server::{ShutdownSignal, ShutdownSignalWatch};
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::server::runtime_dir::RuntimeDir;
+
+/// How long a new process may take to load its config and wait for the sockets.
+const NEW_PROCESS_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Until the server's own handlers are in place, SIGHUP and SIGQUIT must not end the process
+/// (their default action): a reload asked for during startup is dropped, not fatal.
+pub fn hold_until_handled() {
+    for signal in [libc::SIGHUP, libc::SIGQUIT] {
+        // SAFETY: `signal(2)` with SIG_IGN installs no handler code; it only sets the
+        // disposition, and does so before any other thread reacts to these signals.
+        unsafe {
+            libc::signal(signal, libc::SIG_IGN);
+        }
+    }
+}
+
+pub struct Signals {
+    /// The program and arguments to start a reloaded process with (`--upgrade` is added).
+    pub command: Vec<String>,
+    pub runtime: RuntimeDir,
+}
+
+#[async_trait]
+impl ShutdownSignalWatch for Signals {
+    async fn recv(&self) -> ShutdownSignal {
+        let (Ok(mut hup), Ok(mut term), Ok(mut int), Ok(mut quit)) = (
+            signal(SignalKind::hangup()),
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::quit()),
+        ) else {
+            tracing::error!("cannot install signal handlers; stopping");
+            return ShutdownSignal::FastShutdown;
+        };
+        loop {
+            tokio::select! {
+                _ = term.recv() => {
+                    tracing::info!("SIGTERM: stopping gracefully");
+                    return ShutdownSignal::GracefulTerminate;
+                }
+                _ = int.recv() => {
+                    tracing::info!("SIGINT: stopping now");
+                    return ShutdownSignal::FastShutdown;
+                }
+                _ = quit.recv() => {
+                    tracing::warn!("SIGQUIT ignored: SIGHUP (or `spillway reload`) reloads, SIGTERM stops");
+                }
+                _ = hup.recv() => match self.start_new_process().await {
+                    Ok(pid) => {
+                        tracing::info!(pid, "reload: the new process has the config; handing over the listeners");
+                        return ShutdownSignal::GracefulUpgrade;
+                    }
+                    Err(e) => tracing::error!("reload failed, still serving with the running config: {e}"),
+                },
+            }
+        }
+    }
+}
+
+impl Signals {
+    /// Starts the process that takes over, and waits until it is ready for the sockets.
+    async fn start_new_process(&self) -> Result<u32, String> {
+        let socket = self.runtime.upgrade_socket();
+        // A socket left by an earlier upgrade would look like readiness.
+        let _ = std::fs::remove_file(&socket);
+        let (program, args) = self
+            .command
+            .split_first()
+            .ok_or("no command line to start a new process with")?;
+        tracing::info!("SIGHUP: starting a new process with the config as it is now");
+        let mut child = Command::new(program)
+            .args(args)
+            .arg("--upgrade")
+            .spawn()
+            .map_err(|e| format!("cannot start {program}: {e}"))?;
+        let pid = child.id();
+        let deadline = Instant::now() + NEW_PROCESS_TIMEOUT;
+        loop {
+            if let Some(status) = exited(&mut child) {
+                return Err(format!(
+                    "the new process (pid {pid}) exited with {status}: its reason is logged above"
+                ));
+            }
+            if socket.exists() {
+                return Ok(pid);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "the new process (pid {pid}) was not ready within {}s; it was stopped",
+                    NEW_PROCESS_TIMEOUT.as_secs()
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+fn exited(child: &mut Child) -> Option<std::process::ExitStatus> {
+    child.try_wait().ok().flatten()
+}
+
+/// The command line this process was started with, with `--upgrade` taken out, for starting
+/// its successor; the config path made absolute, so a relative path still means the same file.
+pub fn own_command(config: &std::path::Path) -> Vec<String> {
+    let exe = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "spillway".to_owned());
+    let config = config
+        .canonicalize()
+        .unwrap_or_else(|_| PathBuf::from(config));
+    vec![
+        exe,
+        "run".to_owned(),
+        "--config".to_owned(),
+        config.display().to_string(),
+    ]
+}
