@@ -477,3 +477,43 @@ fn offload_mistakes_name_the_key_and_line() {
         "{got}"
     );
 }
+
+#[path = "support/mod.rs"]
+mod support;
+
+#[test]
+fn tls_certificates_are_read_and_checked_at_load() {
+    let dir = base();
+    let (_, main) = support::certificate(dir.path(), "main", &["localhost"]);
+    let (_, other) = support::certificate(dir.path(), "other", &["other.test"]);
+    let yaml = |cert: &std::path::Path, key: &std::path::Path| {
+        format!(
+            "listen:\n  - \"127.0.0.1:0\"\n  - address: \"127.0.0.1:0\"\n    tls:\n      cert: {}\n      key: {}\nroutes:\n  - prefix: /a\n    root: www\n",
+            cert.display(),
+            key.display()
+        )
+    };
+    let good = config::parse(&yaml(&main.cert, &main.key), dir.path(), &NO_ENV)
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    assert!(good.listen[1].tls.is_some() && good.listen[0].tls.is_none());
+
+    let missing = dir.path().join("nope.pem");
+    assert_eq!(
+        errors(&yaml(&missing, &main.key), &NO_ENV),
+        format!(
+            "listen[1].tls.cert: cannot read certificates from {}: No such file or directory (os error 2) at line 5 column 13",
+            missing.display()
+        )
+    );
+    let got = errors(&yaml(&main.cert, &other.key), &NO_ENV);
+    assert!(
+        got.starts_with(&format!(
+            "listen[1].tls.key: the key in {} cannot be used with the certificate in {}:",
+            other.key.display(),
+            main.cert.display()
+        )) && got.ends_with("at line 6 column 12"),
+        "{got}"
+    );
+    let got = errors(&yaml(&main.key, &main.key), &NO_ENV);
+    assert!(got.contains("holds no certificate"), "{got}");
+}

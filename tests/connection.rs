@@ -932,7 +932,9 @@ fn a_request_pipelined_behind_a_proxied_one_is_answered_or_the_close_is_announce
     stack.put_local("static", "a.txt", b"small");
     let mut stream = support::connect(stack.port()).unwrap();
     stream
-        .write_all(b"GET /forum/ HTTP/1.1\r\nHost: h\r\n\r\nGET /static/a.txt HTTP/1.1\r\nHost: h\r\n\r\n")
+        .write_all(
+            b"GET /forum/ HTTP/1.1\r\nHost: h\r\n\r\nGET /static/a.txt HTTP/1.1\r\nHost: h\r\n\r\n",
+        )
         .unwrap();
     let mut reader = BufReader::new(stream);
     let first = support::read_response(&mut reader, false).unwrap();
@@ -944,6 +946,9 @@ fn a_request_pipelined_behind_a_proxied_one_is_answered_or_the_close_is_announce
     } else {
         let second = support::read_response(&mut reader, false)
             .unwrap_or_else(|e| panic!("{e} after {:?}", first.headers));
-        assert_eq!((second.status, second.body.as_slice()), (200, &b"small"[..]));
+        assert_eq!(
+            (second.status, second.body.as_slice()),
+            (200, &b"small"[..])
+        );
     }
 }

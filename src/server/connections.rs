@@ -52,7 +52,7 @@ impl Connections {
 /// nothing left to finish, which makes every deploy as slow as the longest download allowed.
 pub struct ExitWhenDrained {
     pub connections: Arc<Connections>,
-    /// Called just before exiting (the pid file is removed there).
+    /// Called just before exiting (the runtime dir is cleaned up there).
     pub on_exit: Box<dyn Fn() + Send + Sync>,
 }
 

@@ -168,7 +168,7 @@ pub fn run(config: Config, upgrade: bool) -> Result<(), StartError> {
     let exiting = runtime.clone();
     let drain = ExitWhenDrained {
         connections,
-        on_exit: Box::new(move || exiting.remove_pid()),
+        on_exit: Box::new(move || exiting.clean_up()),
     };
     server.add_service(background_service("drain", drain));
     let signals = Signals {
@@ -178,6 +178,6 @@ pub fn run(config: Config, upgrade: bool) -> Result<(), StartError> {
     server.run(RunArgs {
         shutdown_signal: Box::new(signals),
     });
-    runtime.remove_pid();
+    runtime.clean_up();
     Ok(())
 }

@@ -37,11 +37,14 @@ impl Spillway {
     }
 }
 
-/// Whether `error` only means the client closed its connection.
+/// Whether `error` only means the client closed its connection or stopped reading.
 fn client_went_away(error: &Error) -> bool {
     matches!(
         error.etype(),
-        ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed
+        ErrorType::WriteError
+            | ErrorType::ReadError
+            | ErrorType::ConnectionClosed
+            | ErrorType::WriteTimedout
     )
 }
 

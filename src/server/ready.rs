@@ -1,5 +1,7 @@
-//! Knowing when the server serves: every listener accepts. Then this process records itself in
-//! the pid file and tells systemd, which after a reload is how the new process takes over.
+//! Knowing when the server serves: a socket listens on every listener's port. Then this process
+//! records itself in the pid file and tells systemd, which after a reload is how the new
+//! process takes over. (Read from `/proc/self/net/tcp*` rather than by connecting: a probe
+//! connection would be a client to serve, and a TLS listener would log its failed handshake.)
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,17 +25,19 @@ pub struct Ready {
 #[async_trait]
 impl BackgroundService for Ready {
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        for &address in &self.addresses {
-            let probe = probe_address(address);
-            loop {
-                let accepted = tokio::select! {
-                    connected = tokio::net::TcpStream::connect(probe) => connected.is_ok(),
-                    _ = shutdown.changed() => return,
-                };
-                if accepted {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(10)).await;
+        let mut poll = tokio::time::interval(Duration::from_millis(10));
+        loop {
+            tokio::select! {
+                _ = poll.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            let listening = listening_ports();
+            if self
+                .addresses
+                .iter()
+                .all(|address| listening.contains(&address.port()))
+            {
+                break;
             }
         }
         self.flag.store(true, Ordering::Release);
@@ -52,14 +56,26 @@ impl BackgroundService for Ready {
     }
 }
 
-/// A wildcard address is probed on loopback.
-fn probe_address(address: SocketAddr) -> SocketAddr {
-    let mut probe = address;
-    if probe.ip().is_unspecified() {
-        probe.set_ip(match address {
-            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
-            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
-        });
+/// The TCP ports with a listening socket in this network namespace.
+fn listening_ports() -> Vec<u16> {
+    const LISTEN: &str = "0A";
+    let mut ports = Vec::new();
+    for table in ["/proc/self/net/tcp", "/proc/self/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let mut fields = line.split_whitespace();
+            let (Some(local), Some(state)) = (fields.nth(1), fields.nth(1)) else {
+                continue;
+            };
+            let port = local
+                .rsplit_once(':')
+                .and_then(|(_, port)| u16::from_str_radix(port, 16).ok());
+            if let (Some(port), LISTEN) = (port, state) {
+                ports.push(port);
+            }
+        }
     }
-    probe
+    ports
 }

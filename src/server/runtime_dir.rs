@@ -101,11 +101,13 @@ impl RuntimeDir {
         fs::rename(tmp, self.pid_file())
     }
 
-    /// Removes the pid file if it still names this process (after an upgrade it names the new
-    /// one).
-    pub fn remove_pid(&self) {
+    /// On exit: removes the pid file, the socket and the directory, if the pid file still
+    /// names this process (after an upgrade it names the new one, which keeps them).
+    pub fn clean_up(&self) {
         if read_pid(&self.pid_file()).ok() == Some(std::process::id()) {
             let _ = fs::remove_file(self.pid_file());
+            let _ = fs::remove_file(self.upgrade_socket());
+            let _ = fs::remove_dir(&self.dir);
         }
     }
 }
@@ -144,7 +146,7 @@ mod tests {
         ));
         prepared.write_pid().unwrap();
         assert_eq!(read_pid(&prepared.pid_file()).unwrap(), std::process::id());
-        prepared.remove_pid();
-        assert!(!prepared.pid_file().exists());
+        prepared.clean_up();
+        assert!(!prepared.path().exists());
     }
 }

@@ -779,7 +779,8 @@ pub fn presign(
 // Legacy upstream: echoes the request
 // ---------------------------------------------------------------------------
 
-/// A plain HTTP/1.1 upstream (keep-alive on). Every request gets 200,
+/// A plain HTTP/1.1 upstream (keep-alive on). `/big/<n>` answers `n` bytes of `x`; every
+/// other request gets 200,
 /// `x-legacy: 1`, and a text/plain body:
 ///
 /// ```text
@@ -813,6 +814,19 @@ async fn echo(
     use http_body_util::BodyExt;
     let (parts, body) = req.into_parts();
     let body = body.collect().await?.to_bytes();
+    if let Some(size) = parts.uri.path().strip_prefix("/big/") {
+        // A large body, for clients that stop reading.
+        let size: usize = size.parse().unwrap_or(0);
+        let resp = http::Response::builder()
+            .status(200)
+            .header("x-legacy", "1")
+            .body(http_body_util::Full::new(bytes::Bytes::from(vec![
+                b'x';
+                size
+            ])))
+            .expect("big response");
+        return Ok(resp);
+    }
     let mut out = format!("method: {}\nuri: {}\n", parts.method, parts.uri);
     for (name, value) in &parts.headers {
         out.push_str(&format!(
@@ -857,7 +871,8 @@ impl Spillway {
     /// built with a port from [`free_port`].
     pub fn start(yaml: &str) -> Spillway {
         let port = listen_port(yaml);
-        Self::try_start(None, &[], port, |_, _| yaml.to_owned()).unwrap_or_else(|e| panic!("{e}"))
+        Self::try_start(None, &[], None, port, |_, _| yaml.to_owned())
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Start with YAML built for a fresh free port, e.g.
@@ -888,7 +903,7 @@ impl Spillway {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match Self::try_start(uid, env, free_port(), &mut make_yaml) {
+            match Self::try_start(uid, env, None, free_port(), &mut make_yaml) {
                 Ok(s) => return s,
                 Err(e) if attempt < 3 && e.contains("in use") => continue,
                 Err(e) => panic!("{e}"),
@@ -896,16 +911,34 @@ impl Spillway {
         }
     }
 
+    /// Started with its open-files soft limit at `soft` (the hard limit unchanged).
+    pub fn start_with_open_files(
+        soft: u64,
+        make_yaml: impl FnOnce(u16, &Path) -> String,
+    ) -> Spillway {
+        Self::try_start(None, &[], Some(soft), free_port(), make_yaml)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
     fn try_start(
         uid: Option<u32>,
         env: &[(&str, &str)],
+        soft_open_files: Option<u64>,
         port: u16,
         make_yaml: impl FnOnce(u16, &Path) -> String,
     ) -> Result<Spillway, String> {
         let dir = tempfile::tempdir().expect("spillway tempdir");
         let config = dir.path().join("config.yaml");
-        std::fs::write(&config, make_yaml(port, dir.path())).expect("write config.yaml");
         let uid = uid.filter(|_| running_as_root());
+        let mut yaml = make_yaml(port, dir.path());
+        if !yaml.contains("runtime_dir:") {
+            // Its pid file and upgrade socket go with the test's own files (not /run).
+            yaml.push_str(match uid {
+                Some(_) => "\nruntime_dir: xdg/run\n",
+                None => "\nruntime_dir: run\n",
+            });
+        }
+        std::fs::write(&config, yaml).expect("write config.yaml");
         if uid.is_some() {
             open_up(dir.path());
         }
@@ -943,15 +976,32 @@ impl Spillway {
             cmd.env(k, v);
         }
         if let Some(uid) = uid {
-            // Its own runtime dir (pid file, upgrade socket), as a login session would have.
+            // A directory of its own for its runtime dir, as a login session would have.
             let xdg = dir.path().join("xdg");
             std::fs::create_dir(&xdg).expect("mkdir xdg");
             std::os::unix::fs::chown(&xdg, Some(uid), Some(uid)).expect("chown xdg");
-            cmd.env("XDG_RUNTIME_DIR", &xdg);
         }
         if let Some(uid) = uid {
             use std::os::unix::process::CommandExt;
             cmd.uid(uid).gid(uid);
+        }
+        if let Some(soft) = soft_open_files {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: only setrlimit(2), async-signal-safe, runs between fork and exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let mut limit = libc::rlimit {
+                        rlim_cur: 0,
+                        rlim_max: 0,
+                    };
+                    libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+                    limit.rlim_cur = soft;
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
         }
         let child = cmd
             .spawn()
@@ -1025,6 +1075,25 @@ impl Spillway {
         self.child.id()
     }
 
+    /// The process the pid file names (after a reload, the new one).
+    pub fn serving_pid(&self) -> Option<u32> {
+        std::fs::read_to_string(self.runtime_dir().join("spillway.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// Where its pid file and upgrade socket are (as `try_start` sets `runtime_dir:`).
+    pub fn runtime_dir(&self) -> PathBuf {
+        let xdg = self.dir.path().join("xdg/run");
+        if xdg.exists() {
+            xdg
+        } else {
+            self.dir.path().join("run")
+        }
+    }
+
     /// Has the child exited (without waiting)?
     pub fn try_wait(&mut self) -> Option<ExitStatus> {
         self.child.try_wait().expect("try_wait")
@@ -1035,6 +1104,12 @@ impl Drop for Spillway {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // After a reload another process serves; it goes too.
+        if let Some(pid) = self.serving_pid().filter(|&pid| pid != self.child.id()) {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
         if std::thread::panicking() {
             eprintln!("--- spillway.log (port {}) ---\n{}", self.port, self.logs());
         }
@@ -1202,6 +1277,8 @@ pub struct Stack {
     pub s3: S3Server,
     pub legacy: Legacy,
     pub proxy: Spillway,
+    /// The TLS listener's port, with [`StackOptions::tls`].
+    pub tls_port: Option<u16>,
 }
 
 pub struct StackOptions {
@@ -1213,6 +1290,18 @@ pub struct StackOptions {
     pub extra_roots: &'static [&'static str],
     /// Run spillway as `nobody` when the tests run as root (see [`Spillway::start_as`]).
     pub unprivileged: bool,
+    /// Also listen with TLS (on [`Stack::tls_port`]) with these certificates.
+    pub tls: Option<TlsFiles>,
+    /// YAML added at the top level (e.g. `limits:`).
+    pub extra_top: String,
+}
+
+/// A TLS listener's certificate and key files, and more for SNI.
+#[derive(Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub sni: Vec<(PathBuf, PathBuf)>,
 }
 
 impl Default for StackOptions {
@@ -1222,6 +1311,8 @@ impl Default for StackOptions {
             extra_routes: "",
             extra_roots: &[],
             unprivileged: false,
+            tls: None,
+            extra_top: String::new(),
         }
     }
 }
@@ -1238,7 +1329,31 @@ impl Stack {
         let endpoint = s3.endpoint();
         let legacy_port = legacy.port;
         let uid = options.unprivileged.then_some(NOBODY);
+        let tls_port = options.tls.as_ref().map(|_| free_port());
         let proxy = Spillway::start_as(uid, &[], |port, dir| {
+            let listen = match (&options.tls, tls_port) {
+                (Some(tls), Some(tls_port)) => {
+                    let mut sni = String::new();
+                    for (cert, key) in &tls.sni {
+                        sni.push_str(&format!(
+                            "\n        - cert: \"{}\"\n          key: \"{}\"",
+                            cert.display(),
+                            key.display()
+                        ));
+                    }
+                    let sni = if sni.is_empty() {
+                        String::new()
+                    } else {
+                        format!("\n      sni:{sni}")
+                    };
+                    format!(
+                        "listen:\n  - \"127.0.0.1:{port}\"\n  - address: \"127.0.0.1:{tls_port}\"\n    tls:\n      cert: \"{}\"\n      key: \"{}\"{sni}\n",
+                        tls.cert.display(),
+                        tls.key.display()
+                    )
+                }
+                _ => format!("listen: \"127.0.0.1:{port}\"\n"),
+            };
             let roots = ["uploads/avatars", "forged", "static"];
             for sub in roots.iter().chain(options.extra_roots) {
                 std::fs::create_dir_all(dir.join("www").join(sub)).expect("create www");
@@ -1249,12 +1364,11 @@ impl Stack {
                 String::new()
             };
             format!(
-                r#"listen: "127.0.0.1:{port}"
-threads: 1
+                r#"{listen}threads: 1
 shutdown:
-  grace_period: 0s
+  grace_period: 10s
   timeout: 1s
-{upstream}buckets:
+{}{upstream}buckets:
   media:
     bucket: media
     region: us-east-1
@@ -1286,10 +1400,15 @@ routes:
   - prefix: /static
     root: www/static
 {}"#,
-                options.extra_routes
+                options.extra_top, options.extra_routes
             )
         });
-        Stack { s3, legacy, proxy }
+        Stack {
+            s3,
+            legacy,
+            proxy,
+            tls_port,
+        }
     }
 
     /// Where a route's files live: `www(\"uploads\")`.
@@ -1308,4 +1427,40 @@ routes:
     pub fn port(&self) -> u16 {
         self.proxy.port
     }
+}
+
+// ---------------------------------------------------------------------------
+// TLS certificates, made in the test
+// ---------------------------------------------------------------------------
+
+/// A certificate authority and a server certificate it signed for `names`, written to
+/// `<dir>/<stem>.pem` and `<dir>/<stem>.key`. Returns the CA's PEM (to trust) and the files.
+pub fn certificate(dir: &Path, stem: &str, names: &[&str]) -> (String, TlsFiles) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().expect("CA key");
+    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(
+        rcgen::DnType::CommonName,
+        format!("spillway test CA {stem}"),
+    );
+    let ca = ca.self_signed(&ca_key).expect("CA certificate");
+    let key = KeyPair::generate().expect("server key");
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let cert = CertificateParams::new(names)
+        .expect("server params")
+        .signed_by(&key, &ca, &ca_key)
+        .expect("server certificate");
+    let cert_path = dir.join(format!("{stem}.pem"));
+    let key_path = dir.join(format!("{stem}.key"));
+    std::fs::write(&cert_path, cert.pem()).expect("write cert");
+    std::fs::write(&key_path, key.serialize_pem()).expect("write key");
+    (
+        ca.pem(),
+        TlsFiles {
+            cert: cert_path,
+            key: key_path,
+            sni: Vec::new(),
+        },
+    )
 }
