@@ -45,6 +45,9 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// Reads are at least this large (a typical request head fits many times over).
 const READ_SIZE: usize = 4096;
 
+/// How long an idle keep-alive connection stays open once a graceful shutdown begins.
+const SHUTDOWN_LINGER: Duration = Duration::from_millis(500);
+
 /// Header timeouts are counted, and said in the log at most this often.
 const HEADER_TIMEOUT_LOG_EVERY: Duration = Duration::from_secs(10);
 
@@ -393,7 +396,8 @@ async fn read_head<S: Future<Output = ()>>(
     buf: &mut Vec<u8>,
     mut waits: Waits<'_, S>,
 ) -> Result<(), ReadEnd> {
-    let deadline = waits.since + waits.timeout;
+    let mut deadline = waits.since + waits.timeout;
+    let mut draining = false;
     let mut scanned = 0;
     loop {
         // Empty lines before a request line are ignored (RFC 9112 §2.2).
@@ -423,9 +427,15 @@ async fn read_head<S: Future<Output = ()>>(
                 waits.idle.as_mut().reset(deadline);
                 continue;
             }
-            // Idle keep-alive connections close at once on a graceful shutdown; a request
-            // already arriving is still read and answered.
-            () = waits.stopping.as_mut(), if buf.is_empty() => return Err(ReadEnd::Closed),
+            // On a graceful shutdown an idle keep-alive connection gets a last moment for a
+            // request already on its way (answered with `Connection: close`), then closes: a
+            // client then rarely meets a connection closing under its request.
+            () = waits.stopping.as_mut(), if buf.is_empty() && !draining => {
+                draining = true;
+                deadline = deadline.min(tokio::time::Instant::now() + SHUTDOWN_LINGER);
+                waits.idle.as_mut().reset(deadline);
+                continue;
+            }
         };
         // End of stream or a reset: nothing to answer to.
         if !matches!(read, Ok(n) if n > 0) {
