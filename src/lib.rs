@@ -3,6 +3,9 @@
 //! A request flows front → decide → respond (or proxy). Each folder is one layer; a layer uses
 //! those listed below it, never one above.
 
+/// The git commit this binary was built from (see `build.rs`).
+pub const GIT_HASH: &str = env!("SPILLWAY_GIT_HASH");
+
 /// The command line: `run`, `check`, `explain`.
 pub mod cli;
 /// `proxy.yaml` → a checked, compiled `Config`.

@@ -13,7 +13,7 @@ use crate::config;
 
 #[derive(Parser)]
 #[command(
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("SPILLWAY_GIT_HASH"), ")"),
     about = "Serve local files, redirect misses to S3 (presigned when private), proxy the rest",
     args_conflicts_with_subcommands = true
 )]

@@ -11,13 +11,14 @@ use std::time::Duration;
 use super::expand::expand;
 use super::locate::{self, Step};
 use super::raw::{
-    AllowDeny, Listen, RawAccess, RawAfter, RawBucket, RawConfig, RawCredentials, RawDisposition,
-    RawEncoding, RawLimits, RawOffload, RawRoute, RawTls, RawUpstream,
+    AllowDeny, Listen, RawAccess, RawAccessLog, RawAfter, RawBucket, RawConfig, RawCredentials,
+    RawDisposition, RawEncoding, RawLimits, RawLogFormat, RawOffload, RawRoute, RawTls,
+    RawUpstream,
 };
 use super::tls::{self, Certificates};
 use super::{
-    After, ChainCredentials, Config, Dotfiles, Environment, Limits, Listener, Offload, Problem,
-    Route, Shutdown, Upstream, DEFAULT_REDIRECT_MAX_AGE, DEFAULT_TTL,
+    AccessLog, After, ChainCredentials, Config, Dotfiles, Environment, Limits, Listener, LogFormat,
+    LogSink, Offload, Problem, Route, Shutdown, Upstream, DEFAULT_REDIRECT_MAX_AGE, DEFAULT_TTL,
 };
 use crate::core::policy::{Access, Policy, Signing};
 use crate::core::route::RouteTable;
@@ -115,6 +116,17 @@ impl Compiler<'_> {
         let routes = self.routes(&raw);
         let chain_credentials = self.resolve_chain();
         let limits = self.limits(&raw.limits);
+        let admin = raw
+            .admin
+            .as_deref()
+            .and_then(|address| match resolve(address) {
+                Ok(addresses) => Some(addresses[0]),
+                Err(e) => {
+                    self.problem(&[key("admin")], e);
+                    None
+                }
+            });
+        let access_log = self.access_log(&raw.access_log);
         Config {
             source: PathBuf::new(),
             listen,
@@ -122,6 +134,8 @@ impl Compiler<'_> {
             shutdown,
             limits,
             runtime_dir_setting: raw.runtime_dir.as_ref().map(|d| self.base.join(d)),
+            admin,
+            access_log,
             routes,
             default_upstream,
             chain_credentials,
@@ -235,6 +249,31 @@ impl Compiler<'_> {
             .collect();
         let more: Option<Vec<_>> = more.into_iter().collect();
         Some(Arc::new(Certificates::new(default?, more?)))
+    }
+
+    fn access_log(&mut self, raw: &RawAccessLog) -> AccessLog {
+        let format = match raw.format {
+            None | Some(RawLogFormat::Text) => LogFormat::Text,
+            Some(RawLogFormat::Json) => LogFormat::Json,
+            Some(RawLogFormat::Combined) => LogFormat::Combined,
+            Some(RawLogFormat::Off) => LogFormat::Off,
+        };
+        let sink = match raw.path.as_deref() {
+            None | Some("stderr") => LogSink::Stderr,
+            Some("stdout") => LogSink::Stdout,
+            Some(path) => {
+                let path = self.base.join(path);
+                let parent_ok = path.parent().is_some_and(Path::is_dir);
+                if !parent_ok {
+                    self.problem(
+                        &[key("access_log"), key("path")],
+                        format!("{} is not in an existing directory", path.display()),
+                    );
+                }
+                LogSink::File(path)
+            }
+        };
+        AccessLog { format, sink }
     }
 
     fn limits(&mut self, raw: &RawLimits) -> Limits {
@@ -420,6 +459,13 @@ impl Compiler<'_> {
             })
             .collect();
         Some(Route {
+            id: at
+                .iter()
+                .find_map(|step| match step {
+                    Step::Index(i) => Some(*i),
+                    Step::Key(_) => None,
+                })
+                .unwrap_or(0),
             prefix: raw.prefix.clone(),
             docroot: Arc::new(docroot?),
             bucket,

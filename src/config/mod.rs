@@ -44,6 +44,9 @@ pub struct Config {
     pub limits: Limits,
     /// `runtime_dir:` as configured; see [`Config::runtime_dir`].
     pub runtime_dir_setting: Option<PathBuf>,
+    /// The admin listener: `/metrics`, `/healthz`, `/readyz`.
+    pub admin: Option<SocketAddr>,
+    pub access_log: AccessLog,
     pub routes: RouteTable<Route>,
     pub default_upstream: Option<Arc<Upstream>>,
     /// Credentials from the AWS provider chain, when a private route uses them: the background
@@ -57,6 +60,41 @@ pub struct Listener {
     pub address: SocketAddr,
     /// With TLS: the certificates, chosen by SNI; ALPN offers h2 and http/1.1.
     pub tls: Option<Arc<tls::Certificates>>,
+}
+
+/// `access_log:`: one line per request, in a format log tools already read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessLog {
+    pub format: LogFormat,
+    pub sink: LogSink,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line.
+    Json,
+    /// nginx's and Apache's `combined`.
+    Combined,
+    /// `key=value` pairs, as spillway's own diagnostics are written.
+    Text,
+    Off,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogSink {
+    Stderr,
+    Stdout,
+    /// Appended to, and reopened on SIGUSR1 (after logrotate moves it).
+    File(PathBuf),
+}
+
+impl Default for AccessLog {
+    fn default() -> Self {
+        AccessLog {
+            format: LogFormat::Text,
+            sink: LogSink::Stderr,
+        }
+    }
 }
 
 /// What one client may hold of the server.
@@ -153,6 +191,8 @@ pub struct Upstream {
 
 #[derive(Debug)]
 pub struct Route {
+    /// Its place in the config, a label for metrics.
+    pub id: usize,
     pub prefix: String,
     /// Shared so a lookup can be finished on the blocking pool.
     pub docroot: Arc<Docroot>,

@@ -24,6 +24,11 @@ pub struct RawConfig {
     /// Where the pid file and the upgrade socket live.
     #[serde(default)]
     pub runtime_dir: Option<String>,
+    /// The admin listener (metrics, health); off without it.
+    #[serde(default)]
+    pub admin: Option<String>,
+    #[serde(default)]
+    pub access_log: RawAccessLog,
     #[serde(default)]
     pub upstreams: BTreeMap<String, RawUpstream>,
     #[serde(default)]
@@ -293,6 +298,26 @@ impl<'de> Deserialize<'de> for Listen {
         }
         deserializer.deserialize_any(ListenVisitor)
     }
+}
+
+/// `access_log:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAccessLog {
+    #[serde(default)]
+    pub format: Option<RawLogFormat>,
+    /// `stderr`, `stdout`, or a file path.
+    #[serde(default)]
+    pub path: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawLogFormat {
+    Json,
+    Combined,
+    Text,
+    Off,
 }
 
 /// `limits:`: what one client may hold of the server.

@@ -12,7 +12,18 @@ use pingora::services::background::BackgroundService;
 #[derive(Debug)]
 pub struct Connections {
     open: AtomicUsize,
+    /// HTTP/1 connections waiting for their next request.
+    idle: AtomicUsize,
     max: Option<usize>,
+}
+
+/// An HTTP/1 connection waiting for a request; dropping it ends the wait.
+pub struct Idle<'a>(&'a Connections);
+
+impl Drop for Idle<'_> {
+    fn drop(&mut self) {
+        self.0.idle.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// One admitted connection; dropping it lets another in.
@@ -28,6 +39,7 @@ impl Connections {
     pub fn new(max: Option<usize>) -> Arc<Connections> {
         Arc::new(Connections {
             open: AtomicUsize::new(0),
+            idle: AtomicUsize::new(0),
             max,
         })
     }
@@ -44,6 +56,16 @@ impl Connections {
 
     pub fn open(&self) -> usize {
         self.open.load(Ordering::Relaxed)
+    }
+
+    /// Marks a connection idle until the guard is dropped.
+    pub fn waiting(&self) -> Idle<'_> {
+        self.idle.fetch_add(1, Ordering::Relaxed);
+        Idle(self)
+    }
+
+    pub fn idle(&self) -> usize {
+        self.idle.load(Ordering::Relaxed)
     }
 }
 

@@ -28,13 +28,13 @@ use tokio::time::Sleep;
 
 use crate::config::Config;
 use crate::core::decide::{Decision, Request};
-use crate::core::outcome::Outcome;
 use crate::server::connections::Connections;
 use crate::server::h2::H2;
 use crate::server::http1::{self, BodyLength, HeadError, Persistence, RequestHead, MAX_HEAD};
-use crate::server::local;
+use crate::server::local::{self, Asked};
 use crate::server::proxy::Spillway;
 use crate::server::respond::{self, Reply, Sent, To, ZeroCopy};
+use crate::telemetry::Telemetry;
 
 /// Request bodies up to this size are read and discarded after a local answer, so a rejected
 /// upload does not cost the client its keep-alive connection; larger ones close it instead.
@@ -56,6 +56,7 @@ pub struct Front {
     proxy: Arc<HttpProxy<Spillway>>,
     h2: Arc<H2>,
     connections: Arc<Connections>,
+    telemetry: Arc<Telemetry>,
     header_timeouts: SlowHeads,
 }
 
@@ -64,16 +65,29 @@ impl Front {
         config: Arc<Config>,
         proxy: HttpProxy<Spillway>,
         connections: Arc<Connections>,
+        telemetry: Arc<Telemetry>,
     ) -> Front {
         let proxy = Arc::new(proxy);
+        let h2 = H2::new(
+            Arc::clone(&config),
+            Arc::clone(&proxy),
+            Arc::clone(&telemetry),
+        );
         Front {
-            h2: Arc::new(H2::new(Arc::clone(&config), Arc::clone(&proxy))),
+            h2: Arc::new(h2),
             config,
             proxy,
             connections,
+            telemetry,
             header_timeouts: SlowHeads::default(),
         }
     }
+}
+
+/// The client's address, as the connection says.
+fn client_of(stream: &Stream) -> Option<std::net::IpAddr> {
+    let digest = stream.get_socket_digest()?;
+    Some(digest.peer_addr()?.as_inet()?.ip())
 }
 
 #[async_trait]
@@ -86,7 +100,7 @@ impl ServerApp for Front {
         let h2 = stream.selected_alpn_proto() == Some(ALPN::H2);
         let Some(_admitted) = self.connections.admit() else {
             if !h2 {
-                refuse(stream, self.config.limits.send_timeout).await;
+                refuse(stream, self.config.limits.send_timeout, &self.telemetry).await;
             }
             return None;
         };
@@ -103,7 +117,8 @@ impl ServerApp for Front {
 }
 
 /// Answers a connection over `max_connections` with a 503 and closes it.
-async fn refuse(mut stream: Stream, send_timeout: Duration) {
+async fn refuse(mut stream: Stream, send_timeout: Duration, telemetry: &Telemetry) {
+    let client = client_of(&stream);
     let mut out = Vec::new();
     let mut zero_copy = ZeroCopy::Unavailable;
     let mut reply = Reply {
@@ -115,20 +130,23 @@ async fn refuse(mut stream: Stream, send_timeout: Duration) {
         out: &mut out,
         head_only: false,
         send_timeout,
+        body_bytes: 0,
     };
     let start = Instant::now();
+    let cut_short = respond::error(
+        &mut reply,
+        StatusCode::SERVICE_UNAVAILABLE,
+        Some(("Retry-After", "1")),
+    )
+    .await
+    .err();
     let sent = Sent {
         status: StatusCode::SERVICE_UNAVAILABLE,
-        cut_short: respond::error(
-            &mut reply,
-            StatusCode::SERVICE_UNAVAILABLE,
-            Some(("Retry-After", "1")),
-        )
-        .await
-        .err(),
+        cut_short,
+        body_bytes: reply.body_bytes,
     };
     let reason = "max_connections open already";
-    local::log(&sent, Outcome::Rejected, ("-", "-"), start, Some(&reason));
+    local::record_refusal(telemetry, client, start, &sent, &reason);
 }
 
 /// Why reading the next request stopped.
@@ -181,6 +199,7 @@ enum After {
 impl Front {
     async fn connection(&self, mut stream: Stream, shutdown: &ShutdownWatch) {
         let idle_timeout = self.config.limits.idle_timeout;
+        let client = client_of(&stream);
         // Both waits live as long as the connection, so a request costs no timer or watcher
         // registration: the timer is only touched when it fires.
         let mut idle = pin!(tokio::time::sleep(idle_timeout));
@@ -197,7 +216,10 @@ impl Front {
                 idle: idle.as_mut(),
                 stopping: stopping.as_mut(),
             };
-            let parsed = match read_head(&mut stream, &mut conn.buf, waits).await {
+            let waiting = self.connections.waiting();
+            let read = read_head(&mut stream, &mut conn.buf, waits).await;
+            drop(waiting);
+            let parsed = match read {
                 // An empty line ends every complete head: httparse cannot want more.
                 Ok(()) => {
                     http1::speak_highest_minor(&mut conn.buf);
@@ -213,7 +235,15 @@ impl Front {
                 Ok(head) => head,
                 Err(e) => {
                     let send_timeout = self.config.limits.send_timeout;
-                    return answer_bad_head(stream, &mut conn.out, e, send_timeout).await;
+                    let telemetry = &self.telemetry;
+                    return answer_bad_head(
+                        stream,
+                        &mut conn.out,
+                        e,
+                        send_timeout,
+                        (telemetry, client),
+                    )
+                    .await;
                 }
             };
             let request = Request {
@@ -241,13 +271,21 @@ impl Front {
                     continue;
                 }
             };
+            let asked = Asked {
+                method: &head.method,
+                path: head.path,
+                headers: &head.headers,
+                protocol: if head.http10 { "HTTP/1.0" } else { "HTTP/1.1" },
+                client,
+                start,
+            };
             let after = self
                 .answer_locally(
                     (&mut stream, &mut conn.out, &mut conn.zero_copy),
                     &head,
+                    &asked,
                     route,
                     answer,
-                    start,
                     shutdown,
                 )
                 .await;
@@ -273,9 +311,9 @@ impl Front {
         &self,
         (stream, out, zero_copy): (&mut Stream, &mut Vec<u8>, &mut ZeroCopy),
         head: &RequestHead<'_>,
+        asked: &Asked<'_>,
         route: Option<&crate::config::Route>,
         answer: crate::core::answer::Answer<'_>,
-        start: Instant,
         shutdown: &ShutdownWatch,
     ) -> After {
         // A body we would have to wait for, or cannot delimit cheaply, ends the connection.
@@ -299,9 +337,9 @@ impl Front {
             out,
             head_only: head.method == http::Method::HEAD,
             send_timeout: self.config.limits.send_timeout,
+            body_bytes: 0,
         };
-        let request = (&head.method, head.path, &head.headers);
-        let sent = local::answer(&mut reply, request, route, answer, start).await;
+        let sent = local::answer(&self.telemetry, &mut reply, asked, route, answer).await;
         match (sent.cut_short, drain) {
             (Some(_), _) => After::Gone,
             (None, Some(body)) if keep_alive => After::KeepAlive { body },
@@ -516,6 +554,7 @@ async fn answer_bad_head(
     out: &mut Vec<u8>,
     e: HeadError,
     send_timeout: Duration,
+    (telemetry, client): (&Telemetry, Option<std::net::IpAddr>),
 ) {
     let start = Instant::now();
     let mut zero_copy = ZeroCopy::Unavailable;
@@ -528,12 +567,15 @@ async fn answer_bad_head(
         out,
         head_only: false,
         send_timeout,
+        body_bytes: 0,
     };
+    let cut_short = respond::error(&mut reply, e.status(), None).await.err();
     let sent = Sent {
         status: e.status(),
-        cut_short: respond::error(&mut reply, e.status(), None).await.err(),
+        cut_short,
+        body_bytes: reply.body_bytes,
     };
-    local::log(&sent, Outcome::Rejected, ("-", "-"), start, Some(&e));
+    local::record_refusal(telemetry, client, start, &sent, &e);
     if sent.cut_short.is_none() {
         linger_close(stream).await;
     }

@@ -14,9 +14,10 @@ use pingora::server::ShutdownWatch;
 
 use crate::config::Config;
 use crate::core::decide::{Decision, Request};
-use crate::server::local;
+use crate::server::local::{self, Asked};
 use crate::server::proxy::Spillway;
 use crate::server::respond::{Reply, To};
+use crate::telemetry::Telemetry;
 
 /// Streams a client may have open at once (RFC 9113 suggests at least 100).
 const MAX_CONCURRENT_STREAMS: u32 = 100;
@@ -24,11 +25,16 @@ const MAX_CONCURRENT_STREAMS: u32 = 100;
 pub struct H2 {
     config: Arc<Config>,
     proxy: Arc<HttpProxy<Spillway>>,
+    telemetry: Arc<Telemetry>,
     options: HttpServerOptions,
 }
 
 impl H2 {
-    pub fn new(config: Arc<Config>, proxy: Arc<HttpProxy<Spillway>>) -> H2 {
+    pub fn new(
+        config: Arc<Config>,
+        proxy: Arc<HttpProxy<Spillway>>,
+        telemetry: Arc<Telemetry>,
+    ) -> H2 {
         let mut options = HttpServerOptions::default();
         // An idle h2 connection holds its streams' state: close it as an idle HTTP/1
         // keep-alive connection would be.
@@ -36,6 +42,7 @@ impl H2 {
         H2 {
             config,
             proxy,
+            telemetry,
             options,
         }
     }
@@ -67,6 +74,18 @@ impl HttpServerApp for H2 {
             Decision::Answer(answer) => answer,
             Decision::Upstream(_) => return self.proxy.process_new_http(session, shutdown).await,
         };
+        let client = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        let asked = Asked {
+            method: &method,
+            path: &path,
+            headers: &headers,
+            protocol: "HTTP/2.0",
+            client,
+            start,
+        };
         let mut out = Vec::new();
         let mut reply = Reply {
             to: To::H2 {
@@ -76,15 +95,9 @@ impl HttpServerApp for H2 {
             out: &mut out,
             head_only: method == http::Method::HEAD,
             send_timeout,
+            body_bytes: 0,
         };
-        local::answer(
-            &mut reply,
-            (&method, &path, &headers),
-            decided.route,
-            answer,
-            start,
-        )
-        .await;
+        local::answer(&self.telemetry, &mut reply, &asked, decided.route, answer).await;
         // An h2 stream is never reused; the connection goes on with its other streams.
         None
     }

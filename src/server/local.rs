@@ -1,6 +1,7 @@
 //! Deciding a request and answering it without the upstream: the steps HTTP/1 and HTTP/2 share.
 
 use std::fmt::Display;
+use std::net::IpAddr;
 use std::time::{Instant, SystemTime};
 
 use http::{HeaderMap, Method};
@@ -12,7 +13,8 @@ use crate::core::outcome::Outcome;
 use crate::fs::docroot::{CachedOnly, MayBlock};
 use crate::s3::SignError;
 use crate::server::respond::{self, Reply, Sent};
-use crate::telemetry::request_log::{self, Entry};
+use crate::telemetry::access_log::Entry;
+use crate::telemetry::{RequestId, Telemetry};
 
 /// Runs `decide` on the event loop with cached-only lookups. A path the kernel must read from
 /// disk to resolve is resolved on the blocking pool instead, and the decision retried, so a cold
@@ -40,17 +42,66 @@ pub async fn decide_without_blocking<'c, 'p>(
     decided
 }
 
-/// Sends `answer` to the request, logs it, and returns what went out.
+/// Who asked what, and how: what the log line says besides the answer.
+pub struct Asked<'a> {
+    pub method: &'a Method,
+    /// Without the query.
+    pub path: &'a str,
+    pub headers: &'a HeaderMap,
+    pub protocol: &'static str,
+    pub client: Option<IpAddr>,
+    pub start: Instant,
+}
+
+impl Asked<'_> {
+    fn header(&self, name: http::header::HeaderName) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Counts and logs the request, answered with `sent`.
+    pub fn record(
+        &self,
+        telemetry: &Telemetry,
+        route: Option<&Route>,
+        outcome: Outcome,
+        sent: &Sent,
+        reason: Option<&dyn Display>,
+    ) {
+        let request_id = RequestId::for_request(self.headers);
+        telemetry.record(
+            route,
+            &Entry {
+                time: SystemTime::now(),
+                client: self.client,
+                method: self.method.as_str(),
+                path: self.path,
+                protocol: self.protocol,
+                outcome,
+                status: Some(sent.status),
+                body_bytes: sent.body_bytes,
+                duration: self.start.elapsed(),
+                route: route.map(|r| r.prefix.as_str()),
+                user_agent: self.header(http::header::USER_AGENT),
+                referer: self.header(http::header::REFERER),
+                request_id: request_id.as_str(),
+                reason,
+                cut_short: sent.cut_short.as_ref().map(|e| e as &dyn Display),
+            },
+        );
+    }
+}
+
+/// Sends `answer` to the request, counts and logs it, and returns what went out.
 pub async fn answer(
+    telemetry: &Telemetry,
     reply: &mut Reply<'_>,
-    (method, path, headers): (&Method, &str, &HeaderMap),
+    asked: &Asked<'_>,
     route: Option<&Route>,
     answer: Answer<'_>,
-    start: Instant,
 ) -> Sent {
     if let Answer::Reject(reject) = &answer {
         if reject.status().is_server_error() {
-            tracing::error!(path, "{reject}");
+            tracing::error!(path = asked.path, "{reject}");
         }
         if let (Reject::Sign(SignError::CredentialsExpiring), Some(bucket)) =
             (reject, route.and_then(|r| r.bucket.as_ref()))
@@ -58,36 +109,43 @@ pub async fn answer(
             bucket.credentials().request_refresh();
         }
     }
-    let sent = respond::send(reply, method, headers, &answer).await;
+    let sent = respond::send(reply, asked.method, asked.headers, &answer).await;
     let reason = match &answer {
         Answer::Reject(reject) => Some(reject as &dyn Display),
         _ => None,
     };
-    log(
-        &sent,
-        answer.outcome(sent.status),
-        (method.as_str(), path),
-        start,
-        reason,
-    );
+    asked.record(telemetry, route, answer.outcome(sent.status), &sent, reason);
     sent
 }
 
-/// The log line of a request answered here.
-pub fn log(
-    sent: &Sent,
-    outcome: Outcome,
-    (method, path): (&str, &str),
+/// Counts and logs what was answered without a request to speak of (a broken head, a
+/// connection over the limit).
+pub fn record_refusal(
+    telemetry: &Telemetry,
+    client: Option<IpAddr>,
     start: Instant,
-    reason: Option<&dyn Display>,
+    sent: &Sent,
+    reason: &dyn Display,
 ) {
-    request_log::record(Entry {
-        outcome,
-        status: Some(sent.status),
-        method,
-        path,
-        start,
-        reason,
-        cut_short: sent.cut_short.as_ref().map(|e| e as &dyn Display),
-    });
+    let request_id = RequestId::new();
+    telemetry.record(
+        None,
+        &Entry {
+            time: SystemTime::now(),
+            client,
+            method: "-",
+            path: "-",
+            protocol: "-",
+            outcome: Outcome::Rejected,
+            status: Some(sent.status),
+            body_bytes: sent.body_bytes,
+            duration: start.elapsed(),
+            route: None,
+            user_agent: None,
+            referer: None,
+            request_id: request_id.as_str(),
+            reason: Some(reason),
+            cut_short: sent.cut_short.as_ref().map(|e| e as &dyn Display),
+        },
+    );
 }

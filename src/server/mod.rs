@@ -3,6 +3,7 @@
 //! refresher, readiness, drain); signals and reloads; and starting it all from a compiled
 //! config: no second config file, no surprises at bind time.
 
+pub mod admin;
 pub mod connections;
 pub mod front;
 pub mod h2;
@@ -28,6 +29,10 @@ use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 
 use crate::config::Config;
+use crate::telemetry::access_log::AccessLog;
+use crate::telemetry::metrics::Metrics;
+use crate::telemetry::Telemetry;
+use admin::Admin;
 use connections::{Connections, ExitWhenDrained};
 use front::Front;
 use proxy::Spillway;
@@ -51,6 +56,8 @@ pub enum StartError {
         address: std::net::SocketAddr,
         error: String,
     },
+    #[error("cannot open the access log: {0}")]
+    AccessLog(std::io::Error),
 }
 
 /// Builds Pingora's `ServerConf` from `proxy.yaml`'s values; it is plain data.
@@ -123,9 +130,18 @@ pub fn run(config: Config, upgrade: bool) -> Result<(), StartError> {
     let mut server = Server::new_with_opt_and_conf(Some(opt), server_conf(&config, &runtime));
     server.bootstrap();
     let config = Arc::new(config);
+    let telemetry = Arc::new(telemetry(&config)?);
     let connections = Connections::new(config.limits.max_connections);
-    let proxy = http_proxy(&server.configuration, Spillway::new(&config));
-    let front = Front::new(Arc::clone(&config), proxy, Arc::clone(&connections));
+    let proxy = http_proxy(
+        &server.configuration,
+        Spillway::new(&config, Arc::clone(&telemetry)),
+    );
+    let front = Front::new(
+        Arc::clone(&config),
+        proxy,
+        Arc::clone(&connections),
+        Arc::clone(&telemetry),
+    );
     let mut service = Service::new("spillway".to_string(), front);
     for listener in &config.listen {
         let address = listener.address.to_string();
@@ -159,12 +175,27 @@ pub fn run(config: Config, upgrade: bool) -> Result<(), StartError> {
         };
         server.add_service(background_service("credential refresher", refresher));
     }
+    let ready_flag = Arc::new(AtomicBool::new(false));
+    if let Some(address) = config.admin {
+        let admin = Admin {
+            config: Arc::clone(&config),
+            telemetry: Arc::clone(&telemetry),
+            connections: Arc::clone(&connections),
+            ready: Arc::clone(&ready_flag),
+        };
+        let mut service = Service::new("admin".to_string(), admin);
+        service.add_tcp(&address.to_string());
+        server.add_service(service);
+        tracing::info!(%address, "admin listening: /metrics, /healthz, /readyz");
+    }
     let ready = Ready {
         addresses: config.listen.iter().map(|l| l.address).collect(),
         runtime: runtime.clone(),
-        flag: Arc::new(AtomicBool::new(false)),
+        flag: ready_flag,
     };
     server.add_service(background_service("readiness", ready));
+    let reopen = ReopenLog(Arc::clone(&telemetry));
+    server.add_service(background_service("access log reopen", reopen));
     let exiting = runtime.clone();
     let drain = ExitWhenDrained {
         connections,
@@ -174,10 +205,56 @@ pub fn run(config: Config, upgrade: bool) -> Result<(), StartError> {
     let signals = Signals {
         command: signals::own_command(&config.source),
         runtime: runtime.clone(),
+        telemetry: Arc::clone(&telemetry),
     };
     server.run(RunArgs {
         shutdown_signal: Box::new(signals),
     });
     runtime.clean_up();
     Ok(())
+}
+
+/// Metrics, and the access log's writer, started.
+fn telemetry(config: &Config) -> Result<Telemetry, StartError> {
+    let metrics = Metrics::new();
+    // A reloaded process carries on its predecessors' reload counts.
+    if let Some((ok, failed)) = std::env::var(signals::RELOADS_ENV).ok().and_then(|v| {
+        let (ok, failed) = v.split_once(',')?;
+        Some((ok.parse().ok()?, failed.parse().ok()?))
+    }) {
+        metrics.count_reloads(ok, failed);
+    }
+    let log = AccessLog::start(
+        config.access_log.format,
+        &config.access_log.sink,
+        metrics.log_dropped.clone(),
+    )
+    .map_err(StartError::AccessLog)?;
+    Ok(Telemetry {
+        metrics,
+        count_requests: config.admin.is_some(),
+        log,
+    })
+}
+
+/// Reopens the access log file on SIGUSR1, after logrotate moved it.
+struct ReopenLog(Arc<Telemetry>);
+
+#[async_trait::async_trait]
+impl pingora::services::background::BackgroundService for ReopenLog {
+    async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut usr1) = signal(SignalKind::user_defined1()) else {
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = usr1.recv() => {
+                    tracing::info!("SIGUSR1: reopening the access log");
+                    self.0.log.reopen();
+                }
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
 }

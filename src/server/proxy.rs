@@ -1,28 +1,32 @@
 //! The upstream side: Pingora's HTTP proxy, for the requests `front` decided go to the legacy
-//! server. Connects to the default upstream with timeouts, adds `X-Forwarded-*`, turns a refused
-//! connection into a 502 with a log line naming the upstream, and logs each request.
+//! server. Connects to the default upstream with timeouts, adds `X-Forwarded-*` and
+//! `X-Request-Id`, turns a refused connection into a 502 with a log line naming the upstream,
+//! and counts and logs each request.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use async_trait::async_trait;
 use http::header::HeaderValue;
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{ProxyHttp, Session};
-use pingora::{Error, ErrorType, Result};
+use pingora::{Error, ErrorSource, ErrorType, Result};
 
 use crate::config::{Config, Upstream};
 use crate::core::outcome::Outcome;
-use crate::telemetry::request_log::{self, Entry};
+use crate::telemetry::access_log::Entry;
+use crate::telemetry::{RequestId, Telemetry};
 
 /// The proxy service: what Pingora needs to reach the upstream.
 pub struct Spillway {
+    config: Arc<Config>,
     /// The default upstream as a ready peer, cloned per proxied request.
     upstream: Option<(Arc<Upstream>, HttpPeer)>,
+    telemetry: Arc<Telemetry>,
 }
 
 impl Spillway {
-    pub fn new(config: &Config) -> Spillway {
+    pub fn new(config: &Arc<Config>, telemetry: Arc<Telemetry>) -> Spillway {
         let upstream = config.default_upstream.clone().map(|u| {
             let mut peer = HttpPeer::new(u.address, false, String::new());
             // Pingora sets no upstream timeouts by default: a dead backend would hold
@@ -33,23 +37,51 @@ impl Spillway {
             peer.options.idle_timeout = Some(u.idle_timeout);
             (u, peer)
         });
-        Spillway { upstream }
+        Spillway {
+            config: Arc::clone(config),
+            upstream,
+            telemetry,
+        }
+    }
+
+    fn upstream_name(&self) -> &str {
+        self.upstream.as_ref().map_or("-", |(u, _)| u.name.as_str())
     }
 }
 
 /// Whether `error` only means the client closed its connection or stopped reading.
 fn client_went_away(error: &Error) -> bool {
-    matches!(
-        error.etype(),
-        ErrorType::WriteError
-            | ErrorType::ReadError
-            | ErrorType::ConnectionClosed
-            | ErrorType::WriteTimedout
-    )
+    *error.esource() == ErrorSource::Downstream
+        && matches!(
+            error.etype(),
+            ErrorType::WriteError
+                | ErrorType::ReadError
+                | ErrorType::ConnectionClosed
+                | ErrorType::WriteTimedout
+        )
+}
+
+/// The `kind` label of a failed exchange with the upstream.
+fn upstream_error_kind(error: &Error) -> &'static str {
+    match error.etype() {
+        ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
+            "timeout"
+        }
+        ErrorType::ConnectRefused
+        | ErrorType::ConnectNoRoute
+        | ErrorType::ConnectError
+        | ErrorType::BindError
+        | ErrorType::SocketError => "connect",
+        ErrorType::ConnectionClosed => "closed",
+        ErrorType::ReadError | ErrorType::WriteError => "reset",
+        ErrorType::InvalidHTTPHeader | ErrorType::H1Error | ErrorType::H2Error => "protocol",
+        _ => "other",
+    }
 }
 
 pub struct RequestCtx {
     start: Instant,
+    request_id: RequestId,
     /// Set when `fail_to_connect` already logged the failure with the upstream's name.
     connect_failed: bool,
 }
@@ -61,6 +93,7 @@ impl ProxyHttp for Spillway {
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx {
             start: Instant::now(),
+            request_id: RequestId::new(),
             connect_failed: false,
         }
     }
@@ -69,6 +102,15 @@ impl ProxyHttp for Spillway {
     /// runs on every response. spillway compresses nothing on the fly; precompressed files are
     /// served as they are.
     fn init_downstream_modules(&self, _modules: &mut pingora::modules::http::HttpModules) {}
+
+    async fn early_request_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        ctx.request_id = RequestId::for_request(&session.req_header().headers);
+        Ok(())
+    }
 
     async fn upstream_peer(
         &self,
@@ -85,7 +127,7 @@ impl ProxyHttp for Spillway {
         &self,
         session: &mut Session,
         upstream_request: &mut pingora::http::RequestHeader,
-        _ctx: &mut RequestCtx,
+        ctx: &mut RequestCtx,
     ) -> Result<()> {
         if let Some(client) = session.client_addr().and_then(|a| a.as_inet()) {
             let ip = client.ip().to_string();
@@ -101,6 +143,8 @@ impl ProxyHttp for Spillway {
             .is_some_and(|digest| digest.ssl_digest.is_some());
         let proto = HeaderValue::from_static(if tls { "https" } else { "http" });
         upstream_request.insert_header("x-forwarded-proto", proto)?;
+        // The id the access log has, so the two logs can be joined.
+        upstream_request.insert_header("x-request-id", ctx.request_id.as_str())?;
         Ok(())
     }
 
@@ -112,7 +156,7 @@ impl ProxyHttp for Spillway {
         mut e: Box<Error>,
     ) -> Box<Error> {
         ctx.connect_failed = true;
-        let name = self.upstream.as_ref().map_or("?", |(u, _)| u.name.as_str());
+        let name = self.upstream_name();
         tracing::warn!(upstream = name, address = %peer._address, "cannot connect to upstream: {e}");
         // One upstream address: retrying it at once would only delay the 502.
         e.set_retry(false);
@@ -127,16 +171,46 @@ impl ProxyHttp for Spillway {
     }
 
     async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut RequestCtx) {
+        if let Some(error) = error.filter(|e| *e.esource() == ErrorSource::Upstream) {
+            self.telemetry
+                .metrics
+                .upstream_error(self.upstream_name(), upstream_error_kind(error));
+        }
         let status = session.response_written().map(|r| r.status);
         let req = session.req_header();
-        request_log::record(Entry {
-            outcome: Outcome::Upstream,
-            status,
-            method: req.method.as_str(),
-            path: req.uri.path(),
-            start: ctx.start,
-            reason: None,
-            cut_short: error.map(|e| e as &dyn std::fmt::Display),
-        });
+        let header = |name| {
+            req.headers
+                .get(name)
+                .and_then(|v: &HeaderValue| v.to_str().ok())
+        };
+        let route = self.config.routes.lookup(req.uri.path()).map(|(r, _)| r);
+        let protocol = match req.version {
+            http::Version::HTTP_2 => "HTTP/2.0",
+            http::Version::HTTP_10 => "HTTP/1.0",
+            _ => "HTTP/1.1",
+        };
+        self.telemetry.record(
+            route,
+            &Entry {
+                time: SystemTime::now(),
+                client: session
+                    .client_addr()
+                    .and_then(|a| a.as_inet())
+                    .map(|a| a.ip()),
+                method: req.method.as_str(),
+                path: req.uri.path(),
+                protocol,
+                outcome: Outcome::Upstream,
+                status,
+                body_bytes: session.body_bytes_sent() as u64,
+                duration: ctx.start.elapsed(),
+                route: route.map(|r| r.prefix.as_str()),
+                user_agent: header(http::header::USER_AGENT),
+                referer: header(http::header::REFERER),
+                request_id: ctx.request_id.as_str(),
+                reason: None,
+                cut_short: error.map(|e| e as &dyn std::fmt::Display),
+            },
+        );
     }
 }

@@ -44,6 +44,8 @@ pub struct Sent {
     /// Set when the response did not reach the client whole: the client went away or stopped
     /// reading, or the file shrank while it was being sent.
     pub cut_short: Option<io::Error>,
+    /// Body bytes sent (or, when cut short, handed on to be sent).
+    pub body_bytes: u64,
 }
 
 /// One response, on whichever protocol the request came: every answer is written through
@@ -57,6 +59,8 @@ pub struct Reply<'a> {
     /// HEAD: the head of the response GET would get, no body.
     pub head_only: bool,
     pub send_timeout: Duration,
+    /// Body bytes of this response so far.
+    pub body_bytes: u64,
 }
 
 /// The wire a reply goes out on.
@@ -229,6 +233,7 @@ pub async fn send(
     Sent {
         status,
         cut_short: sent.err(),
+        body_bytes: reply.body_bytes,
     }
 }
 
@@ -263,9 +268,20 @@ pub async fn error(
     extra: Option<(&'static str, &'static str)>,
 ) -> io::Result<()> {
     let body = format!("{status}\n");
+    text(reply, status, "text/plain; charset=utf-8", extra, &body).await
+}
+
+/// A whole response with a small body held in memory.
+pub async fn text(
+    reply: &mut Reply<'_>,
+    status: StatusCode,
+    content_type: &'static str,
+    extra: Option<(&'static str, &'static str)>,
+    body: &str,
+) -> io::Result<()> {
     reply.start(status);
     reply
-        .header("Content-Type", "text/plain; charset=utf-8")
+        .header("Content-Type", content_type)
         .number("Content-Length", body.len() as u64);
     if let Some((name, value)) = extra {
         reply.header(name, value);
@@ -273,6 +289,7 @@ pub async fn error(
     reply.end_head().await?;
     if !reply.head_only {
         reply.out.extend_from_slice(body.as_bytes());
+        reply.body_bytes += body.len() as u64;
     }
     reply.finish().await
 }
@@ -301,11 +318,12 @@ async fn file_response(
             for range in ranges {
                 let part = file::part_header(&boundary, &local.content_type, range, total);
                 reply.out.extend_from_slice(part.as_bytes());
+                reply.body_bytes += part.len() as u64;
                 send_range(reply, file, range.start, range.length()).await?;
             }
-            reply
-                .out
-                .extend_from_slice(file::closing_boundary(&boundary).as_bytes());
+            let closing = file::closing_boundary(&boundary);
+            reply.out.extend_from_slice(closing.as_bytes());
+            reply.body_bytes += closing.len() as u64;
         }
     }
     reply.finish().await
@@ -422,6 +440,7 @@ async fn send_range(
                 "file truncated while being sent",
             ));
         }
+        reply.body_bytes += sent as u64;
         offset += sent as u64;
     }
     Ok(())

@@ -18,6 +18,11 @@ use pingora::server::{ShutdownSignal, ShutdownSignalWatch};
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::server::runtime_dir::RuntimeDir;
+use crate::telemetry::Telemetry;
+
+/// How a reloaded process learns the reload counts so far (`ok,failed`), so
+/// `spillway_config_reloads_total` carries on across processes.
+pub const RELOADS_ENV: &str = "SPILLWAY_RELOADS";
 
 /// How long a new process may take to load its config and wait for the sockets.
 const NEW_PROCESS_TIMEOUT: Duration = Duration::from_secs(30);
@@ -38,6 +43,7 @@ pub struct Signals {
     /// The program and arguments to start a reloaded process with (`--upgrade` is added).
     pub command: Vec<String>,
     pub runtime: RuntimeDir,
+    pub telemetry: std::sync::Arc<Telemetry>,
 }
 
 #[async_trait]
@@ -70,7 +76,10 @@ impl ShutdownSignalWatch for Signals {
                         tracing::info!(pid, "reload: the new process has the config; handing over the listeners");
                         return ShutdownSignal::GracefulUpgrade;
                     }
-                    Err(e) => tracing::error!("reload failed, still serving with the running config: {e}"),
+                    Err(e) => {
+                        self.telemetry.metrics.reload(false);
+                        tracing::error!("reload failed, still serving with the running config: {e}");
+                    }
                 },
             }
         }
@@ -88,9 +97,11 @@ impl Signals {
             .split_first()
             .ok_or("no command line to start a new process with")?;
         tracing::info!("SIGHUP: starting a new process with the config as it is now");
+        let (ok, failed) = self.telemetry.metrics.reload_counts();
         let mut child = Command::new(program)
             .args(args)
             .arg("--upgrade")
+            .env(RELOADS_ENV, format!("{},{failed}", ok + 1))
             .spawn()
             .map_err(|e| format!("cannot start {program}: {e}"))?;
         let pid = child.id();
