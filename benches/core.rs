@@ -173,5 +173,54 @@ fn bench(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench);
+/// What a request adds for metrics and for an access log line (formatting and queueing; the
+/// writer thread's work is not on the request path).
+fn telemetry(c: &mut Criterion) {
+    use spillway::config::{LogFormat, LogSink};
+    use spillway::core::outcome::Outcome;
+    use spillway::telemetry::access_log::{AccessLog, Entry};
+    use spillway::telemetry::metrics::{Metrics, Observation};
+    let metrics = Metrics::new();
+    let observation = Observation {
+        route: Some((0, "/uploads")),
+        outcome: Outcome::Served,
+        status: Some(http::StatusCode::OK),
+        duration: Duration::from_micros(120),
+        body_bytes: 1024,
+    };
+    c.bench_function("telemetry/metrics observe", |b| {
+        b.iter(|| metrics.observe(black_box(&observation)))
+    });
+    let entry = Entry {
+        time: SystemTime::now(),
+        client: Some("127.0.0.1".parse().unwrap()),
+        method: "GET",
+        path: "/uploads/2026/photo.jpg",
+        protocol: "HTTP/1.1",
+        outcome: Outcome::Served,
+        status: Some(http::StatusCode::OK),
+        body_bytes: 1024,
+        duration: Duration::from_micros(120),
+        route: Some("/uploads"),
+        user_agent: Some("Mozilla/5.0 (X11; Linux x86_64) Firefox/130.0"),
+        referer: Some("https://example.com/page"),
+        request_id: "be4db921ec2031450000000000000000",
+        reason: None,
+        cut_short: None,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    for (name, format) in [
+        ("json", LogFormat::Json),
+        ("combined", LogFormat::Combined),
+        ("text", LogFormat::Text),
+    ] {
+        let sink = LogSink::File(dir.path().join(format!("{name}.log")));
+        let log = AccessLog::start(format, &sink, metrics.log_dropped.clone()).unwrap();
+        c.bench_function(&format!("telemetry/access log {name} line"), |b| {
+            b.iter(|| log.write(black_box(&entry)))
+        });
+    }
+}
+
+criterion_group!(benches, bench, telemetry);
 criterion_main!(benches);

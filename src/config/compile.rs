@@ -263,7 +263,11 @@ impl Compiler<'_> {
             Some("stdout") => LogSink::Stdout,
             Some(path) => {
                 let path = self.base.join(path);
-                let parent_ok = path.parent().is_some_and(Path::is_dir);
+                let parent_ok = match path.parent() {
+                    Some(parent) if parent.as_os_str().is_empty() => true,
+                    Some(parent) => parent.is_dir(),
+                    None => false,
+                };
                 if !parent_ok {
                     self.problem(
                         &[key("access_log"), key("path")],
