@@ -98,16 +98,30 @@ impl ServerApp for Front {
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
         let h2 = stream.selected_alpn_proto() == Some(ALPN::H2);
-        let Some(_admitted) = self.connections.admit() else {
+        let Some(admitted) = self.connections.admit() else {
             if !h2 {
-                refuse(stream, self.config.limits.send_timeout, &self.telemetry).await;
+                Box::pin(refuse(
+                    stream,
+                    self.config.limits.send_timeout,
+                    &self.telemetry,
+                ))
+                .await;
             }
             return None;
         };
         if h2 {
+            let _admitted = admitted;
             return ServerApp::process_new(&self.h2, stream, shutdown).await;
         }
-        self.connection(stream, shutdown).await;
+        // An HTTP/1 connection lives on in a task of its own, the size of what it holds while
+        // idle (about 1 KiB). Pingora's task, which ends here, is sized for a TLS handshake:
+        // 9 KiB for as long as the connection would have stayed in it.
+        let front = Arc::clone(self);
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let _admitted = admitted;
+            front.connection(stream, &shutdown).await;
+        });
         None
     }
 
@@ -166,6 +180,8 @@ struct Connection {
     /// Where responses are assembled.
     out: Vec<u8>,
     zero_copy: ZeroCopy,
+    /// Whether the socket can be waited on without a buffer (plain TCP; TLS needs one).
+    wait_unbuffered: bool,
 }
 
 impl Connection {
@@ -178,12 +194,28 @@ impl Connection {
         body: u64,
     ) -> io::Result<()> {
         discard(stream, &mut self.buf, head, body).await?;
-        if self.out.capacity() > 16 * 1024 {
-            // A large file was sent: an idle connection keeps no 128 KiB buffer.
-            self.out = Vec::with_capacity(1024);
+        // An idle connection keeps no buffers: thousands of idle keep-alive connections cost
+        // little more than their sockets. Allocating them again per request is cheap.
+        self.out = Vec::new();
+        if self.buf.is_empty() && self.wait_unbuffered {
+            self.buf = Vec::new();
         }
         Ok(())
     }
+}
+
+/// What becomes of the connection after a request.
+enum Next {
+    /// Read the next request.
+    Request,
+    /// Hand the request (these bytes of it) to the proxy.
+    Upstream(BytesMut),
+    /// Answer a broken request head with its status, then close.
+    BadHead(HeadError),
+    /// The response said `Connection: close`: close once the client has read it.
+    Close,
+    /// The response did not get through: drop the connection.
+    Gone,
 }
 
 /// What becomes of the connection after a locally answered request.
@@ -205,10 +237,14 @@ impl Front {
         let mut idle = pin!(tokio::time::sleep(idle_timeout));
         let mut stopping = pin!(shutdown_started(shutdown.clone()));
         let mut conn = Connection {
-            buf: Vec::with_capacity(READ_SIZE),
-            out: Vec::with_capacity(1024),
+            buf: Vec::new(),
+            out: Vec::new(),
             zero_copy: ZeroCopy::default(),
+            wait_unbuffered: respond::plain_tcp(&stream).is_some(),
         };
+        // This loop is what an idle connection holds. Everything a request needs lives in
+        // `request`'s future, on the heap for as long as the request lasts: this one stays
+        // small (under 1 KiB with its task).
         loop {
             let waits = Waits {
                 since: tokio::time::Instant::now(),
@@ -217,92 +253,103 @@ impl Front {
                 stopping: stopping.as_mut(),
             };
             let waiting = self.connections.waiting();
-            let read = read_head(&mut stream, &mut conn.buf, waits).await;
+            let read = read_head(&mut stream, &mut conn.buf, conn.wait_unbuffered, waits).await;
             drop(waiting);
-            let parsed = match read {
-                // An empty line ends every complete head: httparse cannot want more.
-                Ok(()) => {
-                    http1::speak_highest_minor(&mut conn.buf);
-                    http1::parse_request(&conn.buf)
-                        .and_then(|head| head.ok_or(HeadError::Malformed))
-                }
-                Err(ReadEnd::Bad(e)) => Err(e),
+            let next = match read {
+                Ok(()) => Box::pin(self.request(&mut stream, &mut conn, client, shutdown)).await,
+                Err(ReadEnd::Bad(e)) => Next::BadHead(e),
                 Err(ReadEnd::SlowHead) => return self.header_timeouts.count(),
                 Err(ReadEnd::Closed) => return,
             };
-            let start = Instant::now();
-            let head = match parsed {
-                Ok(head) => head,
-                Err(e) => {
+            match next {
+                Next::Request => {}
+                Next::Upstream(read) => match Box::pin(self.proxy(stream, read, shutdown)).await {
+                    Some(returned) => stream = returned,
+                    None => return,
+                },
+                Next::BadHead(e) => {
                     let send_timeout = self.config.limits.send_timeout;
                     let telemetry = &self.telemetry;
-                    return answer_bad_head(
+                    return Box::pin(answer_bad_head(
                         stream,
                         &mut conn.out,
                         e,
                         send_timeout,
                         (telemetry, client),
-                    )
+                    ))
                     .await;
                 }
-            };
-            let request = Request {
-                method: &head.method,
-                path: head.path,
-                query: head.query,
-                headers: &head.headers,
-            };
-            let decided = local::decide_without_blocking(&self.config, &request).await;
-            let route = decided.route;
-            let answer = match decided.decision {
-                Decision::Answer(answer) => answer,
-                Decision::Upstream(_) => {
-                    // Pingora parses the request again from these bytes (the proxy path pays
-                    // for that, the local paths never do). It gets this request's bytes only:
-                    // what was pipelined after it stays here, for the next round.
-                    let this = request_bytes(&head, conn.buf.len());
-                    drop(head);
-                    let read = BytesMut::from(&conn.buf[..this]);
-                    conn.buf.drain(..this);
-                    match self.proxy(stream, read, shutdown).await {
-                        Some(returned) => stream = returned,
-                        None => return,
-                    }
-                    continue;
-                }
-            };
-            let asked = Asked {
-                method: &head.method,
-                path: head.path,
-                headers: &head.headers,
-                protocol: if head.http10 { "HTTP/1.0" } else { "HTTP/1.1" },
-                client,
-                start,
-            };
-            let after = self
-                .answer_locally(
-                    (&mut stream, &mut conn.out, &mut conn.zero_copy),
-                    &head,
-                    &asked,
-                    route,
-                    answer,
-                    shutdown,
-                )
-                .await;
-            let consumed = head.len;
-            drop(head);
-            let body = match after {
-                After::KeepAlive { body } => body,
-                After::Close => return linger_close(stream).await,
-                After::Gone => return,
-            };
-            if conn
-                .next_request(&mut stream, consumed, body)
-                .await
-                .is_err()
-            {
-                return;
+                Next::Close => return Box::pin(linger_close(stream)).await,
+                Next::Gone => return,
             }
+        }
+    }
+
+    /// Answers the request whose complete head is in `conn.buf`, or hands it on.
+    async fn request(
+        &self,
+        stream: &mut Stream,
+        conn: &mut Connection,
+        client: Option<std::net::IpAddr>,
+        shutdown: &ShutdownWatch,
+    ) -> Next {
+        // An empty line ends every complete head: httparse cannot want more.
+        http1::speak_highest_minor(&mut conn.buf);
+        let head = match http1::parse_request(&conn.buf) {
+            Ok(Some(head)) => head,
+            Ok(None) => return Next::BadHead(HeadError::Malformed),
+            Err(e) => return Next::BadHead(e),
+        };
+        let start = Instant::now();
+        let request = Request {
+            method: &head.method,
+            path: head.path,
+            query: head.query,
+            headers: &head.headers,
+        };
+        let decided = local::decide_without_blocking(&self.config, &request).await;
+        let route = decided.route;
+        let answer = match decided.decision {
+            Decision::Answer(answer) => answer,
+            Decision::Upstream(_) => {
+                // Pingora parses the request again from these bytes (the proxy path pays for
+                // that, the local paths never do). It gets this request's bytes only: what was
+                // pipelined after it stays here, for the next round.
+                let this = request_bytes(&head, conn.buf.len());
+                drop(head);
+                let read = BytesMut::from(&conn.buf[..this]);
+                conn.buf.drain(..this);
+                return Next::Upstream(read);
+            }
+        };
+        let asked = Asked {
+            method: &head.method,
+            path: head.path,
+            headers: &head.headers,
+            protocol: if head.http10 { "HTTP/1.0" } else { "HTTP/1.1" },
+            client,
+            start,
+        };
+        let after = self
+            .answer_locally(
+                (stream, &mut conn.out, &mut conn.zero_copy),
+                &head,
+                &asked,
+                route,
+                answer,
+                shutdown,
+            )
+            .await;
+        let consumed = head.len;
+        drop(head);
+        let body = match after {
+            After::KeepAlive { body } => body,
+            After::Close => return Next::Close,
+            After::Gone => return Next::Gone,
+        };
+        match conn.next_request(stream, consumed, body).await {
+            Ok(()) => Next::Request,
+            Err(_) => Next::Gone,
         }
     }
 
@@ -432,6 +479,7 @@ struct Waits<'a, S> {
 async fn read_head<S: Future<Output = ()>>(
     stream: &mut Stream,
     buf: &mut Vec<u8>,
+    wait_unbuffered: bool,
     mut waits: Waits<'_, S>,
 ) -> Result<(), ReadEnd> {
     let mut deadline = waits.since + waits.timeout;
@@ -451,10 +499,9 @@ async fn read_head<S: Future<Output = ()>>(
             return Err(ReadEnd::Bad(HeadError::TooLarge));
         }
         scanned = buf.len().saturating_sub(2);
-        buf.reserve(READ_SIZE);
         let read = tokio::select! {
             biased;
-            read = stream.read_buf(buf) => read,
+            read = read_more(stream, buf, wait_unbuffered) => read,
             () = waits.idle.as_mut() => {
                 if tokio::time::Instant::now() >= deadline {
                     return Err(match buf.is_empty() {
@@ -482,6 +529,23 @@ async fn read_head<S: Future<Output = ()>>(
     }
 }
 
+/// Reads what has arrived into `buf`. Without `wait_unbuffered`, or with bytes in `buf`
+/// already, that is a plain read. Otherwise an empty `buf` gets its memory only once the socket
+/// is readable: a zero-byte read of a TCP stream waits for readiness and takes nothing. (Not on
+/// TLS: its stream takes a zero-byte read for the end of the stream.)
+async fn read_more(
+    stream: &mut Stream,
+    buf: &mut Vec<u8>,
+    wait_unbuffered: bool,
+) -> io::Result<usize> {
+    if wait_unbuffered && buf.capacity() == 0 {
+        let nothing = stream.read(&mut []).await?;
+        debug_assert_eq!(nothing, 0);
+    }
+    buf.reserve(READ_SIZE);
+    stream.read_buf(buf).await
+}
+
 /// Whether `bytes` contains an empty line (`\n\n` or `\n\r\n`).
 fn has_head_end(bytes: &[u8]) -> bool {
     bytes.iter().enumerate().any(|(i, &b)| {
@@ -504,7 +568,8 @@ async fn discard(stream: &mut Stream, buf: &mut Vec<u8>, head: usize, body: u64)
         return Ok(());
     }
     let drain = async {
-        let mut scratch = [0u8; 8192];
+        // On the heap: an array here would make every connection's future 8 KiB larger.
+        let mut scratch = vec![0u8; SCRATCH];
         while left > 0 {
             let want = left.min(scratch.len() as u64) as usize;
             let n = stream.read(&mut scratch[..want]).await?;
@@ -519,6 +584,9 @@ async fn discard(stream: &mut Stream, buf: &mut Vec<u8>, head: usize, body: u64)
         .await
         .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))?
 }
+
+/// The buffer request bytes to throw away are read into.
+const SCRATCH: usize = 8192;
 
 /// How long a closing connection may take to deliver its last response (nginx:
 /// `lingering_timeout`), and how much of what the client still sends is read meanwhile.
@@ -536,7 +604,7 @@ async fn linger_close(mut stream: Stream) {
         return;
     }
     let linger = async {
-        let mut scratch = [0u8; 8192];
+        let mut scratch = vec![0u8; SCRATCH];
         let mut read = 0;
         while read < LINGER_LIMIT {
             match stream.read(&mut scratch).await {

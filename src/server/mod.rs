@@ -22,6 +22,8 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use pingora::listeners::tls::TlsSettings;
+use pingora::listeners::ListenerConfig;
+use pingora::protocols::l4::stream::L4BufferSettings;
 use pingora::proxy::http_proxy;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server};
@@ -144,20 +146,17 @@ pub fn run(config: Config, upgrade: bool) -> Result<(), StartError> {
     );
     let mut service = Service::new("spillway".to_string(), front);
     for listener in &config.listen {
-        let address = listener.address.to_string();
-        match &listener.tls {
-            None => service.add_tcp(&address),
-            Some(certificates) => {
-                let mut settings =
-                    TlsSettings::intermediate("", "").map_err(|e| StartError::Tls {
-                        address: listener.address,
-                        error: e.to_string(),
-                    })?;
-                settings.set_cert_resolver(Arc::clone(certificates) as _);
-                settings.enable_h2();
-                service.add_tls_with_settings(&address, None, settings);
-            }
+        let mut endpoint = ListenerConfig::tcp(listener.address.to_string()).l4_buffer(l4_buffer());
+        if let Some(certificates) = &listener.tls {
+            let mut settings = TlsSettings::intermediate("", "").map_err(|e| StartError::Tls {
+                address: listener.address,
+                error: e.to_string(),
+            })?;
+            settings.set_cert_resolver(Arc::clone(certificates) as _);
+            settings.enable_h2();
+            endpoint = endpoint.tls(settings);
         }
+        service.add_listener(endpoint);
         tracing::info!(
             address = %listener.address,
             tls = listener.tls.is_some(),
@@ -257,4 +256,13 @@ impl pingora::services::background::BackgroundService for ReopenLog {
             }
         }
     }
+}
+
+/// No read buffer in front of a client socket: the front reads request heads into its own
+/// buffer, sized to the head, and Pingora's default would be 64 KiB, allocated and zeroed for
+/// every connection, idle or not. No write buffer either: it too is allocated per connection
+/// at accept (1.4 KiB by default), and the front assembles each local response in one buffer
+/// of its own.
+fn l4_buffer() -> L4BufferSettings {
+    L4BufferSettings::new(0, 0)
 }

@@ -201,7 +201,7 @@ impl ZeroCopy {
 }
 
 /// The socket of a plain TCP connection, borrowed for as long as the stream is.
-fn plain_tcp(stream: &Stream) -> Option<std::os::fd::BorrowedFd<'_>> {
+pub fn plain_tcp(stream: &Stream) -> Option<std::os::fd::BorrowedFd<'_>> {
     use std::os::fd::AsRawFd;
     let tcp = stream
         .as_any()
