@@ -18,6 +18,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use rustix::fs::{fadvise, Advice};
 use rustix::io::ReadWriteFlags;
 use spillway::fs::docroot::Docroot;
+use spillway::fs::open_cache::CacheSettings;
 
 const CHUNK: usize = 128 * 1024;
 
@@ -26,7 +27,12 @@ fn bench(c: &mut Criterion) {
     let data: Vec<u8> = (0..64 * CHUNK).map(|i| i as u8).collect();
     std::fs::create_dir_all(dir.path().join("a/b")).unwrap();
     std::fs::write(dir.path().join("a/b/file.bin"), &data).unwrap();
-    let root = Docroot::open(dir.path(), true).unwrap();
+    let uncached = CacheSettings {
+        entries: 0,
+        ..CacheSettings::default()
+    };
+    let root = Docroot::open(dir.path(), true, uncached).unwrap();
+    let remembering = Docroot::open(dir.path(), true, CacheSettings::default()).unwrap();
     let file = Arc::new(File::open(dir.path().join("a/b/file.bin")).unwrap());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -35,6 +41,13 @@ fn bench(c: &mut Criterion) {
 
     c.bench_function("open/openat2 RESOLVE_CACHED + fstat (hit)", |b| {
         b.iter(|| root.lookup_cached(black_box("a/b/file.bin")).unwrap())
+    });
+    c.bench_function("open/open-file cache (hit)", |b| {
+        b.iter(|| {
+            remembering
+                .lookup_cached(black_box("a/b/file.bin"))
+                .unwrap()
+        })
     });
     c.bench_function("open/spawn_blocking round trip (empty task)", |b| {
         b.iter(|| runtime.block_on(async { tokio::task::spawn_blocking(|| ()).await.unwrap() }))

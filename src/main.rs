@@ -34,10 +34,16 @@ mod tests {
         // Its default in mimalloc v3 is 1000 (ms), unless the environment overrides it.
         if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
             // SAFETY: reading an option is a plain load.
-            assert_eq!(unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) }, 1000);
+            assert_eq!(
+                unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) },
+                1000
+            );
         }
         purge_freed_memory_at_once();
         // SAFETY: as above.
-        assert_eq!(unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) }, 0);
+        assert_eq!(
+            unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) },
+            0
+        );
     }
 }

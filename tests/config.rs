@@ -249,6 +249,11 @@ fn semantic_errors_name_the_key_and_line() {
             "threads: must be at least 1",
             1,
         ),
+        (
+            format!("open_file_cache:\n  valid: 2m\n{GOOD}"),
+            "open_file_cache.valid: must be at most 60s: a deleted or replaced file is served that long",
+            2,
+        ),
     ];
     for (yaml, want, line) in cases {
         let got = errors(&yaml, &NO_ENV);

@@ -68,6 +68,11 @@ fn every_counter_moves_by_exactly_what_was_sent() {
         .header("etag")
         .unwrap()
         .to_owned();
+    // A request is counted just after its response is sent: the baseline includes this one.
+    let first = "spillway_requests_total{outcome=served,route=/uploads,status=200}";
+    wait_until("the first request is counted", || {
+        scrape(admin).get(first) == Some(&1.0)
+    });
     let before = scrape(admin);
     let served = get(stack.port(), "/uploads/here.txt");
     let not_modified = request(

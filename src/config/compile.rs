@@ -12,8 +12,8 @@ use super::expand::expand;
 use super::locate::{self, Step};
 use super::raw::{
     AllowDeny, Listen, RawAccess, RawAccessLog, RawAfter, RawBucket, RawConfig, RawCredentials,
-    RawDisposition, RawEncoding, RawLimits, RawLogFormat, RawOffload, RawRoute, RawTls,
-    RawUpstream,
+    RawDisposition, RawEncoding, RawLimits, RawLogFormat, RawOffload, RawOpenFileCache, RawRoute,
+    RawTls, RawUpstream,
 };
 use super::tls::{self, Certificates};
 use super::{
@@ -23,10 +23,14 @@ use super::{
 use crate::core::policy::{Access, Policy, Signing};
 use crate::core::route::RouteTable;
 use crate::fs::docroot::Docroot;
+use crate::fs::open_cache::CacheSettings;
 use crate::http::negotiate::Encoding;
 use crate::s3::credentials::CredentialCell;
 use crate::s3::sigv4::Keys;
 use crate::s3::{Addressing, Bucket, BucketError, MAX_SINGLE_PUT, MAX_TTL, MIN_PART};
+
+/// The longest `open_file_cache.valid`: nginx's usual 60 s.
+const MAX_CACHE_VALID: Duration = Duration::from_secs(60);
 
 /// Compiles `raw` (parsed from `text`, with relative paths against `base`).
 pub fn compile(
@@ -44,6 +48,7 @@ pub fn compile(
         chain_buckets: Vec::new(),
         chain_users: Vec::new(),
         chain_region: String::new(),
+        open_file_cache: CacheSettings::default(),
     };
     let config = compiler.compile(raw);
     if compiler.problems.is_empty() {
@@ -66,6 +71,8 @@ struct Compiler<'a> {
     chain_users: Vec<(Vec<Step>, String, Duration)>,
     /// The region of the first bucket using the chain.
     chain_region: String,
+    /// What every route's root remembers of its lookups.
+    open_file_cache: CacheSettings,
 }
 
 fn key(k: &str) -> Step {
@@ -113,6 +120,7 @@ impl Compiler<'_> {
                 "no routes and no default_upstream: nothing to serve",
             );
         }
+        self.open_file_cache = self.open_file_cache(&raw.open_file_cache);
         let routes = self.routes(&raw);
         let chain_credentials = self.resolve_chain();
         let limits = self.limits(&raw.limits);
@@ -278,6 +286,21 @@ impl Compiler<'_> {
             }
         };
         AccessLog { format, sink }
+    }
+
+    fn open_file_cache(&mut self, raw: &RawOpenFileCache) -> CacheSettings {
+        let defaults = CacheSettings::default();
+        let valid = raw.valid.unwrap_or(defaults.valid);
+        if valid > MAX_CACHE_VALID {
+            self.problem(
+                &[key("open_file_cache"), key("valid")],
+                "must be at most 60s: a deleted or replaced file is served that long",
+            );
+        }
+        CacheSettings {
+            entries: raw.entries.unwrap_or(defaults.entries),
+            valid,
+        }
     }
 
     fn limits(&mut self, raw: &RawLimits) -> Limits {
@@ -492,7 +515,7 @@ impl Compiler<'_> {
     fn docroot(&mut self, at: &[Step], raw: &RawRoute) -> Option<Docroot> {
         let path = self.base.join(&raw.root);
         let follow_symlinks = raw.symlinks != Some(AllowDeny::Deny);
-        match Docroot::open(&path, follow_symlinks) {
+        match Docroot::open(&path, follow_symlinks, self.open_file_cache) {
             Ok(d) => Some(d),
             Err(e) => {
                 self.problem(

@@ -21,6 +21,8 @@ pub struct RawConfig {
     pub shutdown: RawShutdown,
     #[serde(default)]
     pub limits: RawLimits,
+    #[serde(default)]
+    pub open_file_cache: RawOpenFileCache,
     /// Where the pid file and the upgrade socket live.
     #[serde(default)]
     pub runtime_dir: Option<String>,
@@ -330,6 +332,16 @@ pub struct RawLimits {
     pub send_timeout: Option<Duration>,
     #[serde(default, with = "opt_duration")]
     pub idle_timeout: Option<Duration>,
+}
+
+/// `open_file_cache:`: what each root remembers of its recent lookups.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOpenFileCache {
+    #[serde(default)]
+    pub entries: Option<usize>,
+    #[serde(default, with = "opt_duration")]
+    pub valid: Option<Duration>,
 }
 
 /// Durations are written the humantime way (`300s`, `5m`, `1h 30m`); a bad one is reported by

@@ -130,7 +130,7 @@ fn serve<'c, I: Io>(
     route: &'c Route,
     request: &Request,
     relative: &str,
-    file: File,
+    file: Arc<File>,
     meta: Metadata,
     io: &I,
 ) -> Result<Answer<'c>, I::Pending> {
@@ -148,7 +148,7 @@ fn serve<'c, I: Io>(
         if let Ok(Lookup::File(file, meta)) = io.lookup(&route.docroot, &variant)? {
             return Ok(Answer::Serve(LocalFile {
                 route,
-                file: Arc::new(file),
+                file,
                 meta,
                 content_type,
                 encoding: Some(encoding),
@@ -157,7 +157,7 @@ fn serve<'c, I: Io>(
     }
     Ok(Answer::Serve(LocalFile {
         route,
-        file: Arc::new(file),
+        file,
         meta,
         content_type,
         encoding: None,

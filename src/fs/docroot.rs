@@ -11,15 +11,18 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Instant;
 
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
 
+use super::open_cache::{CacheSettings, OpenFileCache};
+
 /// What a relative path names beneath the root.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Lookup {
     /// A regular file, opened for reading, with its metadata from the open handle.
-    File(File, Metadata),
+    File(Arc<File>, Metadata),
     /// A directory (served only through an index file; otherwise a miss).
     Directory,
     /// Nothing there: the redirect path.
@@ -59,8 +62,8 @@ pub trait Io {
 #[derive(Debug, Clone, Copy)]
 pub struct MayBlock;
 
-/// Only what the kernel's dentry cache can answer (`RESOLVE_CACHED`); anything else is left
-/// as a [`Warm`] at once. For the event loop.
+/// Only what the root's open-file cache or the kernel's dentry cache (`RESOLVE_CACHED`) can
+/// answer; anything else is left as a [`Warm`] at once. For the event loop.
 #[derive(Debug, Clone, Copy)]
 pub struct CachedOnly;
 
@@ -91,7 +94,7 @@ impl Io for CachedOnly {
     }
 }
 
-/// A path to resolve once with blocking I/O, so that the next cached-only lookup finds it.
+/// A path to look up once with blocking I/O, so that the next cached-only lookup finds it.
 #[derive(Debug)]
 pub struct Warm {
     docroot: Arc<Docroot>,
@@ -99,10 +102,11 @@ pub struct Warm {
 }
 
 impl Warm {
-    /// Blocking: run it on the blocking pool. The result is dropped; the dentry cache keeps
-    /// what matters.
+    /// Blocking: run it on the blocking pool. What it finds is remembered by the open-file
+    /// cache, and the kernel's dentry cache keeps the path in any case.
     pub fn run(&self) {
-        let _ = self.docroot.lookup(&self.relative);
+        self.docroot
+            .lookup_and_remember_at(&self.relative, Instant::now());
     }
 }
 
@@ -123,12 +127,15 @@ pub struct Docroot {
     resolve: ResolveFlags,
     /// Whether the kernel knows `RESOLVE_CACHED` (5.12+).
     cached_lookups: bool,
+    /// What the server's recent lookups found. Only [`CachedOnly`] reads it: `offload` and
+    /// `explain` always look at the disk.
+    cache: Option<OpenFileCache>,
 }
 
 impl Docroot {
     /// Opens `path` as a document root. It must be a directory. Symlinks that stay beneath the
     /// root are followed unless `follow_symlinks` is false.
-    pub fn open(path: &Path, follow_symlinks: bool) -> io::Result<Docroot> {
+    pub fn open(path: &Path, follow_symlinks: bool, cache: CacheSettings) -> io::Result<Docroot> {
         let dir = rustix::fs::open(
             path,
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -160,6 +167,7 @@ impl Docroot {
             containment,
             resolve,
             cached_lookups,
+            cache: OpenFileCache::new(cache),
         })
     }
 
@@ -188,17 +196,47 @@ impl Docroot {
         classify(opened)
     }
 
-    /// The same lookup from the dentry cache only; `None` when it would need the disk. Kernels
-    /// without `RESOLVE_CACHED` always wait.
+    /// The same lookup from the open-file cache, else from the dentry cache only; `None` when
+    /// it would need the disk. Kernels without `RESOLVE_CACHED` always wait.
     pub fn lookup_cached(&self, relative: &str) -> Option<Result<Lookup, LookupError>> {
-        if !self.cached_lookups {
-            return Some(self.lookup(relative));
+        self.lookup_cached_at(relative, Instant::now())
+    }
+
+    /// [`Docroot::lookup_cached`] at `now`, which tests move forward.
+    pub(crate) fn lookup_cached_at(
+        &self,
+        relative: &str,
+        now: Instant,
+    ) -> Option<Result<Lookup, LookupError>> {
+        if let Some(found) = self.cache.as_ref().and_then(|c| c.get(relative, now)) {
+            return Some(Ok(found));
         }
-        let relative = if relative.is_empty() { "." } else { relative };
-        match openat2(&self.dir, relative, self.resolve | ResolveFlags::CACHED) {
-            Err(Errno::AGAIN) => None,
-            opened => Some(classify(opened)),
+        let found = if self.cached_lookups {
+            let path = if relative.is_empty() { "." } else { relative };
+            match openat2(&self.dir, path, self.resolve | ResolveFlags::CACHED) {
+                Err(Errno::AGAIN) => return None,
+                opened => classify(opened),
+            }
+        } else {
+            self.lookup(relative)
+        };
+        if let Some(cache) = &self.cache {
+            cache.remember(relative, &found, now);
         }
+        Some(found)
+    }
+
+    /// A blocking lookup made at `now`, whose result the open-file cache remembers.
+    pub(crate) fn lookup_and_remember_at(&self, relative: &str, now: Instant) {
+        let found = self.lookup(relative);
+        if let Some(cache) = &self.cache {
+            cache.remember(relative, &found, now);
+        }
+    }
+
+    /// How many lookups the open-file cache remembers.
+    pub fn cached_entries(&self) -> usize {
+        self.cache.as_ref().map_or(0, OpenFileCache::remembered)
     }
 }
 
@@ -244,7 +282,7 @@ fn classify(opened: Result<OwnedFd, Errno>) -> Result<Lookup, LookupError> {
     let meta = file.metadata()?;
     let kind = meta.file_type();
     Ok(if kind.is_file() {
-        Lookup::File(file, meta)
+        Lookup::File(Arc::new(file), meta)
     } else if kind.is_dir() {
         Lookup::Directory
     } else {
@@ -288,7 +326,7 @@ mod tests {
         symlink("sub/a.txt", www.join("inside")).unwrap();
         symlink("../secret.txt", www.join("outside")).unwrap();
         symlink(outer.path().join("secret.txt"), www.join("absolute")).unwrap();
-        let root = Docroot::open(&www, true).unwrap();
+        let root = Docroot::open(&www, true, CacheSettings::default()).unwrap();
         (outer, root)
     }
 
@@ -343,7 +381,7 @@ mod tests {
     #[test]
     fn symlinks_deny_refuses_even_links_inside() {
         let (keep, _) = root();
-        let r = Docroot::open(&keep.path().join("www"), false).unwrap();
+        let r = Docroot::open(&keep.path().join("www"), false, CacheSettings::default()).unwrap();
         assert_eq!(kind(&r, "sub/a.txt"), "file");
         assert_eq!(
             kind(&r, "inside"),

@@ -213,7 +213,7 @@ impl Job<'_> {
             .await
             .map_err(std::io::Error::other)?;
         match looked_up {
-            Ok(Lookup::File(file, meta)) => Ok(Some((Arc::new(file), Stamp::of(&meta)))),
+            Ok(Lookup::File(file, meta)) => Ok(Some((file, Stamp::of(&meta)))),
             Ok(_) => Ok(None),
             Err(LookupError::PermissionDenied) => {
                 Err(std::io::Error::from(std::io::ErrorKind::PermissionDenied))
