@@ -530,3 +530,44 @@ fn a_file_replaced_or_deleted_mid_transfer_finishes_with_its_original_bytes() {
         "new requests see the new file once the open-file cache's window has passed"
     );
 }
+
+#[test]
+fn a_file_partly_in_the_page_cache_is_sent_in_order() {
+    // Holes in the page cache mix copied pieces (a non-blocking read stops short at a hole)
+    // with `sendfile` pieces; bytes a short read left buffered must not be overtaken.
+    let stack = Stack::start();
+    let bytes = patterned(8 << 20);
+    let path = stack.put_local("static", "holes.bin", &bytes);
+    let file = std::fs::File::open(&path).unwrap();
+    // Written back, dropped and read again: pages just written (dirty, or still in the
+    // kernel's per-CPU batches) are not dropped by `fadvise`.
+    file.sync_all().unwrap();
+    rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed).unwrap();
+    assert_eq!(
+        get(stack.port(), "/static/holes.bin").body.len(),
+        bytes.len()
+    );
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    for round in 0..12 {
+        for _ in 0..20 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let offset = (seed % (8 << 20)) & !4095;
+            let len = [4096, 16384, 65536, 200_000][(seed >> 40) as usize % 4];
+            rustix::fs::fadvise(
+                &file,
+                offset,
+                std::num::NonZeroU64::new(len),
+                rustix::fs::Advice::DontNeed,
+            )
+            .unwrap();
+        }
+        let resp = get(stack.port(), "/static/holes.bin");
+        assert_eq!(resp.status, 200);
+        assert!(
+            resp.body == bytes,
+            "round {round}: the body differs from the file"
+        );
+    }
+}

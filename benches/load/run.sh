@@ -673,7 +673,8 @@ check_url() { # server path kind workload
         elif ! cmp -s "$body" "$DOCROOT$path"; then
             saved=$RAW_DIR/check-failed-w$W-$s-$(basename "$path")
             cp "$body" "$saved"
-            fail="expected 200 with the file's $want bytes; the size is right but $(cmp -l "$body" "$DOCROOT$path" | wc -l) bytes differ, the first: $(cmp "$body" "$DOCROOT$path" | sed 's/^.*: //') (body saved: $saved)"
+            fail="expected 200 with the file's $want bytes; the size is right but $(cmp -l "$body" "$DOCROOT$path" | wc -l || true) bytes differ, the first: $(cmp "$body" "$DOCROOT$path" | sed 's/^.*: //' || true) (body saved: $saved, the file: $saved.expected)"
+            cp "$DOCROOT$path" "$saved.expected"
         fi
         ;;
     s3)

@@ -427,6 +427,15 @@ async fn send_range(
         let left = end - offset;
         let sent = match &socket {
             Some(socket) if zero_copy::cached(file, offset, left.min(ZERO_COPY_PIECE)) => {
+                // What a copied piece left in the buffer goes first, or these bytes would
+                // overtake it: a non-blocking read stops short where the page cache does, and
+                // the read-ahead it starts can fill the rest before this check.
+                if !reply.out.is_empty() {
+                    tokio::time::timeout(reply.send_timeout, socket.send_before_file(reply.out))
+                        .await
+                        .map_err(|_| stopped_reading())??;
+                    reply.out.clear();
+                }
                 let piece = left.min(ZERO_COPY_PIECE) as usize;
                 tokio::time::timeout(reply.send_timeout, socket.send_file(file, offset, piece))
                     .await
