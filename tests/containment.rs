@@ -169,10 +169,52 @@ fn symlinks_inside_the_root_work_and_deny_refuses_them_all() {
 
     stack.put_local("strict", "real/a.txt", b"real");
     symlink("real", stack.www("strict").join("link")).unwrap();
+    let absolute = stack
+        .www("strict")
+        .join("real/a.txt")
+        .canonicalize()
+        .unwrap();
+    symlink(&absolute, stack.www("strict").join("absolute.txt")).unwrap();
     assert_eq!(get(stack.port(), "/strict/real/a.txt").status, 200);
-    let resp = get(stack.port(), "/strict/link/a.txt");
-    assert_eq!(resp.status, 404, "symlinks: deny");
-    assert_eq!(resp.header("location"), None);
+    for path in ["/strict/link/a.txt", "/strict/absolute.txt"] {
+        let resp = get(stack.port(), path);
+        assert_eq!(resp.status, 404, "{path}: symlinks: deny");
+        assert_eq!(resp.header("location"), None);
+    }
+}
+
+#[test]
+fn an_absolute_link_into_the_root_is_served_and_one_swapped_out_is_refused() {
+    // No open-file cache: each request resolves the link again.
+    let stack = Stack::start_with(StackOptions {
+        extra_top: "open_file_cache:\n  valid: 0s\n".into(),
+        ..StackOptions::default()
+    });
+    let shared = stack.put_local("uploads", "shared/logo.png", b"logo bytes");
+    let absolute = shared.canonicalize().unwrap();
+    let link = stack.www("uploads").join("logo.png");
+    symlink(&absolute, &link).unwrap();
+    let resp = get(stack.port(), "/uploads/logo.png");
+    assert_eq!(
+        (resp.status, resp.body.as_slice()),
+        (200, &b"logo bytes"[..]),
+        "an absolute link that stays inside, as nginx serves it"
+    );
+    let canary = stack.proxy.spillway_dir().join("canary.txt");
+    std::fs::write(&canary, "CANARY-OUTSIDE-ROOT").unwrap();
+    std::fs::remove_file(&link).unwrap();
+    symlink(&canary, &link).unwrap();
+    let resp = get(stack.port(), "/uploads/logo.png");
+    assert_eq!(resp.status, 404, "swapped to lead outside");
+    assert!(!resp.text().contains("CANARY"));
+    assert_eq!(resp.header("location"), None, "refused, not redirected");
+    // A directory link out of the root that leads back in: what counts is where the file is.
+    symlink(stack.proxy.spillway_dir(), stack.www("uploads").join("up")).unwrap();
+    let resp = get(stack.port(), "/uploads/up/www/uploads/shared/logo.png");
+    assert_eq!(resp.status, 200, "back inside");
+    let resp = get(stack.port(), "/uploads/up/canary.txt");
+    assert_eq!(resp.status, 404, "outside");
+    assert!(!resp.text().contains("CANARY"));
 }
 
 #[test]

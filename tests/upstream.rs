@@ -84,6 +84,45 @@ fn other_methods_under_a_route_go_upstream_with_their_body() {
 }
 
 #[test]
+fn a_route_with_its_own_upstream_sends_its_uploads_there() {
+    let legacy = support::Legacy::start();
+    let uploads_app = support::Legacy::start();
+    let proxy = Spillway::start_with(|port| {
+        format!(
+            "listen: \"127.0.0.1:{port}\"\nthreads: 1\nupstreams:\n  legacy:\n    address: \"127.0.0.1:{}\"\n  uploads-app:\n    address: \"127.0.0.1:{}\"\ndefault_upstream: legacy\nroutes:\n  - prefix: /uploads\n    root: .\n    upstream: uploads-app\n",
+            legacy.port, uploads_app.port
+        )
+    });
+    let answered_by = |method: &str, path: &str| {
+        let resp = request(proxy.port, method, path, &[], b"x=1");
+        assert_eq!(resp.status, 200, "{method} {path}: {}", resp.text());
+        resp.header("x-legacy-port").map(str::to_owned)
+    };
+    let uploads_app = Some(uploads_app.port.to_string());
+    let legacy = Some(legacy.port.to_string());
+    for method in ["POST", "PUT", "DELETE"] {
+        assert_eq!(
+            answered_by(method, "/uploads/new.jpg"),
+            uploads_app,
+            "{method}"
+        );
+    }
+    assert_eq!(
+        answered_by("POST", "/forum/post"),
+        legacy,
+        "outside the route"
+    );
+    assert_eq!(answered_by("GET", "/forum/"), legacy);
+    let mut conn = Conn::open(proxy.port);
+    let resp = conn.send("GET", "/uploads/missing.jpg", &[], b"");
+    assert_eq!(
+        resp.status, 404,
+        "GET under the route stays local (no bucket)"
+    );
+    assert_eq!(resp.header("x-legacy-port"), None);
+}
+
+#[test]
 fn without_an_upstream_other_methods_get_405_and_unrouted_paths_404() {
     let stack = Stack::start_with(StackOptions {
         upstream: false,

@@ -29,6 +29,9 @@ use crate::s3::credentials::CredentialCell;
 use crate::s3::sigv4::Keys;
 use crate::s3::{Addressing, Bucket, BucketError, MAX_SINGLE_PUT, MAX_TTL, MIN_PART};
 
+/// Compiled buckets or upstreams, by the name the config gives them.
+type ByName<'a, T> = BTreeMap<&'a str, Arc<T>>;
+
 /// The longest `open_file_cache.valid`: nginx's usual 60 s.
 const MAX_CACHE_VALID: Duration = Duration::from_secs(60);
 
@@ -121,7 +124,7 @@ impl Compiler<'_> {
             );
         }
         self.open_file_cache = self.open_file_cache(&raw.open_file_cache);
-        let routes = self.routes(&raw);
+        let routes = self.routes(&raw, &upstreams);
         let chain_credentials = self.resolve_chain();
         let limits = self.limits(&raw.limits);
         let admin = raw
@@ -174,7 +177,11 @@ impl Compiler<'_> {
     }
 
     /// The route table, with the buckets its routes refer to.
-    fn routes(&mut self, raw: &RawConfig) -> RouteTable<Route> {
+    fn routes(
+        &mut self,
+        raw: &RawConfig,
+        upstreams: &BTreeMap<&str, Arc<Upstream>>,
+    ) -> RouteTable<Route> {
         let buckets: BTreeMap<&str, Arc<Bucket>> = raw
             .buckets
             .iter()
@@ -183,7 +190,7 @@ impl Compiler<'_> {
         let mut routes = RouteTable::default();
         for (index, r) in raw.routes.iter().enumerate() {
             let at = [key("routes"), Step::Index(index)];
-            let Some(route) = self.route(&at, r, raw, &buckets) else {
+            let Some(route) = self.route(&at, r, raw, (&buckets, upstreams)) else {
                 continue;
             };
             if let Err(e) = routes.insert(&r.prefix, route) {
@@ -443,12 +450,21 @@ impl Compiler<'_> {
         at: &[Step],
         raw: &RawRoute,
         config: &RawConfig,
-        buckets: &BTreeMap<&str, Arc<Bucket>>,
+        (buckets, upstreams): (&ByName<Bucket>, &ByName<Upstream>),
     ) -> Option<Route> {
         let field = |k: &str| [at, &[key(k)]].concat();
         let docroot = self.docroot(&field("root"), raw);
         let bucket = raw.bucket.as_deref().and_then(|name| {
             self.reference(&field("bucket"), "bucket", name, buckets, &config.buckets)
+        });
+        let upstream = raw.upstream.as_deref().and_then(|name| {
+            self.reference(
+                &field("upstream"),
+                "upstream",
+                name,
+                upstreams,
+                &config.upstreams,
+            )
         });
         if raw.key_prefix.starts_with('/') {
             self.problem(
@@ -497,6 +513,7 @@ impl Compiler<'_> {
             docroot: Arc::new(docroot?),
             bucket,
             bucket_name: raw.bucket.clone(),
+            upstream,
             key_prefix: raw.key_prefix.clone(),
             policy,
             index: raw.index.clone(),

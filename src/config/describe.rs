@@ -70,6 +70,13 @@ pub fn describe(config: &Config) -> String {
                 let _ = writeln!(out, "  miss -> 404 (no bucket)");
             }
         }
+        if let Some(u) = &route.upstream {
+            let _ = writeln!(
+                out,
+                "  other methods -> upstream {} at {}",
+                u.name, u.address
+            );
+        }
     }
     out
 }

@@ -121,6 +121,14 @@ impl Default for Limits {
 }
 
 impl Config {
+    /// The upstream a request under `route` (or under none) is proxied to: the route's own
+    /// `upstream:`, else `default_upstream`.
+    pub fn upstream_for<'a>(&'a self, route: Option<&'a Route>) -> Option<&'a Arc<Upstream>> {
+        route
+            .and_then(|r| r.upstream.as_ref())
+            .or(self.default_upstream.as_ref())
+    }
+
     /// Where the pid file and the upgrade socket live: `runtime_dir:`, or by default a
     /// directory of this config's own under `/run/spillway` (root), `$XDG_RUNTIME_DIR/spillway`,
     /// or `~/.local/state/spillway`. Never a shared temporary directory.
@@ -199,6 +207,8 @@ pub struct Route {
     /// Where misses go; `None` makes a miss a plain 404.
     pub bucket: Option<Arc<Bucket>>,
     pub bucket_name: Option<String>,
+    /// Where its requests that go upstream (uploads, deletes) are sent; `None`: the default.
+    pub upstream: Option<Arc<Upstream>>,
     pub key_prefix: String,
     pub policy: Policy,
     /// Index files for directory requests, tried in order; empty = directories are misses.

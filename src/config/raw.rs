@@ -108,6 +108,9 @@ pub struct RawRoute {
     pub root: String,
     #[serde(default)]
     pub bucket: Option<String>,
+    /// Where requests under the route that go upstream (uploads, deletes) are sent.
+    #[serde(default)]
+    pub upstream: Option<String>,
     #[serde(default)]
     pub key_prefix: String,
     #[serde(default)]

@@ -69,7 +69,7 @@ pub fn decide<'c, 'p, I: Io>(
     now: SystemTime,
     io: &I,
 ) -> Result<Decided<'c, 'p>, I::Pending> {
-    let upstream_or = |reject| match &config.default_upstream {
+    let upstream_or = |route, reject| match config.upstream_for(route) {
         Some(upstream) => Decision::Upstream(upstream),
         None => Decision::Answer(Answer::Reject(reject)),
     };
@@ -77,7 +77,7 @@ pub fn decide<'c, 'p, I: Io>(
         return Ok(Decided {
             route: None,
             relative: None,
-            decision: upstream_or(Reject::NoRoute),
+            decision: upstream_or(None, Reject::NoRoute),
         });
     };
     let decided = |relative, answer| Decided {
@@ -90,7 +90,7 @@ pub fn decide<'c, 'p, I: Io>(
         return Ok(Decided {
             route: Some(route),
             relative: None,
-            decision: upstream_or(Reject::MethodNotAllowed),
+            decision: upstream_or(Some(route), Reject::MethodNotAllowed),
         });
     }
     let relative = match decode_relative(rest) {

@@ -8,7 +8,7 @@
 use std::convert::Infallible;
 use std::fs::{File, Metadata};
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -186,7 +186,10 @@ impl Docroot {
     pub fn lookup(&self, relative: &str) -> Result<Lookup, LookupError> {
         let relative = if relative.is_empty() { "." } else { relative };
         let opened = match &self.containment {
-            Containment::Kernel => openat2(&self.dir, relative, self.resolve),
+            Containment::Kernel => match openat2(&self.dir, relative, self.resolve) {
+                Err(Errno::XDEV) if self.follows_symlinks() => self.open_through_link(relative),
+                opened => opened,
+            },
             Containment::Canonical(root) => open_checked(
                 root,
                 relative,
@@ -194,6 +197,36 @@ impl Docroot {
             ),
         };
         classify(opened)
+    }
+
+    fn follows_symlinks(&self) -> bool {
+        !self.resolve.contains(ResolveFlags::NO_SYMLINKS)
+    }
+
+    /// A path `RESOLVE_BENEATH` refused (`EXDEV`) because a symlink on it left the root, or is
+    /// absolute: it refuses `/srv/www/img/a.png` even inside `/srv/www`, which nginx serves.
+    /// Such a path is resolved as the system would, to an `O_PATH` handle (which opens
+    /// nothing, so no device is touched), and is kept only if the file that handle names lies
+    /// beneath the root's real path. That is judged from the handle itself, so a link swapped
+    /// between the resolution and the check changes nothing; the file is then opened through
+    /// the same handle.
+    fn open_through_link(&self, relative: &str) -> Result<OwnedFd, Errno> {
+        if relative.starts_with('/') {
+            return Err(Errno::XDEV);
+        }
+        let resolved = rustix::fs::openat2(
+            &self.dir,
+            relative,
+            OFlags::PATH | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::NO_MAGICLINKS,
+        )?;
+        let handle = format!("/proc/self/fd/{}", resolved.as_raw_fd());
+        let target = std::fs::read_link(&handle).map_err(|_| Errno::XDEV)?;
+        if !target.starts_with(&self.path) {
+            return Err(Errno::XDEV);
+        }
+        rustix::fs::open(handle.as_str(), open_flags(), Mode::empty())
     }
 
     /// The same lookup from the open-file cache, else from the dentry cache only; `None` when
@@ -214,7 +247,9 @@ impl Docroot {
         let found = if self.cached_lookups {
             let path = if relative.is_empty() { "." } else { relative };
             match openat2(&self.dir, path, self.resolve | ResolveFlags::CACHED) {
+                // A link that leaves the root, or an absolute one: the blocking lookup decides.
                 Err(Errno::AGAIN) => return None,
+                Err(Errno::XDEV) if self.follows_symlinks() => return None,
                 opened => classify(opened),
             }
         } else {
@@ -326,6 +361,8 @@ mod tests {
         symlink("sub/a.txt", www.join("inside")).unwrap();
         symlink("../secret.txt", www.join("outside")).unwrap();
         symlink(outer.path().join("secret.txt"), www.join("absolute")).unwrap();
+        symlink(www.join("sub/a.txt"), www.join("absolute_inside")).unwrap();
+        symlink("../www/sub/a.txt", www.join("escapes_and_returns")).unwrap();
         let root = Docroot::open(&www, true, CacheSettings::default()).unwrap();
         (outer, root)
     }
@@ -351,8 +388,10 @@ mod tests {
             ("nope.txt", "missing"),
             ("sub/a.txt/x", "missing"),
             ("inside", "file"),
+            ("absolute_inside", "file"),
             ("outside", "refused"),
             ("absolute", "refused"),
+            ("escapes_and_returns", "file"),
             ("../secret.txt", "refused"),
             ("/etc/passwd", "refused"),
         ];
@@ -389,5 +428,24 @@ mod tests {
             "a link, though it stays inside"
         );
         assert_eq!(kind(&r, "outside"), "refused");
+        assert_eq!(kind(&r, "absolute_inside"), "refused");
+    }
+
+    #[test]
+    fn a_link_swapped_to_lead_outside_is_refused() {
+        let (keep, r) = root();
+        let www = keep.path().join("www");
+        assert_eq!(kind(&r, "absolute_inside"), "file");
+        std::fs::remove_file(www.join("absolute_inside")).unwrap();
+        symlink(keep.path().join("secret.txt"), www.join("absolute_inside")).unwrap();
+        assert_eq!(kind(&r, "absolute_inside"), "refused");
+        // A directory link out of the root, with the file beyond it.
+        symlink(keep.path(), www.join("up")).unwrap();
+        assert_eq!(kind(&r, "up/secret.txt"), "refused");
+        assert_eq!(
+            kind(&r, "up/www/sub/a.txt"),
+            "file",
+            "back inside through it"
+        );
     }
 }

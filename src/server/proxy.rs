@@ -1,8 +1,9 @@
 //! The upstream side: Pingora's HTTP proxy, for the requests `front` decided go to the legacy
-//! server. Connects to the default upstream with timeouts, adds `X-Forwarded-*` and
+//! server. Connects to the request's upstream (its route's, else the default) with timeouts, adds `X-Forwarded-*` and
 //! `X-Request-Id`, turns a refused connection into a 502 with a log line naming the upstream,
 //! and counts and logs each request.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -17,36 +18,48 @@ use crate::core::outcome::Outcome;
 use crate::telemetry::access_log::Entry;
 use crate::telemetry::{RequestId, Telemetry};
 
-/// The proxy service: what Pingora needs to reach the upstream.
+/// The proxy service: what Pingora needs to reach the upstreams.
 pub struct Spillway {
     config: Arc<Config>,
-    /// The default upstream as a ready peer, cloned per proxied request.
-    upstream: Option<(Arc<Upstream>, HttpPeer)>,
+    /// Every upstream a request can go to, by name, as a ready peer cloned per request.
+    peers: BTreeMap<String, HttpPeer>,
     telemetry: Arc<Telemetry>,
 }
 
 impl Spillway {
     pub fn new(config: &Arc<Config>, telemetry: Arc<Telemetry>) -> Spillway {
-        let upstream = config.default_upstream.clone().map(|u| {
-            let mut peer = HttpPeer::new(u.address, false, String::new());
-            // Pingora sets no upstream timeouts by default: a dead backend would hold
-            // requests forever.
-            peer.options.connection_timeout = Some(u.connect_timeout);
-            peer.options.read_timeout = Some(u.read_timeout);
-            peer.options.write_timeout = Some(u.write_timeout);
-            peer.options.idle_timeout = Some(u.idle_timeout);
-            (u, peer)
-        });
+        let used = config
+            .routes
+            .iter()
+            .filter_map(|(_, r)| r.upstream.as_ref());
+        let peers = config
+            .default_upstream
+            .iter()
+            .chain(used)
+            .map(|u| (u.name.clone(), peer(u)))
+            .collect();
         Spillway {
             config: Arc::clone(config),
-            upstream,
+            peers,
             telemetry,
         }
     }
 
-    fn upstream_name(&self) -> &str {
-        self.upstream.as_ref().map_or("-", |(u, _)| u.name.as_str())
+    /// The upstream of a request to `path`: its route's, else the default.
+    fn upstream(&self, path: &str) -> Option<&Arc<Upstream>> {
+        let route = self.config.routes.lookup(path).map(|(r, _)| r);
+        self.config.upstream_for(route)
     }
+}
+
+fn peer(upstream: &Upstream) -> HttpPeer {
+    let mut peer = HttpPeer::new(upstream.address, false, String::new());
+    // Pingora sets no upstream timeouts by default: a dead backend would hold requests forever.
+    peer.options.connection_timeout = Some(upstream.connect_timeout);
+    peer.options.read_timeout = Some(upstream.read_timeout);
+    peer.options.write_timeout = Some(upstream.write_timeout);
+    peer.options.idle_timeout = Some(upstream.idle_timeout);
+    peer
 }
 
 /// Whether `error` only means the client closed its connection or stopped reading.
@@ -82,6 +95,8 @@ fn upstream_error_kind(error: &Error) -> &'static str {
 pub struct RequestCtx {
     start: Instant,
     request_id: RequestId,
+    /// The upstream's name, once chosen (for the log and the error counter).
+    upstream: Option<String>,
     /// Set when `fail_to_connect` already logged the failure with the upstream's name.
     connect_failed: bool,
 }
@@ -94,6 +109,7 @@ impl ProxyHttp for Spillway {
         RequestCtx {
             start: Instant::now(),
             request_id: RequestId::new(),
+            upstream: None,
             connect_failed: false,
         }
     }
@@ -114,11 +130,15 @@ impl ProxyHttp for Spillway {
 
     async fn upstream_peer(
         &self,
-        _session: &mut Session,
-        _ctx: &mut RequestCtx,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
-        match &self.upstream {
-            Some((_, peer)) => Ok(Box::new(peer.clone())),
+        let upstream = self.upstream(session.req_header().uri.path());
+        match upstream.and_then(|u| Some((u, self.peers.get(&u.name)?))) {
+            Some((upstream, peer)) => {
+                ctx.upstream = Some(upstream.name.clone());
+                Ok(Box::new(peer.clone()))
+            }
             None => Error::e_explain(ErrorType::InternalError, "no upstream configured"),
         }
     }
@@ -156,7 +176,7 @@ impl ProxyHttp for Spillway {
         mut e: Box<Error>,
     ) -> Box<Error> {
         ctx.connect_failed = true;
-        let name = self.upstream_name();
+        let name = ctx.upstream.as_deref().unwrap_or("-");
         tracing::warn!(upstream = name, address = %peer._address, "cannot connect to upstream: {e}");
         // One upstream address: retrying it at once would only delay the 502.
         e.set_retry(false);
@@ -172,9 +192,10 @@ impl ProxyHttp for Spillway {
 
     async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut RequestCtx) {
         if let Some(error) = error.filter(|e| *e.esource() == ErrorSource::Upstream) {
+            let name = ctx.upstream.as_deref().unwrap_or("-");
             self.telemetry
                 .metrics
-                .upstream_error(self.upstream_name(), upstream_error_kind(error));
+                .upstream_error(name, upstream_error_kind(error));
         }
         let status = session.response_written().map(|r| r.status);
         let req = session.req_header();

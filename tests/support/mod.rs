@@ -802,14 +802,17 @@ impl Legacy {
     pub fn start() -> Legacy {
         let listener = bind_any();
         let port = listener.local_addr().expect("local_addr").port();
-        let service = hyper::service::service_fn(echo);
+        let service = hyper::service::service_fn(move |req| echo(req, port));
         let server = BackgroundServer::start("legacy", listener, service);
         Legacy { port, server }
     }
 }
 
+/// Echoes the request it got (method, URI, headers, body), saying which server answered in
+/// `x-legacy-port`.
 async fn echo(
     req: http::Request<hyper::body::Incoming>,
+    port: u16,
 ) -> Result<http::Response<http_body_util::Full<bytes::Bytes>>, hyper::Error> {
     use http_body_util::BodyExt;
     let (parts, body) = req.into_parts();
@@ -843,6 +846,7 @@ async fn echo(
     let resp = http::Response::builder()
         .status(200)
         .header("x-legacy", "1")
+        .header("x-legacy-port", port)
         .header("content-type", "text/plain; charset=utf-8")
         .body(http_body_util::Full::new(bytes::Bytes::from(out)))
         .expect("echo response");
