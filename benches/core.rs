@@ -207,6 +207,7 @@ fn telemetry(c: &mut Criterion) {
         request_id: "be4db921ec2031450000000000000000",
         reason: None,
         cut_short: None,
+        would: None,
     };
     let dir = tempfile::tempdir().unwrap();
     for (name, format) in [

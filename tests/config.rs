@@ -250,6 +250,14 @@ fn semantic_errors_name_the_key_and_line() {
             1,
         ),
         (
+            GOOD.replace(
+                "key_prefix: uploads/",
+                "key_prefix: uploads/\n    authorize: { upstream: legacy, path: /auth, forward: [X-Original-URI] }",
+            ),
+            "routes[0].authorize.forward[0]: x-original-uri is set by spillway, never forwarded",
+            19,
+        ),
+        (
             format!("open_file_cache:\n  valid: 2m\n{GOOD}"),
             "open_file_cache.valid: must be at most 60s: a deleted or replaced file is served that long",
             2,

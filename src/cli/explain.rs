@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::config::{Config, Route};
 use crate::core::answer::Answer;
+use crate::core::authorize::{original_uri, Authorize};
 use crate::core::decide::{decide, Decided, Decision, Request};
 use crate::core::outcome::Outcome;
 use crate::core::policy::Access;
@@ -41,6 +42,10 @@ pub struct Explanation {
     pub reason: Option<String>,
     /// The upstream, as `name (address)`.
     pub upstream: Option<String>,
+    /// The authorization check the answer waits for, if one applies: where it goes and what
+    /// it carries.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authorize: Option<String>,
 }
 
 /// Explains `method target` (`target` may carry a query) as of `now`.
@@ -63,9 +68,32 @@ pub fn explain(config: &Config, method: &Method, target: &str, now: SystemTime) 
             e.outcome = Outcome::Upstream;
             e.upstream = Some(format!("{} ({})", upstream.name, upstream.address));
         }
-        Decision::Answer(answer) => describe_answer(&mut e, decided.route, &answer),
+        Decision::Answer(answer) => {
+            describe_answer(&mut e, decided.route, &answer);
+            e.authorize = decided.route.and_then(|route| {
+                let check = route.authorize.as_ref().filter(|a| a.applies(&answer))?;
+                let uri = original_uri(&route.prefix, decided.relative.as_deref()?);
+                Some(describe_check(check, &uri, method))
+            });
+        }
     }
     e
+}
+
+/// The request the check sends, in one line: `GET legacy (127.0.0.1:8081) /spillway/authorize
+/// with X-Original-URI: …, X-Original-Method: GET, forwarding cookie`.
+fn describe_check(check: &Authorize, uri: &str, method: &Method) -> String {
+    let forwarded: Vec<&str> = check.forward.iter().map(|n| n.as_str()).collect();
+    let forwarding = if forwarded.is_empty() {
+        "no client headers".to_owned()
+    } else {
+        format!("forwarding {}", forwarded.join(", "))
+    };
+    format!(
+        "GET {} ({}) {} with X-Original-URI: {uri}, X-Original-Method: {method}, {forwarding}; \
+         the answer before it is sent",
+        check.upstream.name, check.upstream.address, check.path
+    )
 }
 
 /// What led to the decision: the route, the path below it, the file and the key.
@@ -96,6 +124,7 @@ fn context(method: &Method, target: &str, decided: &Decided) -> Explanation {
         cache_control: None,
         reason: None,
         upstream: None,
+        authorize: None,
     }
 }
 
@@ -139,6 +168,8 @@ fn describe_answer(e: &mut Explanation, route: Option<&Route>, answer: &Answer) 
             e.reason = Some(reject.to_string());
             reject.status()
         }
+        // Only the server's check says no; `decide` never does.
+        Answer::Denied(denial) => denial.status,
     };
     e.status = Some(status.as_u16());
     e.outcome = answer.outcome(status);
@@ -179,6 +210,7 @@ impl Explanation {
         line("cache-control", self.cache_control.as_deref());
         line("reason", self.reason.as_deref());
         line("upstream", self.upstream.as_deref());
+        line("authorize", self.authorize.as_deref());
         out
     }
 }

@@ -11,15 +11,16 @@ use std::time::Duration;
 use super::expand::expand;
 use super::locate::{self, Step};
 use super::raw::{
-    AllowDeny, Listen, RawAccess, RawAccessLog, RawAfter, RawBucket, RawConfig, RawCredentials,
-    RawDisposition, RawEncoding, RawLimits, RawLogFormat, RawOffload, RawOpenFileCache, RawRoute,
-    RawTls, RawUpstream,
+    AllowDeny, Listen, RawAccess, RawAccessLog, RawAfter, RawAppliesTo, RawAuthorize, RawBucket,
+    RawConfig, RawCredentials, RawDisposition, RawEncoding, RawLimits, RawLogFormat, RawOffload,
+    RawOpenFileCache, RawRoute, RawTls, RawUpstream,
 };
 use super::tls::{self, Certificates};
 use super::{
     AccessLog, After, ChainCredentials, Config, Dotfiles, Environment, Limits, Listener, LogFormat,
     LogSink, Offload, Problem, Route, Shutdown, Upstream, DEFAULT_REDIRECT_MAX_AGE, DEFAULT_TTL,
 };
+use crate::core::authorize::{AppliesTo, Authorize, SET_BY_SPILLWAY};
 use crate::core::policy::{Access, Policy, Signing};
 use crate::core::route::RouteTable;
 use crate::fs::docroot::Docroot;
@@ -28,6 +29,21 @@ use crate::http::negotiate::Encoding;
 use crate::s3::credentials::CredentialCell;
 use crate::s3::sigv4::Keys;
 use crate::s3::{Addressing, Bucket, BucketError, MAX_SINGLE_PUT, MAX_TTL, MIN_PART};
+
+/// How long an authorization check may take, unless the route says otherwise.
+const DEFAULT_AUTHORIZE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Headers about the client's connection, never about the request: not for an endpoint.
+const HOP_BY_HOP: [&str; 8] = [
+    "host",
+    "connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "content-length",
+];
 
 /// Compiled buckets or upstreams, by the name the config gives them.
 type ByName<'a, T> = BTreeMap<&'a str, Arc<T>>;
@@ -466,6 +482,16 @@ impl Compiler<'_> {
                 &config.upstreams,
             )
         });
+        if raw.shadow && upstream.is_none() && config.default_upstream.is_none() {
+            self.problem(
+                &field("shadow"),
+                "needs an upstream to send everything to (the route's upstream or default_upstream)",
+            );
+        }
+        let authorize = raw.authorize.as_ref().and_then(|check| {
+            let at = field("authorize");
+            self.authorize(&at, check, raw.bucket.is_some(), (upstreams, config))
+        });
         if raw.key_prefix.starts_with('/') {
             self.problem(
                 &field("key_prefix"),
@@ -514,6 +540,8 @@ impl Compiler<'_> {
             bucket,
             bucket_name: raw.bucket.clone(),
             upstream,
+            authorize,
+            shadow: raw.shadow,
             key_prefix: raw.key_prefix.clone(),
             policy,
             index: raw.index.clone(),
@@ -525,6 +553,72 @@ impl Compiler<'_> {
             },
             redirect_cache_control,
             offload,
+        })
+    }
+
+    /// A route's authorization check.
+    fn authorize(
+        &mut self,
+        at: &[Step],
+        raw: &RawAuthorize,
+        has_bucket: bool,
+        (upstreams, config): (&ByName<Upstream>, &RawConfig),
+    ) -> Option<Authorize> {
+        let field = |k: &str| [at, &[key(k)]].concat();
+        let upstream = self.reference(
+            &field("upstream"),
+            "upstream",
+            &raw.upstream,
+            upstreams,
+            &config.upstreams,
+        );
+        if !raw.path.starts_with('/') || raw.path.parse::<http::uri::PathAndQuery>().is_err() {
+            self.problem(
+                &field("path"),
+                format!("{:?} must be a path starting with '/'", raw.path),
+            );
+        }
+        let mut forward = Vec::new();
+        for (i, name) in raw.forward.iter().enumerate() {
+            let at = [field("forward"), vec![Step::Index(i)]].concat();
+            match http::HeaderName::from_bytes(name.as_bytes()) {
+                Ok(name) if SET_BY_SPILLWAY.contains(&name.as_str()) => {
+                    self.problem(&at, format!("{name} is set by spillway, never forwarded"))
+                }
+                Ok(name) if HOP_BY_HOP.contains(&name.as_str()) => self.problem(
+                    &at,
+                    format!("{name} describes the client's connection; it cannot be forwarded"),
+                ),
+                Ok(name) => forward.push(name),
+                Err(_) => self.problem(&at, format!("{name:?} is not a header name")),
+            }
+        }
+        let timeout = raw.timeout.unwrap_or(DEFAULT_AUTHORIZE_TIMEOUT);
+        if !(Duration::from_millis(100)..=Duration::from_secs(60)).contains(&timeout) {
+            self.problem(&field("timeout"), "must be between 100ms and 60s");
+        }
+        let cache = raw.cache.unwrap_or(Duration::ZERO);
+        if cache > Duration::from_secs(3600) {
+            self.problem(&field("cache"), "must be at most 1h");
+        }
+        let applies_to = match raw.applies_to {
+            Some(RawAppliesTo::All) => AppliesTo::All,
+            Some(RawAppliesTo::Private) | None => AppliesTo::Private,
+        };
+        if applies_to == AppliesTo::Private && !has_bucket {
+            self.problem(
+                at,
+                "applies to presigned redirects only, and this route has no bucket: \
+                 set applies_to: all to check its local files",
+            );
+        }
+        Some(Authorize {
+            upstream: upstream?,
+            path: raw.path.clone(),
+            forward,
+            timeout,
+            cache,
+            applies_to,
         })
     }
 

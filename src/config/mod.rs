@@ -209,6 +209,10 @@ pub struct Route {
     pub bucket_name: Option<String>,
     /// Where its requests that go upstream (uploads, deletes) are sent; `None`: the default.
     pub upstream: Option<Arc<Upstream>>,
+    /// The application's check before an answer is sent, if configured.
+    pub authorize: Option<crate::core::authorize::Authorize>,
+    /// Shadow mode: everything goes upstream; spillway only logs what it would have done.
+    pub shadow: bool,
     pub key_prefix: String,
     pub policy: Policy,
     /// Index files for directory requests, tried in order; empty = directories are misses.

@@ -137,6 +137,33 @@ pub struct RawRoute {
     pub symlinks: Option<AllowDeny>,
     #[serde(default)]
     pub offload: Option<RawOffload>,
+    #[serde(default)]
+    pub authorize: Option<RawAuthorize>,
+    #[serde(default)]
+    pub shadow: bool,
+}
+
+/// `authorize:` on a route: ask the legacy application before answering.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuthorize {
+    pub upstream: String,
+    pub path: String,
+    #[serde(default)]
+    pub forward: Vec<String>,
+    #[serde(default, with = "opt_duration")]
+    pub timeout: Option<Duration>,
+    #[serde(default, with = "opt_duration")]
+    pub cache: Option<Duration>,
+    #[serde(default)]
+    pub applies_to: Option<RawAppliesTo>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawAppliesTo {
+    Private,
+    All,
 }
 
 /// `offload:` on a route: how `spillway offload` moves its files to the bucket.

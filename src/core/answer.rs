@@ -9,6 +9,7 @@ use std::time::Duration;
 use http::{HeaderValue, StatusCode};
 
 use crate::config::Route;
+use crate::core::authorize::Denial;
 use crate::core::outcome::Outcome;
 use crate::core::path::PathError;
 use crate::core::policy::{Access, Verdict};
@@ -26,6 +27,8 @@ pub enum Answer<'c> {
     Redirect(Redirect),
     /// An error status and no further work.
     Reject(Reject),
+    /// The application's "no" to an authorization check, as it gave it.
+    Denied(Arc<Denial>),
 }
 
 impl Answer<'_> {
@@ -39,6 +42,7 @@ impl Answer<'_> {
             Answer::Redirect(r) if r.presigned() => Outcome::Presigned,
             Answer::Redirect(_) => Outcome::Redirect,
             Answer::Reject(_) => Outcome::Rejected,
+            Answer::Denied(_) => Outcome::Denied,
         }
     }
 }
@@ -124,6 +128,9 @@ pub enum Reject {
     Io(std::io::Error),
     #[error("cannot presign: {0}")]
     Sign(#[from] SignError),
+    /// The authorization check did not say yes or no: never presign, never serve.
+    #[error("authorization check failed: {0}")]
+    Unauthorized(String),
 }
 
 impl Reject {
@@ -140,9 +147,9 @@ impl Reject {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
             // Temporary: the credentials are being refreshed, or descriptors come free.
-            Reject::Sign(SignError::CredentialsExpiring) | Reject::Overloaded => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Reject::Sign(SignError::CredentialsExpiring)
+            | Reject::Overloaded
+            | Reject::Unauthorized(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -151,7 +158,7 @@ impl Reject {
     pub fn extra_header(&self) -> Option<(&'static str, &'static str)> {
         match self {
             Reject::MethodNotAllowed => Some(("Allow", "GET, HEAD")),
-            Reject::Sign(_) => Some(("Retry-After", "5")),
+            Reject::Sign(_) | Reject::Unauthorized(_) => Some(("Retry-After", "5")),
             Reject::Overloaded => Some(("Retry-After", "1")),
             _ => None,
         }

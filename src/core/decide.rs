@@ -69,6 +69,38 @@ pub fn decide<'c, 'p, I: Io>(
     now: SystemTime,
     io: &I,
 ) -> Result<Decided<'c, 'p>, I::Pending> {
+    decide_as(Shadow::Honour, config, request, now, io)
+}
+
+/// Whether a `shadow: true` route sends everything upstream (as it does) or is decided as if
+/// it were live (what the proxy logs it would have done).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shadow {
+    Honour,
+    AsIfLive,
+}
+
+/// [`decide`], with shadow routes taken as `shadow` says.
+pub fn decide_as<'c, 'p, I: Io>(
+    shadow: Shadow,
+    config: &'c Config,
+    request: &Request<'p>,
+    now: SystemTime,
+    io: &I,
+) -> Result<Decided<'c, 'p>, I::Pending> {
+    if shadow == Shadow::Honour {
+        let shadowed = config.routes.lookup(request.path).filter(|(r, _)| r.shadow);
+        if let Some((route, _)) = shadowed {
+            if let Some(upstream) = config.upstream_for(Some(route)) {
+                // Everything goes upstream, as if spillway were not there.
+                return Ok(Decided {
+                    route: Some(route),
+                    relative: None,
+                    decision: Decision::Upstream(upstream),
+                });
+            }
+        }
+    }
     let upstream_or = |route, reject| match config.upstream_for(route) {
         Some(upstream) => Decision::Upstream(upstream),
         None => Decision::Answer(Answer::Reject(reject)),

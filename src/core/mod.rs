@@ -2,6 +2,7 @@
 //! Pingora (`tests/architecture.rs` keeps it so), and is table-tested beside its code.
 
 pub mod answer;
+pub mod authorize;
 pub mod decide;
 pub mod key;
 pub mod outcome;

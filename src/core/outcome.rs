@@ -19,16 +19,19 @@ pub enum Outcome {
     Upstream,
     /// Answered with an error status.
     Rejected,
+    /// The application said no to an authorization check (its 401, 403 or 3xx).
+    Denied,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 6] = [
+    pub const ALL: [Outcome; 7] = [
         Outcome::Served,
         Outcome::NotModified,
         Outcome::Redirect,
         Outcome::Presigned,
         Outcome::Upstream,
         Outcome::Rejected,
+        Outcome::Denied,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -39,6 +42,23 @@ impl Outcome {
             Outcome::Presigned => "presigned",
             Outcome::Upstream => "upstream",
             Outcome::Rejected => "rejected",
+            Outcome::Denied => "denied",
+        }
+    }
+}
+
+impl Outcome {
+    /// Whether what spillway would have done agrees with the status the upstream answered, for
+    /// shadow mode: a file spillway would serve is one the upstream serves (200, 206, 304);
+    /// a path it would redirect or refuse is one the upstream has no page for (not a 2xx).
+    pub fn agrees_with(self, upstream: http::StatusCode) -> bool {
+        let served = upstream.is_success() || upstream == http::StatusCode::NOT_MODIFIED;
+        match self {
+            Outcome::Served | Outcome::NotModified => served,
+            Outcome::Redirect | Outcome::Presigned | Outcome::Rejected | Outcome::Denied => {
+                !upstream.is_success()
+            }
+            Outcome::Upstream => true,
         }
     }
 }

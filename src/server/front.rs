@@ -28,6 +28,7 @@ use tokio::time::Sleep;
 
 use crate::config::Config;
 use crate::core::decide::{Decision, Request};
+use crate::server::authorize::{Asker, Authorizer};
 use crate::server::connections::Connections;
 use crate::server::h2::H2;
 use crate::server::http1::{self, BodyLength, HeadError, Persistence, RequestHead, MAX_HEAD};
@@ -57,6 +58,7 @@ pub struct Front {
     h2: Arc<H2>,
     connections: Arc<Connections>,
     telemetry: Arc<Telemetry>,
+    authorizer: Arc<Authorizer>,
     header_timeouts: SlowHeads,
 }
 
@@ -68,10 +70,12 @@ impl Front {
         telemetry: Arc<Telemetry>,
     ) -> Front {
         let proxy = Arc::new(proxy);
+        let authorizer = Arc::new(Authorizer::new());
         let h2 = H2::new(
             Arc::clone(&config),
             Arc::clone(&proxy),
             Arc::clone(&telemetry),
+            Arc::clone(&authorizer),
         );
         Front {
             h2: Arc::new(h2),
@@ -79,6 +83,7 @@ impl Front {
             proxy,
             connections,
             telemetry,
+            authorizer,
             header_timeouts: SlowHeads::default(),
         }
     }
@@ -310,7 +315,16 @@ impl Front {
         let decided = local::decide_without_blocking(&self.config, &request).await;
         let route = decided.route;
         let answer = match decided.decision {
-            Decision::Answer(answer) => answer,
+            Decision::Answer(answer) => {
+                let asker = Asker {
+                    request: &request,
+                    client,
+                };
+                let relative = decided.relative.as_deref();
+                self.authorizer
+                    .authorized(route, relative, &asker, answer)
+                    .await
+            }
             Decision::Upstream(_) => {
                 // Pingora parses the request again from these bytes (the proxy path pays for
                 // that, the local paths never do). It gets this request's bytes only: what was

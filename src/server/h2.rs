@@ -14,6 +14,7 @@ use pingora::server::ShutdownWatch;
 
 use crate::config::Config;
 use crate::core::decide::{Decision, Request};
+use crate::server::authorize::{Asker, Authorizer};
 use crate::server::local::{self, Asked};
 use crate::server::proxy::Spillway;
 use crate::server::respond::{Reply, To};
@@ -26,6 +27,7 @@ pub struct H2 {
     config: Arc<Config>,
     proxy: Arc<HttpProxy<Spillway>>,
     telemetry: Arc<Telemetry>,
+    authorizer: Arc<Authorizer>,
     options: HttpServerOptions,
 }
 
@@ -34,6 +36,7 @@ impl H2 {
         config: Arc<Config>,
         proxy: Arc<HttpProxy<Spillway>>,
         telemetry: Arc<Telemetry>,
+        authorizer: Arc<Authorizer>,
     ) -> H2 {
         let mut options = HttpServerOptions::default();
         // An idle h2 connection holds its streams' state: close it as an idle HTTP/1
@@ -43,6 +46,7 @@ impl H2 {
             config,
             proxy,
             telemetry,
+            authorizer,
             options,
         }
     }
@@ -78,6 +82,15 @@ impl HttpServerApp for H2 {
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
+        let asker = Asker {
+            request: &request,
+            client,
+        };
+        let relative = decided.relative.as_deref();
+        let answer = self
+            .authorizer
+            .authorized(decided.route, relative, &asker, answer)
+            .await;
         let asked = Asked {
             method: &method,
             path: &path,

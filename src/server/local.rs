@@ -8,7 +8,7 @@ use http::{HeaderMap, Method};
 
 use crate::config::{Config, Route};
 use crate::core::answer::{Answer, Reject};
-use crate::core::decide::{decide, Decided, Request};
+use crate::core::decide::{decide_as, Decided, Decision, Request, Shadow};
 use crate::core::outcome::Outcome;
 use crate::fs::docroot::{CachedOnly, MayBlock};
 use crate::s3::SignError;
@@ -23,9 +23,32 @@ pub async fn decide_without_blocking<'c, 'p>(
     config: &'c Config,
     request: &Request<'p>,
 ) -> Decided<'c, 'p> {
+    decide_as_without_blocking(Shadow::Honour, config, request).await
+}
+
+/// Under a shadow route: what spillway would have answered, had it been live (it is never
+/// sent: the upstream answers).
+pub async fn would_answer(config: &Config, request: &Request<'_>) -> Outcome {
+    let decided = decide_as_without_blocking(Shadow::AsIfLive, config, request).await;
+    match decided.decision {
+        Decision::Answer(Answer::Serve(local)) => {
+            let status =
+                crate::http::file::plan(request.method, request.headers, &local.meta).status;
+            Answer::Serve(local).outcome(status)
+        }
+        Decision::Answer(answer) => answer.outcome(http::StatusCode::OK),
+        Decision::Upstream(_) => Outcome::Upstream,
+    }
+}
+
+async fn decide_as_without_blocking<'c, 'p>(
+    shadow: Shadow,
+    config: &'c Config,
+    request: &Request<'p>,
+) -> Decided<'c, 'p> {
     // Each round warms one more path (the file, then a precompressed variant or index file).
     for _ in 0..4 {
-        let warm = match decide(config, request, SystemTime::now(), &CachedOnly) {
+        let warm = match decide_as(shadow, config, request, SystemTime::now(), &CachedOnly) {
             Ok(decided) => return decided,
             Err(warm) => warm,
         };
@@ -38,7 +61,7 @@ pub async fn decide_without_blocking<'c, 'p>(
     }
     // A file system whose lookups never stay cached (network file systems revalidate):
     // fall back to what nginx does, a blocking lookup here.
-    let Ok(decided) = decide(config, request, SystemTime::now(), &MayBlock);
+    let Ok(decided) = decide_as(shadow, config, request, SystemTime::now(), &MayBlock);
     decided
 }
 
@@ -86,6 +109,7 @@ impl Asked<'_> {
                 request_id: request_id.as_str(),
                 reason,
                 cut_short: sent.cut_short.as_ref().map(|e| e as &dyn Display),
+                would: None,
             },
         );
     }
@@ -146,6 +170,7 @@ pub fn record_refusal(
             request_id: request_id.as_str(),
             reason: Some(reason),
             cut_short: sent.cut_short.as_ref().map(|e| e as &dyn Display),
+            would: None,
         },
     );
 }

@@ -4,6 +4,7 @@
 //! config: no second config file, no surprises at bind time.
 
 pub mod admin;
+pub mod authorize;
 pub mod connections;
 pub mod front;
 pub mod h2;

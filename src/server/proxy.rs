@@ -14,7 +14,9 @@ use pingora::proxy::{ProxyHttp, Session};
 use pingora::{Error, ErrorSource, ErrorType, Result};
 
 use crate::config::{Config, Upstream};
+use crate::core::decide::Request;
 use crate::core::outcome::Outcome;
+use crate::server::local;
 use crate::telemetry::access_log::Entry;
 use crate::telemetry::{RequestId, Telemetry};
 
@@ -52,7 +54,8 @@ impl Spillway {
     }
 }
 
-fn peer(upstream: &Upstream) -> HttpPeer {
+/// A ready peer for `upstream`, with its timeouts.
+pub(super) fn peer(upstream: &Upstream) -> HttpPeer {
     let mut peer = HttpPeer::new(upstream.address, false, String::new());
     // Pingora sets no upstream timeouts by default: a dead backend would hold requests forever.
     peer.options.connection_timeout = Some(upstream.connect_timeout);
@@ -99,6 +102,8 @@ pub struct RequestCtx {
     upstream: Option<String>,
     /// Set when `fail_to_connect` already logged the failure with the upstream's name.
     connect_failed: bool,
+    /// Under a shadow route: what spillway would have done.
+    would: Option<Outcome>,
 }
 
 #[async_trait]
@@ -111,6 +116,7 @@ impl ProxyHttp for Spillway {
             request_id: RequestId::new(),
             upstream: None,
             connect_failed: false,
+            would: None,
         }
     }
 
@@ -124,7 +130,23 @@ impl ProxyHttp for Spillway {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        ctx.request_id = RequestId::for_request(&session.req_header().headers);
+        let req = session.req_header();
+        ctx.request_id = RequestId::for_request(&req.headers);
+        let path = req.uri.path();
+        if self
+            .config
+            .routes
+            .lookup(path)
+            .is_some_and(|(r, _)| r.shadow)
+        {
+            let request = Request {
+                method: &req.method,
+                path,
+                query: req.uri.query(),
+                headers: &req.headers,
+            };
+            ctx.would = Some(local::would_answer(&self.config, &request).await);
+        }
         Ok(())
     }
 
@@ -231,7 +253,11 @@ impl ProxyHttp for Spillway {
                 request_id: ctx.request_id.as_str(),
                 reason: None,
                 cut_short: error.map(|e| e as &dyn std::fmt::Display),
+                would: ctx.would,
             },
         );
+        if let (Some(would), Some(route)) = (ctx.would, route) {
+            self.telemetry.metrics.shadow(&route.prefix, would, status);
+        }
     }
 }

@@ -17,6 +17,7 @@ use pingora::protocols::Stream;
 use tokio::io::AsyncWriteExt;
 
 use crate::core::answer::{Answer, LocalFile, Redirect, Reject};
+use crate::core::authorize::Denial;
 use crate::fs::read::read_at;
 use crate::fs::zero_copy;
 use crate::http::file::{self, Body, FilePlan};
@@ -88,10 +89,13 @@ impl Reply<'_> {
         }
     }
 
-    fn header(&mut self, name: &'static str, value: impl AsRef<[u8]>) -> &mut Self {
+    fn header<N>(&mut self, name: N, value: impl AsRef<[u8]>) -> &mut Self
+    where
+        N: AsRef<str> + pingora::http::IntoCaseHeaderName,
+    {
         match &mut self.to {
             To::H1 { .. } => {
-                ResponseHead::on(self.out).header(name, value);
+                ResponseHead::on(self.out).header(name.as_ref(), value);
             }
             To::H2 { head, .. } => {
                 if let (Some(head), Ok(value)) =
@@ -229,6 +233,7 @@ pub async fn send(
         ),
         Answer::Redirect(r) => (StatusCode::FOUND, redirect(reply, r).await),
         Answer::Reject(reject) => (reject.status(), self::reject(reply, reject).await),
+        Answer::Denied(denial) => (denial.status, denied(reply, denial).await),
     };
     Sent {
         status,
@@ -254,6 +259,21 @@ async fn add_slash(reply: &mut Reply<'_>, location: &str) -> io::Result<()> {
         .header("Location", location.as_bytes())
         .number("Content-Length", 0);
     reply.end_head().await?;
+    reply.finish().await
+}
+
+/// The application's "no" to an authorization check, as it gave it.
+async fn denied(reply: &mut Reply<'_>, denial: &Denial) -> io::Result<()> {
+    reply.start(denial.status);
+    for (name, value) in &denial.headers {
+        reply.header(name, value.as_bytes());
+    }
+    reply.number("Content-Length", denial.body.len() as u64);
+    reply.end_head().await?;
+    if !reply.head_only {
+        reply.out.extend_from_slice(&denial.body);
+        reply.body_bytes += denial.body.len() as u64;
+    }
     reply.finish().await
 }
 

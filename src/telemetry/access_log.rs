@@ -52,6 +52,8 @@ pub struct Entry<'a> {
     pub reason: Option<&'a dyn std::fmt::Display>,
     /// Why the response did not reach the client whole.
     pub cut_short: Option<&'a dyn std::fmt::Display>,
+    /// Under a shadow route: what spillway would have done.
+    pub would: Option<Outcome>,
 }
 
 pub struct AccessLog {
@@ -221,6 +223,10 @@ fn text(e: &Entry) -> String {
     if let Some(error) = e.cut_short {
         let _ = write!(line, " cut_short=true error={:?}", error.to_string());
     }
+    if let Some(would) = e.would {
+        let agrees = e.status.is_some_and(|s| would.agrees_with(s));
+        let _ = write!(line, " would={:?} agrees={agrees}", would.as_str());
+    }
     line.push('\n');
     line
 }
@@ -306,6 +312,10 @@ struct JsonLine<'a> {
     reason: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    would: Option<Outcome>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    agrees: Option<bool>,
 }
 
 fn json(e: &Entry) -> String {
@@ -325,6 +335,8 @@ fn json(e: &Entry) -> String {
         request_id: e.request_id,
         reason: e.reason.map(|r| r.to_string()),
         error: e.cut_short.map(|c| c.to_string()),
+        would: e.would,
+        agrees: e.would.map(|w| e.status.is_some_and(|s| w.agrees_with(s))),
     };
     let mut text = serde_json::to_string(&line).unwrap_or_default();
     text.push('\n');
@@ -352,6 +364,7 @@ mod tests {
             request_id: "abc",
             reason: None,
             cut_short: None,
+            would: None,
         }
     }
 

@@ -34,6 +34,7 @@ pub struct Metrics {
     connections: IntGaugeVec,
     credentials_expiry: GaugeVec,
     reloads: IntCounterVec,
+    shadow: IntCounterVec,
     pub log_dropped: IntCounter,
 }
 
@@ -117,6 +118,13 @@ impl Metrics {
             ),
             &["result"],
         ));
+        let shadow = must(IntCounterVec::new(
+            Opts::new(
+                "spillway_shadow_total",
+                "Requests under shadow routes, by route, what spillway would have done, and the status the upstream answered.",
+            ),
+            &["route", "would", "upstream_status"],
+        ));
         let log_dropped = must(IntCounter::new(
             "spillway_access_log_dropped_total",
             "Access log lines dropped because the log could not keep up or be written.",
@@ -142,6 +150,7 @@ impl Metrics {
             Box::new(connections.clone()),
             Box::new(credentials_expiry.clone()),
             Box::new(reloads.clone()),
+            Box::new(shadow.clone()),
             Box::new(log_dropped.clone()),
             Box::new(build),
         ] {
@@ -157,6 +166,7 @@ impl Metrics {
             connections,
             credentials_expiry,
             reloads,
+            shadow,
             log_dropped,
         }
     }
@@ -190,6 +200,14 @@ impl Metrics {
             duration: self.duration.with_label_values(&[route, outcome]),
             body_bytes: self.body_bytes.with_label_values(&[route, outcome]),
         }
+    }
+
+    /// Counts a shadowed request: what spillway would have done, and what the upstream did.
+    pub fn shadow(&self, route: &str, would: Outcome, upstream_status: Option<StatusCode>) {
+        let status = upstream_status.map_or(0, |s| s.as_u16()).to_string();
+        self.shadow
+            .with_label_values(&[route, would.as_str(), &status])
+            .inc();
     }
 
     /// Counts a failed exchange with `upstream`.

@@ -19,6 +19,7 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -851,6 +852,82 @@ async fn echo(
         .body(http_body_util::Full::new(bytes::Bytes::from(out)))
         .expect("echo response");
     Ok(resp)
+}
+
+/// A legacy application's authorization endpoint (`/spillway/authorize`), deciding by the
+/// `sid` cookie, and recording every check it is asked:
+/// - `sid=alice`: 200, `sid=bob`: 403, no `sid`: 401 with `WWW-Authenticate`;
+/// - `sid=guest`: 302 to `/login?next=<X-Original-URI>`; `sid=broken`: 500;
+/// - `sid=slow`: 200 after 3 s.
+pub struct AuthApp {
+    pub port: u16,
+    asked: Arc<Mutex<Vec<http::HeaderMap>>>,
+    _server: BackgroundServer,
+}
+
+impl AuthApp {
+    pub fn start() -> AuthApp {
+        let listener = bind_any();
+        let port = listener.local_addr().expect("local_addr").port();
+        let asked = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::clone(&asked);
+        let service =
+            hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                let log = Arc::clone(&log);
+                async move {
+                    let headers = req.headers().clone();
+                    log.lock().expect("asked").push(headers.clone());
+                    let cookie = headers
+                        .get("cookie")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("");
+                    let uri = headers
+                        .get("x-original-uri")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_owned();
+                    let answer = http::Response::builder();
+                    let resp = match (req.uri().path(), cookie) {
+                        ("/spillway/authorize", c) if c.contains("sid=alice") => {
+                            answer.status(200).body(String::new())
+                        }
+                        ("/spillway/authorize", c) if c.contains("sid=bob") => answer
+                            .status(403)
+                            .header("content-type", "text/plain")
+                            .body("bob may not\n".to_owned()),
+                        ("/spillway/authorize", c) if c.contains("sid=guest") => answer
+                            .status(302)
+                            .header("location", format!("/login?next={uri}"))
+                            .body(String::new()),
+                        ("/spillway/authorize", c) if c.contains("sid=broken") => {
+                            answer.status(500).body("oops\n".to_owned())
+                        }
+                        ("/spillway/authorize", c) if c.contains("sid=slow") => {
+                            tokio::time::sleep(Duration::from_secs(3)).await;
+                            answer.status(200).body(String::new())
+                        }
+                        ("/spillway/authorize", _) => answer
+                            .status(401)
+                            .header("www-authenticate", "Cookie realm=\"site\"")
+                            .header("content-type", "text/plain")
+                            .body("log in first\n".to_owned()),
+                        _ => answer.status(404).body(String::new()),
+                    };
+                    Ok::<_, std::convert::Infallible>(resp.expect("auth response"))
+                }
+            });
+        let server = BackgroundServer::start("auth", listener, service);
+        AuthApp {
+            port,
+            asked,
+            _server: server,
+        }
+    }
+
+    /// The checks asked so far, oldest first: each one's headers.
+    pub fn asked(&self) -> Vec<http::HeaderMap> {
+        self.asked.lock().expect("asked").clone()
+    }
 }
 
 // ---------------------------------------------------------------------------

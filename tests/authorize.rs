@@ -1,0 +1,246 @@
+//! `authorize:`: private objects are presigned only when the legacy application says yes.
+
+mod support;
+
+use support::{request, AuthApp, Response, Spillway};
+
+/// A spillway whose `/private` route (private objects, `public/**` public, local files under
+/// `www/private`) asks `auth` before answering; `options` are more keys of `authorize:`.
+fn with_check(auth_port: u16, options: &str) -> Spillway {
+    Spillway::start_custom(&[], |port, dir| {
+        std::fs::create_dir_all(dir.join("www/private")).unwrap();
+        format!(
+            r#"listen: "127.0.0.1:{port}"
+threads: 1
+upstreams:
+  auth:
+    address: "127.0.0.1:{auth_port}"
+buckets:
+  media:
+    bucket: media
+    region: us-east-1
+    endpoint: "http://127.0.0.1:9"
+    credentials: {{ access_key_id: AK, secret_access_key: SK }}
+routes:
+  - prefix: /private
+    root: www/private
+    bucket: media
+    key_prefix: private/
+    rules:
+      - {{ match: "public/**", access: public }}
+    authorize:
+      upstream: auth
+      path: /spillway/authorize
+      forward: [cookie]
+      timeout: 500ms
+{options}"#
+        )
+    })
+}
+
+fn get_as(port: u16, path: &str, cookie: Option<&str>) -> Response {
+    let mut headers = vec![("User-Agent", "test-agent")];
+    if let Some(cookie) = cookie {
+        headers.push(("Cookie", cookie));
+    }
+    request(port, "GET", path, &headers, b"")
+}
+
+fn presigned(resp: &Response) -> bool {
+    resp.status == 302
+        && resp
+            .header("location")
+            .is_some_and(|l| l.contains("X-Amz-Signature="))
+}
+
+#[test]
+fn a_yes_presigns_and_the_app_is_told_the_canonical_request() {
+    let app = AuthApp::start();
+    let proxy = with_check(app.port, "");
+    let resp = get_as(
+        proxy.port,
+        "/private/r%C3%A9sum%C3%A9.pdf",
+        Some("sid=alice"),
+    );
+    assert!(
+        presigned(&resp),
+        "{} {:?}",
+        resp.status,
+        resp.header("location")
+    );
+    assert_eq!(resp.header("cache-control"), Some("private, no-store"));
+    let asked = app.asked();
+    assert_eq!(asked.len(), 1);
+    let h = &asked[0];
+    let get = |name: &str| h.get(name).and_then(|v| v.to_str().ok());
+    assert_eq!(get("x-original-uri"), Some("/private/r%C3%A9sum%C3%A9.pdf"));
+    assert_eq!(get("x-original-method"), Some("GET"));
+    assert_eq!(get("x-forwarded-for"), Some("127.0.0.1"));
+    assert_eq!(get("cookie"), Some("sid=alice"));
+    assert_eq!(
+        get("user-agent"),
+        None,
+        "only the forwarded headers are passed on"
+    );
+}
+
+#[test]
+fn the_apps_no_reaches_the_client_as_it_gave_it() {
+    let app = AuthApp::start();
+    let proxy = with_check(app.port, "");
+    let resp = get_as(proxy.port, "/private/a.pdf", None);
+    assert_eq!(resp.status, 401);
+    assert_eq!(
+        resp.header("www-authenticate"),
+        Some("Cookie realm=\"site\"")
+    );
+    assert_eq!(resp.text(), "log in first\n");
+    assert_eq!(resp.header("location"), None);
+
+    let resp = get_as(proxy.port, "/private/a.pdf", Some("sid=bob"));
+    assert_eq!((resp.status, resp.text().as_str()), (403, "bob may not\n"));
+    assert_eq!(resp.header("location"), None);
+    assert_eq!(resp.header("cache-control"), Some("private, no-store"));
+
+    let resp = get_as(proxy.port, "/private/a.pdf", Some("sid=guest"));
+    assert_eq!(resp.status, 302, "a login page");
+    assert_eq!(
+        resp.header("location"),
+        Some("/login?next=/private/a.pdf"),
+        "the app's own redirect, never a presigned link"
+    );
+    let logs = proxy.wait_for_log("outcome=\"denied\"");
+    assert!(logs.contains("status=401"), "{logs}");
+}
+
+#[test]
+fn no_answer_is_a_503_never_a_link() {
+    let app = AuthApp::start();
+    let proxy = with_check(app.port, "");
+    for (cookie, why) in [
+        (
+            "sid=broken",
+            "answered 500 Internal Server Error, neither yes (2xx) nor no",
+        ),
+        ("sid=slow", "no answer within 500ms"),
+    ] {
+        let resp = get_as(proxy.port, "/private/a.pdf", Some(cookie));
+        assert_eq!(resp.status, 503, "{cookie}");
+        assert_eq!(resp.header("retry-after"), Some("5"));
+        assert_eq!(resp.header("location"), None, "{cookie}");
+        let logs = proxy.wait_for_log(why);
+        assert!(logs.contains("authorization check failed"), "{logs}");
+    }
+    // The application down.
+    let dead = support::free_port();
+    let proxy = with_check(dead, "");
+    let resp = get_as(proxy.port, "/private/a.pdf", Some("sid=alice"));
+    assert_eq!(resp.status, 503);
+    assert_eq!(resp.header("location"), None);
+    proxy.wait_for_log("cannot connect to upstream auth");
+}
+
+#[test]
+fn answers_are_kept_for_their_window_and_asked_again_after_it() {
+    let app = AuthApp::start();
+    let proxy = with_check(app.port, "      cache: 1s\n");
+    // One decision for one path, however it is spelled on the wire.
+    for path in ["/private/a.pdf", "/private/%61.pdf", "/private/a%2Epdf"] {
+        let resp = get_as(proxy.port, path, Some("sid=alice"));
+        assert!(presigned(&resp), "{path}: {}", resp.status);
+    }
+    assert_eq!(app.asked().len(), 1, "asked once");
+    // Another identity is another decision.
+    assert_eq!(
+        get_as(proxy.port, "/private/a.pdf", Some("sid=bob")).status,
+        403
+    );
+    assert_eq!(
+        get_as(proxy.port, "/private/a.pdf", Some("sid=bob")).status,
+        403
+    );
+    assert_eq!(app.asked().len(), 2, "bob's no is kept too");
+    // The window is what is tested: it has passed after this long.
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    assert!(presigned(&get_as(
+        proxy.port,
+        "/private/a.pdf",
+        Some("sid=alice")
+    )));
+    assert_eq!(app.asked().len(), 3, "asked again after the window");
+}
+
+#[test]
+fn identity_headers_a_client_sends_never_reach_the_app() {
+    let app = AuthApp::start();
+    let proxy = with_check(app.port, "");
+    let resp = request(
+        proxy.port,
+        "GET",
+        "/private/secret.pdf",
+        &[
+            ("Cookie", "sid=bob"),
+            ("X-Original-URI", "/private/public/ok.png"),
+            ("X-Original-Method", "HEAD"),
+        ],
+        b"",
+    );
+    assert_eq!(resp.status, 403);
+    let asked = app.asked();
+    let all = |name: &str| -> Vec<String> {
+        asked[0]
+            .get_all(name)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(all("x-original-uri"), ["/private/secret.pdf"]);
+    assert_eq!(all("x-original-method"), ["GET"]);
+}
+
+#[test]
+fn public_objects_and_local_files_are_not_checked_unless_applies_to_all() {
+    let app = AuthApp::start();
+    let proxy = with_check(app.port, "");
+    std::fs::write(proxy.spillway_dir().join("www/private/here.txt"), "local").unwrap();
+    let resp = get_as(proxy.port, "/private/here.txt", None);
+    assert_eq!((resp.status, resp.text().as_str()), (200, "local"));
+    let resp = get_as(proxy.port, "/private/public/logo.png", None);
+    assert_eq!(resp.status, 302);
+    assert!(!presigned(&resp));
+    assert!(app.asked().is_empty(), "never asked");
+
+    let proxy = with_check(app.port, "      applies_to: all\n");
+    std::fs::write(proxy.spillway_dir().join("www/private/here.txt"), "local").unwrap();
+    assert_eq!(get_as(proxy.port, "/private/here.txt", None).status, 401);
+    assert_eq!(
+        get_as(proxy.port, "/private/public/logo.png", None).status,
+        401
+    );
+    let resp = get_as(proxy.port, "/private/here.txt", Some("sid=alice"));
+    assert_eq!((resp.status, resp.text().as_str()), (200, "local"));
+}
+
+#[test]
+fn explain_says_which_check_would_run() {
+    let app = AuthApp::start();
+    let proxy = with_check(app.port, "");
+    let out = support::run_cli(&[
+        "explain",
+        "--config",
+        proxy.config_path().to_str().unwrap(),
+        "/private/a%20b.pdf",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("authorize"))
+        .unwrap_or_else(|| panic!("no authorize line in\n{text}"));
+    assert_eq!(
+        line,
+        format!(
+            "authorize     GET auth (127.0.0.1:{}) /spillway/authorize with X-Original-URI: /private/a%20b.pdf, X-Original-Method: GET, forwarding cookie; the answer before it is sent",
+            app.port
+        )
+    );
+}
