@@ -544,20 +544,29 @@ async fn read_head<S: Future<Output = ()>>(
 }
 
 /// Reads what has arrived into `buf`. Without `wait_unbuffered`, or with bytes in `buf`
-/// already, that is a plain read. Otherwise an empty `buf` gets its memory only once the socket
-/// is readable: a zero-byte read of a TCP stream waits for readiness and takes nothing. (Not on
-/// TLS: its stream takes a zero-byte read for the end of the stream.)
+/// already, that is a plain read. Otherwise `buf` holds memory only while a read is tried:
+/// each time the socket may be readable, it gets its 4 KiB, and gives them back if nothing was
+/// there. An idle connection keeps no buffer, and a busy one pays no extra system call. (Not on
+/// TLS, whose stream keeps what it decrypted ahead in the buffer it is given.)
 async fn read_more(
     stream: &mut Stream,
     buf: &mut Vec<u8>,
     wait_unbuffered: bool,
 ) -> io::Result<usize> {
-    if wait_unbuffered && buf.capacity() == 0 {
-        let nothing = stream.read(&mut []).await?;
-        debug_assert_eq!(nothing, 0);
+    if !(wait_unbuffered && buf.is_empty()) {
+        buf.reserve(READ_SIZE);
+        return stream.read_buf(buf).await;
     }
-    buf.reserve(READ_SIZE);
-    stream.read_buf(buf).await
+    std::future::poll_fn(|cx| {
+        buf.reserve(READ_SIZE);
+        // A read of a TCP stream may be dropped when it is pending: it only registers interest.
+        let polled = pin!(stream.read_buf(&mut *buf)).poll(cx);
+        if polled.is_pending() {
+            *buf = Vec::new();
+        }
+        polled
+    })
+    .await
 }
 
 /// Whether `bytes` contains an empty line (`\n\n` or `\n\r\n`).
