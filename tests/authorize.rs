@@ -244,3 +244,37 @@ fn explain_says_which_check_would_run() {
         )
     );
 }
+
+#[test]
+fn explain_with_a_cookie_runs_the_check_for_real() {
+    let app = AuthApp::start();
+    let proxy = with_check(app.port, "");
+    let config = proxy.config_path();
+    let explain = |cookie: &str| {
+        let out = support::run_cli(&[
+            "explain",
+            "--config",
+            config.to_str().unwrap(),
+            "--cookie",
+            cookie,
+            "/private/a.pdf",
+        ]);
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let field = |text: &str, name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_owned()))
+            .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+    };
+    let bob = explain("sid=bob");
+    assert_eq!(field(&bob, "status"), "403");
+    assert_eq!(field(&bob, "outcome"), "denied");
+    assert_eq!(field(&bob, "reason"), "the application said no");
+    let alice = explain("sid=alice");
+    assert_eq!(field(&alice, "outcome"), "presigned");
+    assert!(field(&alice, "location").contains("X-Amz-Signature="));
+    let asked = app.asked();
+    assert_eq!(asked.len(), 2, "asked once each");
+    assert_eq!(asked[0].get("cookie").unwrap(), "sid=bob");
+}

@@ -7,12 +7,13 @@ use http::{HeaderMap, Method};
 use serde::Serialize;
 
 use crate::config::{Config, Route};
-use crate::core::answer::Answer;
+use crate::core::answer::{Answer, Reject};
 use crate::core::authorize::{original_uri, Authorize};
 use crate::core::decide::{decide, Decided, Decision, Request};
 use crate::core::outcome::Outcome;
 use crate::core::policy::Access;
 use crate::fs::docroot::MayBlock;
+use crate::server::authorize::{Asker, Authorizer};
 
 /// Everything `explain` reports. Field names are the `--json` interface.
 #[derive(Debug, Serialize)]
@@ -48,18 +49,24 @@ pub struct Explanation {
     pub authorize: Option<String>,
 }
 
-/// Explains `method target` (`target` may carry a query) as of `now`.
-pub fn explain(config: &Config, method: &Method, target: &str, now: SystemTime) -> Explanation {
+/// Explains `method target` (`target` may carry a query) as of `now`, sent with `headers`.
+/// With headers, an authorization check that applies is run for real.
+pub fn explain(
+    config: &Config,
+    method: &Method,
+    target: &str,
+    now: SystemTime,
+    headers: &HeaderMap,
+) -> Explanation {
     let (path, query) = match target.split_once('?') {
         Some((p, q)) => (p, Some(q)),
         None => (target, None),
     };
-    let headers = HeaderMap::new();
     let request = Request {
         method,
         path,
         query,
-        headers: &headers,
+        headers,
     };
     let Ok(decided) = decide(config, &request, now, &MayBlock);
     let mut e = context(method, target, &decided);
@@ -69,15 +76,45 @@ pub fn explain(config: &Config, method: &Method, target: &str, now: SystemTime) 
             e.upstream = Some(format!("{} ({})", upstream.name, upstream.address));
         }
         Decision::Answer(answer) => {
-            describe_answer(&mut e, decided.route, &answer);
+            let relative = decided.relative.as_deref();
             e.authorize = decided.route.and_then(|route| {
                 let check = route.authorize.as_ref().filter(|a| a.applies(&answer))?;
-                let uri = original_uri(&route.prefix, decided.relative.as_deref()?);
+                let uri = original_uri(&route.prefix, relative?);
                 Some(describe_check(check, &uri, method))
             });
+            let answer = if e.authorize.is_some() && !headers.is_empty() {
+                ask(decided.route, relative, &request, answer)
+            } else {
+                answer
+            };
+            describe_answer(&mut e, decided.route, &answer);
         }
     }
     e
+}
+
+/// Runs the route's authorization check as the server would, and returns what it would send.
+fn ask<'c>(
+    route: Option<&'c Route>,
+    relative: Option<&str>,
+    request: &Request,
+    answer: Answer<'c>,
+) -> Answer<'c> {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            let why = format!("cannot start a runtime to ask: {e}");
+            return Answer::Reject(Reject::Unauthorized(why));
+        }
+    };
+    let asker = Asker {
+        request,
+        client: None,
+    };
+    runtime.block_on(Authorizer::new().authorized(route, relative, &asker, answer))
 }
 
 /// The request the check sends, in one line: `GET legacy (127.0.0.1:8081) /spillway/authorize
@@ -168,8 +205,16 @@ fn describe_answer(e: &mut Explanation, route: Option<&Route>, answer: &Answer) 
             e.reason = Some(reject.to_string());
             reject.status()
         }
-        // Only the server's check says no; `decide` never does.
-        Answer::Denied(denial) => denial.status,
+        // Only the application says no; `decide` never does.
+        Answer::Denied(denial) => {
+            e.reason = Some("the application said no".to_owned());
+            e.location = denial
+                .headers
+                .get(http::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            denial.status
+        }
     };
     e.status = Some(status.as_u16());
     e.outcome = answer.outcome(status);

@@ -73,6 +73,13 @@ struct ExplainArgs {
     /// One JSON object instead of text.
     #[arg(long)]
     json: bool,
+    /// Send the request with this Cookie header; an authorization check then runs for real.
+    #[arg(long)]
+    cookie: Option<String>,
+    /// Send the request with this header (`Name: value`, repeatable); an authorization check
+    /// then runs for real.
+    #[arg(long = "header", value_name = "NAME: VALUE")]
+    headers: Vec<String>,
     /// The request path as a client sends it, percent-encoded, e.g. /uploads/a%20b.jpg
     path: String,
 }
@@ -171,7 +178,23 @@ fn explain(args: ExplainArgs) -> anyhow::Result<()> {
     let config = config::load(&args.config.config)?;
     let method: http::Method = args.method.parse()?;
     let now = args.at.unwrap_or_else(SystemTime::now);
-    let explanation = explain::explain(&config, &method, &args.path, now);
+    let mut headers = http::HeaderMap::new();
+    for header in &args.headers {
+        let parsed = header.split_once(':').and_then(|(name, value)| {
+            let name = http::HeaderName::from_bytes(name.trim().as_bytes()).ok()?;
+            Some((name, http::HeaderValue::from_str(value.trim()).ok()?))
+        });
+        let Some((name, value)) = parsed else {
+            anyhow::bail!("--header {header:?}: expected `Name: value`");
+        };
+        headers.append(name, value);
+    }
+    if let Some(cookie) = &args.cookie {
+        let value = http::HeaderValue::from_str(cookie)
+            .map_err(|_| anyhow::anyhow!("--cookie {cookie:?}: not a header value"))?;
+        headers.append(http::header::COOKIE, value);
+    }
+    let explanation = explain::explain(&config, &method, &args.path, now, &headers);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&explanation)?);
     } else {
