@@ -278,3 +278,62 @@ fn explain_with_a_cookie_runs_the_check_for_real() {
     assert_eq!(asked.len(), 2, "asked once each");
     assert_eq!(asked[0].get("cookie").unwrap(), "sid=bob");
 }
+
+#[test]
+fn over_h2_the_check_runs_and_names_the_site_asked_for() {
+    let app = AuthApp::start();
+    let certs = tempfile::tempdir().unwrap();
+    let (ca, files) = support::certificate(certs.path(), "site", &["localhost"]);
+    let tls_port = support::free_port();
+    let proxy = Spillway::start_custom(&[], |port, dir| {
+        std::fs::create_dir_all(dir.join("www/private")).unwrap();
+        format!(
+            r#"listen:
+  - "127.0.0.1:{port}"
+  - address: "127.0.0.1:{tls_port}"
+    tls: {{ cert: "{}", key: "{}" }}
+threads: 1
+upstreams:
+  auth:
+    address: "127.0.0.1:{}"
+buckets:
+  media:
+    bucket: media
+    region: us-east-1
+    endpoint: "http://127.0.0.1:9"
+    credentials: {{ access_key_id: AK, secret_access_key: SK }}
+routes:
+  - prefix: /private
+    root: www/private
+    bucket: media
+    authorize: {{ upstream: auth, path: /spillway/authorize, forward: [cookie] }}
+"#,
+            files.cert.display(),
+            files.key.display(),
+            app.port
+        )
+    });
+    support::wait_for_port(tls_port);
+    let client = reqwest::blocking::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.as_bytes()).unwrap())
+        .resolve("localhost", ([127, 0, 0, 1], tls_port).into())
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let resp = client
+        .get(format!("https://localhost:{tls_port}/private/a.pdf"))
+        .header("cookie", "sid=bob")
+        .send()
+        .unwrap();
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+    assert_eq!(resp.status(), 403);
+    assert_eq!(resp.text().unwrap(), "bob may not\n");
+    let asked = app.asked();
+    assert_eq!(asked.len(), 1);
+    let host = format!("localhost:{tls_port}");
+    assert_eq!(asked[0].get("host").unwrap().to_str().unwrap(), host);
+    assert_eq!(asked[0].get("x-original-uri").unwrap(), "/private/a.pdf");
+    drop(proxy);
+}

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use http::header::HOST;
 use pingora::apps::{HttpServerApp, HttpServerOptions, ReusedHttpStream};
 use pingora::protocols::http::v2::server::{default_h2_options, H2Options};
 use pingora::protocols::http::ServerSession;
@@ -66,7 +67,14 @@ impl HttpServerApp for H2 {
         let method = head.method.clone();
         let path = head.uri.path().to_owned();
         let query = head.uri.query().map(str::to_owned);
-        let headers = head.headers.clone();
+        let mut headers = head.headers.clone();
+        // h2 names the site in `:authority`, not `Host`: an authorization check tells the
+        // application which site was asked, as it does for HTTP/1.
+        if let Some(authority) = head.uri.authority().filter(|_| !headers.contains_key(HOST)) {
+            if let Ok(host) = http::HeaderValue::from_str(authority.as_str()) {
+                headers.insert(HOST, host);
+            }
+        }
         let request = Request {
             method: &method,
             path: &path,
