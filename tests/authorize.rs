@@ -337,3 +337,42 @@ routes:
     assert_eq!(asked[0].get("x-original-uri").unwrap(), "/private/a.pdf");
     drop(proxy);
 }
+
+#[test]
+fn a_rule_can_have_a_check_of_its_own() {
+    let app = AuthApp::start();
+    let proxy = Spillway::start_custom(&[], |port, dir| {
+        std::fs::create_dir_all(dir.join("www/private")).unwrap();
+        format!(
+            r#"listen: "127.0.0.1:{port}"
+threads: 1
+upstreams:
+  auth:
+    address: "127.0.0.1:{}"
+buckets:
+  media:
+    bucket: media
+    region: us-east-1
+    endpoint: "http://127.0.0.1:9"
+    credentials: {{ access_key_id: AK, secret_access_key: SK }}
+routes:
+  - prefix: /private
+    root: www/private
+    bucket: media
+    rules:
+      - match: "reports/**"
+        access: private
+        authorize: {{ upstream: auth, path: /spillway/authorize, forward: [cookie] }}
+"#,
+            app.port
+        )
+    });
+    let resp = get_as(proxy.port, "/private/reports/q1.pdf", Some("sid=bob"));
+    assert_eq!(resp.status, 403, "the rule's check");
+    assert!(presigned(&get_as(
+        proxy.port,
+        "/private/other.pdf",
+        Some("sid=bob")
+    )));
+    assert_eq!(app.asked().len(), 1, "asked for the rule's path only");
+}

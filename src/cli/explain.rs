@@ -78,7 +78,7 @@ pub fn explain(
         Decision::Answer(answer) => {
             let relative = decided.relative.as_deref();
             e.authorize = decided.route.and_then(|route| {
-                let check = route.authorize.as_ref().filter(|a| a.applies(&answer))?;
+                let check = route.check_for(&answer)?;
                 let uri = original_uri(&route.prefix, relative?);
                 Some(describe_check(check, &uri, method))
             });

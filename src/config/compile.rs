@@ -492,6 +492,16 @@ impl Compiler<'_> {
             let at = field("authorize");
             self.authorize(&at, check, raw.bucket.is_some(), (upstreams, config))
         });
+        let authorize_by_rule = raw
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(i, rule)| {
+                let check = rule.authorize.as_ref()?;
+                let at = [at, &[key("rules"), Step::Index(i), key("authorize")]].concat();
+                self.authorize(&at, check, raw.bucket.is_some(), (upstreams, config))
+            })
+            .collect();
         if raw.key_prefix.starts_with('/') {
             self.problem(
                 &field("key_prefix"),
@@ -541,6 +551,7 @@ impl Compiler<'_> {
             bucket_name: raw.bucket.clone(),
             upstream,
             authorize,
+            authorize_by_rule,
             shadow: raw.shadow,
             key_prefix: raw.key_prefix.clone(),
             policy,

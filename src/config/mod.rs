@@ -211,6 +211,8 @@ pub struct Route {
     pub upstream: Option<Arc<Upstream>>,
     /// The application's check before an answer is sent, if configured.
     pub authorize: Option<crate::core::authorize::Authorize>,
+    /// A rule's own check, by the rule's index, for the redirects that rule decides.
+    pub authorize_by_rule: Vec<Option<crate::core::authorize::Authorize>>,
     /// Shadow mode: everything goes upstream; spillway only logs what it would have done.
     pub shadow: bool,
     pub key_prefix: String,
@@ -233,6 +235,24 @@ impl Route {
     /// Whether `relative` is never served nor redirected (see [`Dotfiles::hide`]).
     pub fn hides(&self, relative: &str) -> bool {
         self.dotfiles.hide(relative)
+    }
+
+    /// The authorization check `answer` must wait for, if any: the deciding rule's own, else
+    /// the route's.
+    pub fn check_for(
+        &self,
+        answer: &crate::core::answer::Answer,
+    ) -> Option<&crate::core::authorize::Authorize> {
+        let by_rule = match answer {
+            crate::core::answer::Answer::Redirect(r) => r
+                .verdict
+                .rule
+                .and_then(|i| self.authorize_by_rule.get(i)?.as_ref()),
+            _ => None,
+        };
+        by_rule
+            .or(self.authorize.as_ref())
+            .filter(|check| check.applies(answer))
     }
 }
 

@@ -217,6 +217,8 @@ pub struct RawRule {
     pub sign_window: Option<Duration>,
     #[serde(default)]
     pub content_disposition: Option<RawDisposition>,
+    #[serde(default)]
+    pub authorize: Option<RawAuthorize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -70,7 +70,7 @@ impl Authorizer {
         let (Some(route), Some(relative)) = (route, relative) else {
             return answer;
         };
-        let Some(check) = route.authorize.as_ref().filter(|c| c.applies(&answer)) else {
+        let Some(check) = route.check_for(&answer) else {
             return answer;
         };
         let uri = original_uri(&route.prefix, relative);
