@@ -229,6 +229,11 @@ fn an_invalid_config_and_a_hup_leave_the_old_process_serving() {
     )
     .unwrap();
     let pid = stack.proxy.pid();
+    // The pid file is written once the listeners accept (polled every 10 ms), which a loaded
+    // machine can put after the first connection: compare with it only once it is there.
+    wait_until("the pid file names the server", || {
+        stack.proxy.serving_pid() == Some(pid)
+    });
     assert!(std::process::Command::new("kill")
         .args(["-HUP", &pid.to_string()])
         .status()
