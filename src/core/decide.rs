@@ -88,19 +88,6 @@ pub fn decide_as<'c, 'p, I: Io>(
     now: SystemTime,
     io: &I,
 ) -> Result<Decided<'c, 'p>, I::Pending> {
-    if shadow == Shadow::Honour {
-        let shadowed = config.routes.lookup(request.path).filter(|(r, _)| r.shadow);
-        if let Some((route, _)) = shadowed {
-            if let Some(upstream) = config.upstream_for(Some(route)) {
-                // Everything goes upstream, as if spillway were not there.
-                return Ok(Decided {
-                    route: Some(route),
-                    relative: None,
-                    decision: Decision::Upstream(upstream),
-                });
-            }
-        }
-    }
     let upstream_or = |route, reject| match config.upstream_for(route) {
         Some(upstream) => Decision::Upstream(upstream),
         None => Decision::Answer(Answer::Reject(reject)),
@@ -117,8 +104,11 @@ pub fn decide_as<'c, 'p, I: Io>(
         relative,
         decision: Decision::Answer(answer),
     };
-    if request.method != Method::GET && request.method != Method::HEAD {
-        // Legacy apps accept uploads and deletes at these URLs: let them.
+    // A shadow route sends everything upstream, as if spillway were not there (it has an
+    // upstream: the config says so). Legacy apps accept uploads and deletes at these URLs: let
+    // them.
+    let shadowed = shadow == Shadow::Honour && route.shadow;
+    if shadowed || (request.method != Method::GET && request.method != Method::HEAD) {
         return Ok(Decided {
             route: Some(route),
             relative: None,

@@ -16,8 +16,8 @@ use tokio::io::AsyncReadExt;
 use crate::config::Config;
 use crate::s3::credentials::EXPIRY_MARGIN;
 use crate::server::connections::Connections;
-use crate::server::http1::{self, Persistence, MAX_HEAD};
-use crate::server::respond::{self, Reply, To, ZeroCopy};
+use crate::server::http1::{self, MAX_HEAD};
+use crate::server::respond::{self, Reply, ZeroCopy};
 use crate::telemetry::metrics::State;
 use crate::telemetry::Telemetry;
 
@@ -64,17 +64,9 @@ impl ServerApp for Admin {
         let head_only = buf.starts_with(b"HEAD ");
         let mut out = Vec::new();
         let mut zero_copy = ZeroCopy::Unavailable;
-        let mut reply = Reply {
-            to: To::H1 {
-                stream: &mut stream,
-                persistence: Persistence::Close,
-                zero_copy: &mut zero_copy,
-            },
-            out: &mut out,
-            head_only,
-            send_timeout: self.config.limits.send_timeout,
-            body_bytes: 0,
-        };
+        let send_timeout = self.config.limits.send_timeout;
+        let mut reply = Reply::closing(&mut stream, &mut out, &mut zero_copy, send_timeout);
+        reply.head_only = head_only;
         let _ = respond::text(&mut reply, status, content_type, None, &body).await;
         None
     }

@@ -140,17 +140,7 @@ async fn refuse(mut stream: Stream, send_timeout: Duration, telemetry: &Telemetr
     let client = client_of(&stream);
     let mut out = Vec::new();
     let mut zero_copy = ZeroCopy::Unavailable;
-    let mut reply = Reply {
-        to: To::H1 {
-            stream: &mut stream,
-            persistence: Persistence::Close,
-            zero_copy: &mut zero_copy,
-        },
-        out: &mut out,
-        head_only: false,
-        send_timeout,
-        body_bytes: 0,
-    };
+    let mut reply = Reply::closing(&mut stream, &mut out, &mut zero_copy, send_timeout);
     let start = Instant::now();
     let cut_short = respond::error(
         &mut reply,
@@ -649,17 +639,7 @@ async fn answer_bad_head(
 ) {
     let start = Instant::now();
     let mut zero_copy = ZeroCopy::Unavailable;
-    let mut reply = Reply {
-        to: To::H1 {
-            stream: &mut stream,
-            persistence: Persistence::Close,
-            zero_copy: &mut zero_copy,
-        },
-        out,
-        head_only: false,
-        send_timeout,
-        body_bytes: 0,
-    };
+    let mut reply = Reply::closing(&mut stream, out, &mut zero_copy, send_timeout);
     let cut_short = respond::error(&mut reply, e.status(), None).await.err();
     let sent = Sent {
         status: e.status(),

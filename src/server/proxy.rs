@@ -46,12 +46,6 @@ impl Spillway {
             telemetry,
         }
     }
-
-    /// The upstream of a request to `path`: its route's, else the default.
-    fn upstream(&self, path: &str) -> Option<&Arc<Upstream>> {
-        let route = self.config.routes.lookup(path).map(|(r, _)| r);
-        self.config.upstream_for(route)
-    }
 }
 
 /// A ready peer for `upstream`, with its timeouts.
@@ -98,8 +92,8 @@ fn upstream_error_kind(error: &Error) -> &'static str {
 pub struct RequestCtx {
     start: Instant,
     request_id: RequestId,
-    /// The upstream's name, once chosen (for the log and the error counter).
-    upstream: Option<String>,
+    /// The request's upstream (its route's, else the default), chosen once.
+    upstream: Option<Arc<Upstream>>,
     /// Set when `fail_to_connect` already logged the failure with the upstream's name.
     connect_failed: bool,
     /// Under a shadow route: what spillway would have done.
@@ -133,12 +127,9 @@ impl ProxyHttp for Spillway {
         let req = session.req_header();
         ctx.request_id = RequestId::for_request(&req.headers);
         let path = req.uri.path();
-        if self
-            .config
-            .routes
-            .lookup(path)
-            .is_some_and(|(r, _)| r.shadow)
-        {
+        let route = self.config.routes.lookup(path).map(|(r, _)| r);
+        ctx.upstream = self.config.upstream_for(route).cloned();
+        if route.is_some_and(|r| r.shadow) {
             let request = Request {
                 method: &req.method,
                 path,
@@ -152,15 +143,11 @@ impl ProxyHttp for Spillway {
 
     async fn upstream_peer(
         &self,
-        session: &mut Session,
+        _session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
-        let upstream = self.upstream(session.req_header().uri.path());
-        match upstream.and_then(|u| Some((u, self.peers.get(&u.name)?))) {
-            Some((upstream, peer)) => {
-                ctx.upstream = Some(upstream.name.clone());
-                Ok(Box::new(peer.clone()))
-            }
+        match ctx.upstream.as_ref().and_then(|u| self.peers.get(&u.name)) {
+            Some(peer) => Ok(Box::new(peer.clone())),
             None => Error::e_explain(ErrorType::InternalError, "no upstream configured"),
         }
     }
@@ -198,7 +185,7 @@ impl ProxyHttp for Spillway {
         mut e: Box<Error>,
     ) -> Box<Error> {
         ctx.connect_failed = true;
-        let name = ctx.upstream.as_deref().unwrap_or("-");
+        let name = ctx.upstream.as_ref().map_or("-", |u| u.name.as_str());
         tracing::warn!(upstream = name, address = %peer._address, "cannot connect to upstream: {e}");
         // One upstream address: retrying it at once would only delay the 502.
         e.set_retry(false);
@@ -214,7 +201,7 @@ impl ProxyHttp for Spillway {
 
     async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut RequestCtx) {
         if let Some(error) = error.filter(|e| *e.esource() == ErrorSource::Upstream) {
-            let name = ctx.upstream.as_deref().unwrap_or("-");
+            let name = ctx.upstream.as_ref().map_or("-", |u| u.name.as_str());
             self.telemetry
                 .metrics
                 .upstream_error(name, upstream_error_kind(error));

@@ -77,6 +77,29 @@ pub enum To<'a> {
     },
 }
 
+impl<'a> Reply<'a> {
+    /// An HTTP/1 response after which the connection closes (a refusal, a broken head, the
+    /// admin listener's pages); its bodies are small, so `zero_copy` is `Unavailable`.
+    pub fn closing(
+        stream: &'a mut Stream,
+        out: &'a mut Vec<u8>,
+        zero_copy: &'a mut ZeroCopy,
+        send_timeout: Duration,
+    ) -> Reply<'a> {
+        Reply {
+            to: To::H1 {
+                stream,
+                persistence: Persistence::Close,
+                zero_copy,
+            },
+            out,
+            head_only: false,
+            send_timeout,
+            body_bytes: 0,
+        }
+    }
+}
+
 impl Reply<'_> {
     fn start(&mut self, status: StatusCode) {
         match &mut self.to {
