@@ -4,13 +4,14 @@ mod support;
 
 use support::{request, AuthApp, Response, Spillway};
 
-/// A spillway whose `/private` route (private objects, `public/**` public, local files under
-/// `www/private`) asks `auth` before answering; `options` are more keys of `authorize:`.
-fn with_check(auth_port: u16, options: &str) -> Spillway {
+/// A spillway listening on `listen` (YAML, given the plain port), with the `auth` upstream on
+/// `auth_port`, and a `/private` route (private objects of the `media` bucket, local files under
+/// `www/private`) whose last keys are `route`.
+fn start(auth_port: u16, listen: impl Fn(u16) -> String, route: &str) -> Spillway {
     Spillway::start_custom(&[], |port, dir| {
         std::fs::create_dir_all(dir.join("www/private")).unwrap();
         format!(
-            r#"listen: "127.0.0.1:{port}"
+            r#"{}
 threads: 1
 upstreams:
   auth:
@@ -26,7 +27,21 @@ routes:
     root: www/private
     bucket: media
     key_prefix: private/
-    rules:
+{route}"#,
+            listen(port)
+        )
+    })
+}
+
+fn plain(port: u16) -> String {
+    format!("listen: \"127.0.0.1:{port}\"")
+}
+
+/// A spillway whose `/private` route (`public/**` public) asks `auth` before answering;
+/// `options` are more keys of `authorize:`.
+fn with_check(auth_port: u16, options: &str) -> Spillway {
+    let route = format!(
+        r#"    rules:
       - {{ match: "public/**", access: public }}
     authorize:
       upstream: auth
@@ -34,8 +49,8 @@ routes:
       forward: [cookie]
       timeout: 500ms
 {options}"#
-        )
-    })
+    );
+    start(auth_port, plain, &route)
 }
 
 fn get_as(port: u16, path: &str, cookie: Option<&str>) -> Response {
@@ -285,34 +300,15 @@ fn over_h2_the_check_runs_and_names_the_site_asked_for() {
     let certs = tempfile::tempdir().unwrap();
     let (ca, files) = support::certificate(certs.path(), "site", &["localhost"]);
     let tls_port = support::free_port();
-    let proxy = Spillway::start_custom(&[], |port, dir| {
-        std::fs::create_dir_all(dir.join("www/private")).unwrap();
+    let listen = |port: u16| {
         format!(
-            r#"listen:
-  - "127.0.0.1:{port}"
-  - address: "127.0.0.1:{tls_port}"
-    tls: {{ cert: "{}", key: "{}" }}
-threads: 1
-upstreams:
-  auth:
-    address: "127.0.0.1:{}"
-buckets:
-  media:
-    bucket: media
-    region: us-east-1
-    endpoint: "http://127.0.0.1:9"
-    credentials: {{ access_key_id: AK, secret_access_key: SK }}
-routes:
-  - prefix: /private
-    root: www/private
-    bucket: media
-    authorize: {{ upstream: auth, path: /spillway/authorize, forward: [cookie] }}
-"#,
+            "listen:\n  - \"127.0.0.1:{port}\"\n  - address: \"127.0.0.1:{tls_port}\"\n    tls: {{ cert: \"{}\", key: \"{}\" }}",
             files.cert.display(),
-            files.key.display(),
-            app.port
+            files.key.display()
         )
-    });
+    };
+    let check = "    authorize: { upstream: auth, path: /spillway/authorize, forward: [cookie] }\n";
+    let proxy = start(app.port, listen, check);
     support::wait_for_port(tls_port);
     let client = reqwest::blocking::Client::builder()
         .use_rustls_tls()
@@ -341,32 +337,12 @@ routes:
 #[test]
 fn a_rule_can_have_a_check_of_its_own() {
     let app = AuthApp::start();
-    let proxy = Spillway::start_custom(&[], |port, dir| {
-        std::fs::create_dir_all(dir.join("www/private")).unwrap();
-        format!(
-            r#"listen: "127.0.0.1:{port}"
-threads: 1
-upstreams:
-  auth:
-    address: "127.0.0.1:{}"
-buckets:
-  media:
-    bucket: media
-    region: us-east-1
-    endpoint: "http://127.0.0.1:9"
-    credentials: {{ access_key_id: AK, secret_access_key: SK }}
-routes:
-  - prefix: /private
-    root: www/private
-    bucket: media
-    rules:
+    let rules = r#"    rules:
       - match: "reports/**"
         access: private
-        authorize: {{ upstream: auth, path: /spillway/authorize, forward: [cookie] }}
-"#,
-            app.port
-        )
-    });
+        authorize: { upstream: auth, path: /spillway/authorize, forward: [cookie] }
+"#;
+    let proxy = start(app.port, plain, rules);
     let resp = get_as(proxy.port, "/private/reports/q1.pdf", Some("sid=bob"));
     assert_eq!(resp.status, 403, "the rule's check");
     assert!(presigned(&get_as(

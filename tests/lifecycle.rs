@@ -11,54 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use support::{get, run_cli, Conn, Stack, StackOptions};
-
-fn patterned(len: usize) -> Vec<u8> {
-    (0..len).map(|i| (i * 7 % 251) as u8).collect()
-}
-
-/// Sends `GET path` with `Connection: close`, reads the head and `prefix` bytes of body.
-fn start_download(port: u16, path: &str, prefix: usize) -> (TcpStream, usize, Vec<u8>) {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut got = Vec::new();
-    let mut buf = [0u8; 8192];
-    let head_end = loop {
-        let n = stream.read(&mut buf).unwrap();
-        assert!(n > 0, "closed before the head");
-        got.extend_from_slice(&buf[..n]);
-        if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-    };
-    let head = String::from_utf8_lossy(&got[..head_end]).to_lowercase();
-    let length: usize = head
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length: "))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    let mut body = got[head_end..].to_vec();
-    while body.len() < prefix {
-        let n = stream.read(&mut buf).unwrap();
-        assert!(n > 0);
-        body.extend_from_slice(&buf[..n]);
-    }
-    (stream, length, body)
-}
-
-fn read_rest(mut stream: TcpStream, mut body: Vec<u8>) -> Vec<u8> {
-    stream.read_to_end(&mut body).unwrap();
-    body
-}
+use support::{get, patterned, read_rest, run_cli, start_download, Conn, Stack, StackOptions};
 
 fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(30);

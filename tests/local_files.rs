@@ -2,7 +2,7 @@
 
 mod support;
 
-use support::{get, request, Conn, Stack, StackOptions};
+use support::{get, patterned, read_rest, request, start_download, Conn, Stack, StackOptions};
 
 #[test]
 fn a_local_file_is_served_with_validators() {
@@ -368,11 +368,6 @@ fn cache_control_is_sent_on_200_206_and_304_only() {
     assert_eq!((resp.status, resp.header("cache-control")), (404, None));
 }
 
-/// A 64 MiB file whose every byte depends on its offset, so any misplaced chunk shows.
-fn patterned(len: usize) -> Vec<u8> {
-    (0..len).map(|i| ((i / 7) ^ (i % 251)) as u8).collect()
-}
-
 #[test]
 fn a_64_mib_file_streams_completely_and_a_middle_range_is_exact() {
     let stack = Stack::start();
@@ -398,57 +393,6 @@ fn a_64_mib_file_streams_completely_and_a_middle_range_is_exact() {
         Some(format!("bytes {start}-{end}/67108864").as_str())
     );
     assert!(resp.body == bytes[start..=end], "byte-exact middle range");
-}
-
-/// Starts a GET for `path`, reads the response head and `prefix` body bytes, and returns the
-/// stream (the rest unread, so the server is held back by the full socket buffers).
-fn start_download(port: u16, path: &str, prefix: usize) -> (std::net::TcpStream, usize, Vec<u8>) {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
-        .unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut got = Vec::new();
-    let mut buf = [0u8; 8192];
-    let head_end = loop {
-        let n = stream.read(&mut buf).unwrap();
-        assert!(n > 0, "closed before the head");
-        got.extend_from_slice(&buf[..n]);
-        if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-    };
-    let head = String::from_utf8_lossy(&got[..head_end]).to_lowercase();
-    let length: usize = head
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length: "))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    let mut body = got.split_off(head_end);
-    while body.len() < prefix {
-        let n = stream.read(&mut buf).unwrap();
-        assert!(n > 0);
-        body.extend_from_slice(&buf[..n]);
-    }
-    (stream, length, body)
-}
-
-fn read_rest(mut stream: std::net::TcpStream, mut body: Vec<u8>) -> Vec<u8> {
-    use std::io::Read;
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        match stream.read(&mut buf) {
-            Ok(0) | Err(_) => return body,
-            Ok(n) => body.extend_from_slice(&buf[..n]),
-        }
-    }
 }
 
 #[test]
