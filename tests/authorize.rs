@@ -135,16 +135,22 @@ fn no_answer_is_a_503_never_a_link() {
     for (cookie, why) in [
         (
             "sid=broken",
-            "answered 500 Internal Server Error, neither yes (2xx) nor no",
+            "authorization check failed: auth /spillway/authorize answered 500 Internal Server Error, neither yes (2xx) nor no (401, 403, 3xx)",
         ),
-        ("sid=slow", "no answer within 500ms"),
+        ("sid=slow", "authorization check failed: no answer within 500ms"),
     ] {
         let resp = get_as(proxy.port, "/private/a.pdf", Some(cookie));
         assert_eq!(resp.status, 503, "{cookie}");
         assert_eq!(resp.header("retry-after"), Some("5"));
         assert_eq!(resp.header("location"), None, "{cookie}");
+        // The whole message, once: the error line and the request's log line say it.
         let logs = proxy.wait_for_log(why);
-        assert!(logs.contains("authorization check failed"), "{logs}");
+        let error = logs
+            .lines()
+            .find(|l| l.contains(" ERROR ") && l.contains(why))
+            .unwrap_or_else(|| panic!("no error line for {cookie}:\n{logs}"));
+        let message = error.split_once("spillway::server::local: ").map(|(_, m)| m);
+        assert_eq!(message, Some(format!("{why} path=\"/private/a.pdf\"").as_str()));
     }
     // The application down.
     let dead = support::free_port();

@@ -275,3 +275,16 @@ fn explain_names_every_outcome() {
         assert!(text.contains(&format!("outcome       {outcome}")), "{text}");
     }
 }
+
+#[test]
+fn a_malformed_explain_header_or_cookie_is_named() {
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/proxy.yaml");
+    assert_eq!(
+        failure(&["explain", "--config", config, "--header", "no colon", "/x"]),
+        "spillway: --header \"no colon\": expected `Name: value`\n"
+    );
+    assert_eq!(
+        failure(&["explain", "--config", config, "--cookie", "a\u{1}", "/x"]),
+        "spillway: --cookie \"a\\u{1}\": not a header value\n"
+    );
+}

@@ -258,6 +258,44 @@ fn semantic_errors_name_the_key_and_line() {
             19,
         ),
         (
+            GOOD.replace(
+                "key_prefix: uploads/",
+                "key_prefix: uploads/\n    authorize: { upstream: legacy, path: auth }",
+            ),
+            "routes[0].authorize.path: \"auth\" must be a path starting with '/'",
+            19,
+        ),
+        (
+            GOOD.replace(
+                "key_prefix: uploads/",
+                "key_prefix: uploads/\n    authorize: { upstream: legacy, path: /auth, timeout: 90s }",
+            ),
+            "routes[0].authorize.timeout: must be between 100ms and 60s",
+            19,
+        ),
+        (
+            GOOD.replace(
+                "key_prefix: uploads/",
+                "key_prefix: uploads/\n    authorize: { upstream: legacy, path: /a, forward: [Connection] }",
+            ),
+            "routes[0].authorize.forward[0]: connection describes the client's connection; it cannot be forwarded",
+            19,
+        ),
+        (
+            GOOD.replace(
+                "    bucket: media\n    key_prefix: uploads/",
+                "    key_prefix: uploads/\n    authorize: { upstream: legacy, path: /auth }",
+            ),
+            "routes[0].authorize: applies to presigned redirects only, and this route has no bucket: set applies_to: all to check its local files",
+            18,
+        ),
+        (
+            GOOD.replace("default_upstream: legacy\n", "")
+                .replace("key_prefix: uploads/", "key_prefix: uploads/\n    shadow: true"),
+            "routes[0].shadow: needs an upstream to send everything to (the route's upstream or default_upstream)",
+            18,
+        ),
+        (
             format!("open_file_cache:\n  valid: 2m\n{GOOD}"),
             "open_file_cache.valid: must be at most 60s: a deleted or replaced file is served that long",
             2,

@@ -107,7 +107,7 @@ fn ask<'c>(
         Ok(runtime) => runtime,
         Err(e) => {
             let why = format!("cannot start a runtime to ask: {e}");
-            return Answer::Reject(Reject::Unauthorized(why));
+            return Answer::Reject(Reject::CheckFailed(why));
         }
     };
     let asker = Asker {

@@ -130,7 +130,7 @@ pub enum Reject {
     Sign(#[from] SignError),
     /// The authorization check did not say yes or no: never presign, never serve.
     #[error("authorization check failed: {0}")]
-    Unauthorized(String),
+    CheckFailed(String),
 }
 
 impl Reject {
@@ -149,7 +149,7 @@ impl Reject {
             // Temporary: the credentials are being refreshed, or descriptors come free.
             Reject::Sign(SignError::CredentialsExpiring)
             | Reject::Overloaded
-            | Reject::Unauthorized(_) => StatusCode::SERVICE_UNAVAILABLE,
+            | Reject::CheckFailed(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -158,7 +158,7 @@ impl Reject {
     pub fn extra_header(&self) -> Option<(&'static str, &'static str)> {
         match self {
             Reject::MethodNotAllowed => Some(("Allow", "GET, HEAD")),
-            Reject::Sign(_) | Reject::Unauthorized(_) => Some(("Retry-After", "5")),
+            Reject::Sign(_) | Reject::CheckFailed(_) => Some(("Retry-After", "5")),
             Reject::Overloaded => Some(("Retry-After", "1")),
             _ => None,
         }

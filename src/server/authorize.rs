@@ -78,7 +78,7 @@ impl Authorizer {
             Ok(Verdict::Allow) => answer,
             Ok(Verdict::Deny(denial)) => Answer::Denied(denial),
             // Logged once, with the request, as every 5xx is.
-            Err(e) => Answer::Reject(Reject::Unauthorized(e)),
+            Err(e) => Answer::Reject(Reject::CheckFailed(e)),
         }
     }
 
