@@ -1,7 +1,9 @@
-//! HTTP semantics of serving a file, as pure functions over headers and metadata.
+//! HTTP semantics, as pure functions over headers and metadata: serving a file, and what a proxy
+//! passes on.
 
 pub mod conditional;
 pub mod content_type;
 pub mod file;
+pub mod hop_by_hop;
 pub mod negotiate;
 pub mod range;

@@ -18,6 +18,7 @@ use crate::config::Route;
 use crate::core::answer::{Answer, Reject};
 use crate::core::authorize::{original_uri, said, Authorize, Denial, Said, Verdict};
 use crate::core::decide::Request;
+use crate::http::hop_by_hop::HopByHop;
 use crate::server::proxy::peer;
 
 /// The most of a "no" page relayed to the client; a longer one fails closed.
@@ -26,17 +27,6 @@ const LARGEST_DENIAL: usize = 64 * 1024;
 /// How many answers are kept, over all routes.
 const KEPT: usize = 10_000;
 
-/// Headers of the endpoint's answer that describe its connection, not the answer.
-const NOT_RELAYED: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "content-length",
-];
 
 pub struct Authorizer {
     connector: Connector,
@@ -237,8 +227,10 @@ async fn denial(
 ) -> Result<Denial, String> {
     let mut headers = HeaderMap::new();
     if let Some(head) = session.resp_header() {
+        // The length is the body's as relayed; the rest describes the endpoint's connection.
+        let hop = HopByHop::of(&head.headers);
         for (header, value) in head.headers.iter() {
-            if !NOT_RELAYED.contains(&header.as_str()) {
+            if !hop.contains(header) && header != http::header::CONTENT_LENGTH {
                 headers.append(header.clone(), value.clone());
             }
         }

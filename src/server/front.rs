@@ -28,14 +28,16 @@ use tokio::time::Sleep;
 
 use crate::config::Config;
 use crate::core::decide::{Decision, Request};
+use crate::core::outcome::Outcome;
 use crate::server::authorize::{Asker, Authorizer};
 use crate::server::connections::Connections;
+use crate::server::forward::{self, Client, Forwarder};
 use crate::server::h2::H2;
 use crate::server::http1::{self, BodyLength, HeadError, Persistence, RequestHead, MAX_HEAD};
 use crate::server::local::{self, Asked};
 use crate::server::proxy::Spillway;
 use crate::server::respond::{self, Reply, Sent, To, ZeroCopy};
-use crate::telemetry::Telemetry;
+use crate::telemetry::{RequestId, Telemetry};
 
 /// Request bodies up to this size are read and discarded after a local answer, so a rejected
 /// upload does not cost the client its keep-alive connection; larger ones close it instead.
@@ -59,6 +61,7 @@ pub struct Front {
     connections: Arc<Connections>,
     telemetry: Arc<Telemetry>,
     authorizer: Arc<Authorizer>,
+    forwarder: Forwarder,
     header_timeouts: SlowHeads,
 }
 
@@ -78,6 +81,7 @@ impl Front {
             Arc::clone(&authorizer),
         );
         Front {
+            forwarder: Forwarder::new(&config),
             h2: Arc::new(h2),
             config,
             proxy,
@@ -304,28 +308,6 @@ impl Front {
         };
         let decided = local::decide_without_blocking(&self.config, &request).await;
         let route = decided.route;
-        let answer = match decided.decision {
-            Decision::Answer(answer) => {
-                let asker = Asker {
-                    request: &request,
-                    client,
-                };
-                let relative = decided.relative.as_deref();
-                self.authorizer
-                    .authorized(route, relative, &asker, answer)
-                    .await
-            }
-            Decision::Upstream(_) => {
-                // Pingora parses the request again from these bytes (the proxy path pays for
-                // that, the local paths never do). It gets this request's bytes only: what was
-                // pipelined after it stays here, for the next round.
-                let this = request_bytes(&head, conn.buf.len());
-                drop(head);
-                let read = BytesMut::from(&conn.buf[..this]);
-                conn.buf.drain(..this);
-                return Next::Upstream(read);
-            }
-        };
         let asked = Asked {
             method: &head.method,
             path: head.path,
@@ -333,17 +315,65 @@ impl Front {
             protocol: if head.http10 { "HTTP/1.0" } else { "HTTP/1.1" },
             client,
             start,
+            request_id: RequestId::for_request(&head.headers),
         };
-        let after = self
-            .answer_locally(
-                (stream, &mut conn.out, &mut conn.zero_copy),
-                &head,
-                &asked,
-                route,
-                answer,
-                shutdown,
-            )
-            .await;
+        let after = match decided.decision {
+            Decision::Answer(answer) => {
+                let asker = Asker {
+                    request: &request,
+                    client,
+                };
+                let relative = decided.relative.as_deref();
+                let answer = self
+                    .authorizer
+                    .authorized(route, relative, &asker, answer)
+                    .await;
+                self.answer_locally(
+                    (stream, &mut conn.out, &mut conn.zero_copy),
+                    &head,
+                    &asked,
+                    route,
+                    answer,
+                    shutdown,
+                )
+                .await
+            }
+            Decision::Upstream(_) => match self.config.upstream_for(route) {
+                Some(upstream) if forward::can_take(&head, route) => {
+                    // From the listener the request came in on, never from the client.
+                    let tls = stream.get_ssl_digest().is_some();
+                    let mut client = Client {
+                        stream,
+                        out: &mut conn.out,
+                        address: client,
+                        tls,
+                        keep_alive: head.keep_alive && !*shutdown.borrow(),
+                        send_timeout: self.config.limits.send_timeout,
+                    };
+                    let forwarded = self
+                        .forwarder
+                        .forward(upstream, &head, &asked.request_id, &mut client, &self.telemetry)
+                        .await;
+                    let sent = &forwarded.sent;
+                    asked.record(&self.telemetry, route, Outcome::Upstream, sent, None);
+                    match (&sent.cut_short, forwarded.keep_alive) {
+                        (Some(_), _) => After::Gone,
+                        (None, true) => After::KeepAlive { body: 0 },
+                        (None, false) => After::Close,
+                    }
+                }
+                _ => {
+                    // Pingora parses the request again from these bytes (that path pays for
+                    // it, the others never do). It gets this request's bytes only: what was
+                    // pipelined after it stays here, for the next round.
+                    let this = request_bytes(&head, conn.buf.len());
+                    drop(head);
+                    let read = BytesMut::from(&conn.buf[..this]);
+                    conn.buf.drain(..this);
+                    return Next::Upstream(read);
+                }
+            },
+        };
         let consumed = head.len;
         drop(head);
         let body = match after {
@@ -374,11 +404,7 @@ impl Front {
             _ => None,
         };
         let keep_alive = head.keep_alive && drain.is_some() && !*shutdown.borrow();
-        let persistence = match (keep_alive, head.http10) {
-            (false, _) => Persistence::Close,
-            (true, true) => Persistence::KeepAlive10,
-            (true, false) => Persistence::KeepAlive,
-        };
+        let persistence = Persistence::of(keep_alive, head.http10);
         let mut reply = Reply {
             to: To::H1 {
                 stream,

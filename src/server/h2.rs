@@ -19,7 +19,7 @@ use crate::server::authorize::{Asker, Authorizer};
 use crate::server::local::{self, Asked};
 use crate::server::proxy::Spillway;
 use crate::server::respond::{Reply, To};
-use crate::telemetry::Telemetry;
+use crate::telemetry::{RequestId, Telemetry};
 
 /// Streams a client may have open at once (RFC 9113 suggests at least 100).
 const MAX_CONCURRENT_STREAMS: u32 = 100;
@@ -106,6 +106,7 @@ impl HttpServerApp for H2 {
             protocol: "HTTP/2.0",
             client,
             start,
+            request_id: RequestId::for_request(&headers),
         };
         let mut out = Vec::new();
         let mut reply = Reply {

@@ -34,6 +34,8 @@ pub struct RequestHead<'b> {
     pub expects_continue: bool,
     /// Bytes of the buffer the head occupies; the body (if any) follows.
     pub len: usize,
+    /// The target was a path (`/a?b`), not absolute-form (`http://host/a?b`) or `*`.
+    pub origin_form: bool,
 }
 
 /// How the request body is framed (RFC 9112 §6.3).
@@ -91,6 +93,7 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<RequestHead<'_>>, HeadError> {
     };
     let method = Method::from_bytes(method.as_bytes()).map_err(|_| HeadError::Malformed)?;
     let (path, query) = split_target(target)?;
+    let origin_form = target.starts_with('/');
     let http10 = minor == 0;
 
     let mut headers = HeaderMap::with_capacity(req.headers.len());
@@ -120,6 +123,7 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<RequestHead<'_>>, HeadError> {
         body,
         expects_continue,
         len,
+        origin_form,
     }))
 }
 
@@ -253,6 +257,17 @@ pub enum Persistence {
     Close,
 }
 
+impl Persistence {
+    /// For a response after which the connection lives on (`keep_alive`) or not.
+    pub fn of(keep_alive: bool, http10: bool) -> Persistence {
+        match (keep_alive, http10) {
+            (false, _) => Persistence::Close,
+            (true, true) => Persistence::KeepAlive10,
+            (true, false) => Persistence::KeepAlive,
+        }
+    }
+}
+
 /// Appends a response head to `out`: `start`, any number of `header`s, then `finish`.
 pub struct ResponseHead<'o> {
     out: &'o mut Vec<u8>,
@@ -272,7 +287,12 @@ impl<'o> ResponseHead<'o> {
     }
 
     pub fn header(&mut self, name: &str, value: impl AsRef<[u8]>) -> &mut Self {
-        self.out.extend_from_slice(name.as_bytes());
+        self.header_spelled(name.as_bytes(), value)
+    }
+
+    /// A field whose name is bytes as they came (a relayed field, in its sender's spelling).
+    pub fn header_spelled(&mut self, name: &[u8], value: impl AsRef<[u8]>) -> &mut Self {
+        self.out.extend_from_slice(name);
         self.out.extend_from_slice(b": ");
         self.out.extend_from_slice(value.as_ref());
         self.out.extend_from_slice(b"\r\n");

@@ -74,6 +74,8 @@ pub struct Asked<'a> {
     pub protocol: &'static str,
     pub client: Option<IpAddr>,
     pub start: Instant,
+    /// Also sent to the upstream, so the two logs can be joined.
+    pub request_id: RequestId,
 }
 
 impl Asked<'_> {
@@ -90,7 +92,6 @@ impl Asked<'_> {
         sent: &Sent,
         reason: Option<&dyn Display>,
     ) {
-        let request_id = RequestId::for_request(self.headers);
         telemetry.record(
             route,
             &Entry {
@@ -106,7 +107,7 @@ impl Asked<'_> {
                 route: route.map(|r| r.prefix.as_str()),
                 user_agent: self.header(http::header::USER_AGENT),
                 referer: self.header(http::header::REFERER),
-                request_id: request_id.as_str(),
+                request_id: self.request_id.as_str(),
                 reason,
                 cut_short: sent.cut_short.as_ref().map(|e| e as &dyn Display),
                 would: None,

@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod authorize;
 pub mod connections;
+pub mod forward;
 pub mod front;
 pub mod h2;
 pub mod http1;

@@ -30,22 +30,31 @@ pub struct Spillway {
 
 impl Spillway {
     pub fn new(config: &Arc<Config>, telemetry: Arc<Telemetry>) -> Spillway {
-        let used = config
-            .routes
-            .iter()
-            .filter_map(|(_, r)| r.upstream.as_ref());
-        let peers = config
-            .default_upstream
-            .iter()
-            .chain(used)
-            .map(|u| (u.name.clone(), peer(u)))
-            .collect();
         Spillway {
             config: Arc::clone(config),
-            peers,
+            peers: peers(config),
             telemetry,
         }
     }
+}
+
+/// A ready peer for every upstream a request can go to, by name.
+pub(super) fn peers(config: &Config) -> BTreeMap<String, HttpPeer> {
+    let used = config
+        .routes
+        .iter()
+        .filter_map(|(_, r)| r.upstream.as_ref());
+    config
+        .default_upstream
+        .iter()
+        .chain(used)
+        .map(|u| (u.name.clone(), peer(u)))
+        .collect()
+}
+
+/// The one log line of a failed connect, naming the upstream and its address.
+pub(super) fn log_connect_failure(upstream: &Upstream, peer: &HttpPeer, e: &Error) {
+    tracing::warn!(upstream = upstream.name, address = %peer._address, "cannot connect to upstream: {e}");
 }
 
 /// A ready peer for `upstream`, with its timeouts.
@@ -72,7 +81,7 @@ fn client_went_away(error: &Error) -> bool {
 }
 
 /// The `kind` label of a failed exchange with the upstream.
-fn upstream_error_kind(error: &Error) -> &'static str {
+pub(super) fn upstream_error_kind(error: &Error) -> &'static str {
     match error.etype() {
         ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
             "timeout"
@@ -185,8 +194,9 @@ impl ProxyHttp for Spillway {
         mut e: Box<Error>,
     ) -> Box<Error> {
         ctx.connect_failed = true;
-        let name = ctx.upstream.as_ref().map_or("-", |u| u.name.as_str());
-        tracing::warn!(upstream = name, address = %peer._address, "cannot connect to upstream: {e}");
+        if let Some(upstream) = &ctx.upstream {
+            log_connect_failure(upstream, peer, &e);
+        }
         // One upstream address: retrying it at once would only delay the 502.
         e.set_retry(false);
         e

@@ -1,0 +1,431 @@
+//! The short way to the upstream, for most proxied traffic: a GET or HEAD without a body goes
+//! out through Pingora's HTTP/1 client and connection pool straight from the front, and the
+//! answer goes back to the client in as few writes as it takes (one, for a page that arrives
+//! in one read).
+//!
+//! Pingora still does the HTTP: it writes the request, parses the answer, reads its body by
+//! length, chunks or close, and decides whether the upstream connection can be pooled. What
+//! is skipped is its proxy's per-request machinery (filter phases, a second parse of the
+//! request, task channels between two halves) and a `send` per response. Requests with a body,
+//! upgrades, `Expect`, absolute-form targets and shadow routes take `HttpProxy` (`proxy.rs`).
+
+use std::collections::BTreeMap;
+use std::io;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use http::header::{self, HeaderValue};
+use http::{Method, StatusCode};
+use pingora::connectors::http::v1::Connector;
+use pingora::http::{HeaderNameVariant, RequestHeader};
+use pingora::prelude::HttpPeer;
+use pingora::protocols::http::v1::client::HttpSession;
+use pingora::protocols::Stream;
+use tokio::io::AsyncWriteExt;
+
+use crate::config::{Config, Route, Upstream};
+use crate::http::hop_by_hop::HopByHop;
+use crate::server::http1::{BodyLength, Persistence, RequestHead, ResponseHead};
+use crate::server::proxy::{log_connect_failure, peers, upstream_error_kind};
+use crate::server::respond::{self, Reply, Sent, To, ZeroCopy};
+use crate::telemetry::{RequestId, Telemetry};
+
+/// Body bytes gathered before they are written to the client: a page that fits goes out with
+/// its head in one write, a larger body streams in pieces of about this size.
+const GATHER: usize = 64 * 1024;
+
+pub struct Forwarder {
+    /// Pingora's HTTP/1 connector, with its pool of idle upstream connections.
+    connector: Connector,
+    peers: BTreeMap<String, HttpPeer>,
+}
+
+/// Whether `head` can take the short way (to an upstream, under `route`).
+pub fn can_take(head: &RequestHead<'_>, route: Option<&Route>) -> bool {
+    (head.method == Method::GET || head.method == Method::HEAD)
+        && head.body == BodyLength::None
+        && head.origin_form
+        && !head.expects_continue
+        && !head.headers.contains_key(header::UPGRADE)
+        && !route.is_some_and(|r| r.shadow)
+}
+
+/// The client's side of one exchange.
+pub struct Client<'a> {
+    pub stream: &'a mut Stream,
+    /// Where the response is assembled.
+    pub out: &'a mut Vec<u8>,
+    pub address: Option<IpAddr>,
+    pub tls: bool,
+    /// Whether the connection may live on after this response (the client's wish, and no
+    /// shutdown under way).
+    pub keep_alive: bool,
+    pub send_timeout: Duration,
+}
+
+/// How an exchange ended for the client.
+pub struct Forwarded {
+    pub sent: Sent,
+    /// Whether the connection can carry the next request.
+    pub keep_alive: bool,
+}
+
+/// Why an exchange failed.
+enum Failure {
+    /// No connection to the upstream (already logged, with its address).
+    Unreachable(Box<pingora::Error>),
+    /// Before the client was sent anything: it can still get a 502 (or the request another
+    /// connection).
+    Unanswered(Box<pingora::Error>),
+    /// Midway through the response: the client's connection can only be dropped.
+    Midway { sent: Sent, upstream: Option<Box<pingora::Error>> },
+}
+
+impl Forwarder {
+    pub fn new(config: &Config) -> Forwarder {
+        Forwarder {
+            connector: Connector::new(None),
+            peers: peers(config),
+        }
+    }
+
+    /// Sends `head` to `upstream` and its answer to the client, and counts what failed.
+    pub async fn forward(
+        &self,
+        upstream: &Upstream,
+        head: &RequestHead<'_>,
+        request_id: &RequestId,
+        client: &mut Client<'_>,
+        telemetry: &Telemetry,
+    ) -> Forwarded {
+        let failed = match self.peers.get(&upstream.name) {
+            Some(peer) => match self.exchange(peer, upstream, head, request_id, client).await {
+                Ok(forwarded) => return forwarded,
+                Err(failure) => failure,
+            },
+            // Every upstream a route or the default names has a peer.
+            None => Failure::Unanswered(pingora::Error::explain(
+                pingora::ErrorType::InternalError,
+                "no peer for the upstream",
+            )),
+        };
+        let error = match &failed {
+            Failure::Unreachable(e) | Failure::Unanswered(e) => Some(e),
+            Failure::Midway { upstream, .. } => upstream.as_ref(),
+        };
+        if let Some(e) = error {
+            telemetry
+                .metrics
+                .upstream_error(&upstream.name, upstream_error_kind(e));
+        }
+        match failed {
+            Failure::Midway { sent, .. } => Forwarded {
+                sent,
+                keep_alive: false,
+            },
+            Failure::Unreachable(_) => bad_gateway(client, head).await,
+            Failure::Unanswered(e) => {
+                tracing::warn!(upstream = upstream.name, "no answer from upstream: {e}");
+                bad_gateway(client, head).await
+            }
+        }
+    }
+
+    /// One exchange; a pooled connection the upstream had closed meanwhile is retried once on
+    /// a new one (GET and HEAD are safe to repeat).
+    async fn exchange(
+        &self,
+        peer: &HttpPeer,
+        upstream: &Upstream,
+        head: &RequestHead<'_>,
+        request_id: &RequestId,
+        client: &mut Client<'_>,
+    ) -> Result<Forwarded, Failure> {
+        let mut retried = false;
+        loop {
+            let (session, reused) = self.connector.get_http_session(peer).await.map_err(|e| {
+                log_connect_failure(upstream, peer, &e);
+                Failure::Unreachable(e)
+            })?;
+            let request = outgoing(head, request_id, client).map_err(Failure::Unanswered)?;
+            match self.relay(session, peer, upstream, request, head, client).await {
+                Err(Failure::Unanswered(e)) if reused && !retried && closed(&e) => retried = true,
+                done => return done,
+            }
+        }
+    }
+
+    async fn relay(
+        &self,
+        mut session: HttpSession,
+        peer: &HttpPeer,
+        upstream: &Upstream,
+        request: RequestHeader,
+        head: &RequestHead<'_>,
+        client: &mut Client<'_>,
+    ) -> Result<Forwarded, Failure> {
+        client.out.clear();
+        session.read_timeout = Some(upstream.read_timeout);
+        session.write_timeout = Some(upstream.write_timeout);
+        session
+            .write_request_header(Box::new(request))
+            .await
+            .map_err(Failure::Unanswered)?;
+        let response = loop {
+            session.read_response().await.map_err(Failure::Unanswered)?;
+            match session.resp_header() {
+                // 100 Continue and 103 Early Hints are for the client's next step; none is
+                // taken here.
+                Some(response) if response.status.is_informational() => continue,
+                Some(response) => break response,
+                None => {
+                    return Err(Failure::Unanswered(pingora::Error::explain(
+                        pingora::ErrorType::InvalidHTTPHeader,
+                        "no response head",
+                    )))
+                }
+            }
+        };
+        let status = response.status;
+        let framing = Framing::of(response, head);
+        let keep_alive = client.keep_alive && framing != Framing::UntilClose;
+        let persistence = Persistence::of(keep_alive, head.http10);
+        relay_head(client.out, response, framing, persistence);
+
+        let mut sent = Sent {
+            status,
+            cut_short: None,
+            body_bytes: 0,
+        };
+        let mut written = false;
+        if framing != Framing::None {
+            loop {
+                let piece = match session.read_body_ref().await {
+                    Ok(Some(piece)) => piece,
+                    Ok(None) => break,
+                    Err(e) if !written => return Err(Failure::Unanswered(e)),
+                    Err(e) => {
+                        sent.cut_short = Some(io::Error::other(format!("upstream: {e}")));
+                        return Err(Failure::Midway {
+                            sent,
+                            upstream: Some(e),
+                        });
+                    }
+                };
+                framing.put(client.out, piece);
+                sent.body_bytes += piece.len() as u64;
+                if client.out.len() >= GATHER {
+                    if let Err(e) = write(client).await {
+                        sent.cut_short = Some(e);
+                        return Err(Failure::Midway {
+                            sent,
+                            upstream: None,
+                        });
+                    }
+                    written = true;
+                }
+            }
+        }
+        framing.end(client.out);
+        // The upstream connection goes back to the pool before the client is written to.
+        self.connector
+            .release_http_session(session, peer, Some(upstream.idle_timeout))
+            .await;
+        if let Err(e) = write(client).await {
+            sent.cut_short = Some(e);
+            return Err(Failure::Midway {
+                sent,
+                upstream: None,
+            });
+        }
+        Ok(Forwarded { sent, keep_alive })
+    }
+}
+
+/// How the relayed body is delimited for the client (RFC 9112 §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    /// HEAD, 204, 304: no body, whatever the head says about one.
+    None,
+    /// The upstream's `Content-Length`, passed on, and the body as it is.
+    Length(u64),
+    /// A body of unknown length to an HTTP/1.1 client: chunked.
+    Chunked,
+    /// A body of unknown length to an HTTP/1.0 client: it ends when the connection does.
+    UntilClose,
+}
+
+impl Framing {
+    fn of(response: &pingora::http::ResponseHeader, head: &RequestHead<'_>) -> Framing {
+        let status = response.status;
+        if head.method == Method::HEAD
+            || status == StatusCode::NO_CONTENT
+            || status == StatusCode::NOT_MODIFIED
+        {
+            return Framing::None;
+        }
+        // Pingora read the body by `Transfer-Encoding` when both were sent (RFC 9112 §6.3).
+        let length = match response.headers.contains_key(header::TRANSFER_ENCODING) {
+            true => None,
+            false => response
+                .headers
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse().ok()),
+        };
+        match (length, head.http10) {
+            (Some(length), _) => Framing::Length(length),
+            (None, false) => Framing::Chunked,
+            (None, true) => Framing::UntilClose,
+        }
+    }
+
+    /// Appends a piece of body.
+    fn put(self, out: &mut Vec<u8>, piece: &[u8]) {
+        if piece.is_empty() {
+            return;
+        }
+        if self == Framing::Chunked {
+            use std::io::Write as _;
+            let _ = write!(out, "{:x}\r\n", piece.len());
+            out.extend_from_slice(piece);
+            out.extend_from_slice(b"\r\n");
+        } else {
+            out.extend_from_slice(piece);
+        }
+    }
+
+    fn end(self, out: &mut Vec<u8>) {
+        if self == Framing::Chunked {
+            out.extend_from_slice(b"0\r\n\r\n");
+        }
+    }
+}
+
+/// The upstream's response head as the client gets it: its status and end-to-end fields, the
+/// framing of this hop, spillway's `Date` and connection header.
+fn relay_head(
+    out: &mut Vec<u8>,
+    response: &pingora::http::ResponseHeader,
+    framing: Framing,
+    persistence: Persistence,
+) {
+    let hop = HopByHop::of(&response.headers);
+    let mut head = ResponseHead::start(out, response.status);
+    // In the upstream's spelling of each name.
+    let _ = response.map(|name, value| {
+        let name = match name {
+            HeaderNameVariant::Case(name) => name.as_slice(),
+            HeaderNameVariant::Titled(name) => name.as_bytes(),
+        };
+        let ours = name.eq_ignore_ascii_case(b"date") || name.eq_ignore_ascii_case(b"content-length");
+        if !ours && !hop.contains_spelled(name) {
+            head.header_spelled(name, value);
+        }
+        Ok(())
+    });
+    match framing {
+        Framing::Length(length) => {
+            head.number("Content-Length", length);
+        }
+        Framing::Chunked => {
+            head.header("Transfer-Encoding", "chunked");
+        }
+        // What the upstream said of the length a GET would get (HEAD), or of the selected
+        // representation (304), stands.
+        Framing::None => {
+            if !response.headers.contains_key(header::TRANSFER_ENCODING) {
+                if let Some(length) = response.headers.get(header::CONTENT_LENGTH) {
+                    head.header("Content-Length", length);
+                }
+            }
+        }
+        Framing::UntilClose => {}
+    }
+    head.finish(persistence);
+}
+
+/// The request as the upstream gets it: the client's, less what only concerned the client's
+/// connection, plus what spillway knows about it.
+fn outgoing(
+    head: &RequestHead<'_>,
+    request_id: &RequestId,
+    client: &Client<'_>,
+) -> pingora::Result<RequestHeader> {
+    let target = match head.query {
+        Some(query) => format!("{}?{query}", head.path),
+        None => head.path.to_owned(),
+    };
+    let mut request =
+        RequestHeader::build(head.method.clone(), target.as_bytes(), Some(head.headers.len() + 3))?;
+    let hop = HopByHop::of(&head.headers);
+    for (name, value) in head.headers.iter() {
+        if !hop.contains(name) {
+            request.append_header(name.clone(), value.clone())?;
+        }
+    }
+    if let Some(address) = client.address {
+        let forwarded = match head.headers.get("x-forwarded-for") {
+            Some(prior) => format!("{}, {address}", String::from_utf8_lossy(prior.as_bytes())),
+            None => address.to_string(),
+        };
+        request.insert_header("x-forwarded-for", forwarded)?;
+    }
+    let proto = HeaderValue::from_static(if client.tls { "https" } else { "http" });
+    request.insert_header("x-forwarded-proto", proto)?;
+    request.insert_header("x-request-id", request_id.as_str())?;
+    Ok(request)
+}
+
+/// Writes out the assembled response and empties the buffer.
+async fn write(client: &mut Client<'_>) -> io::Result<()> {
+    let written = tokio::time::timeout(client.send_timeout, async {
+        client.stream.write_all(client.out).await?;
+        client.stream.flush().await
+    })
+    .await;
+    client.out.clear();
+    match written {
+        Ok(result) => result,
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "client stopped reading",
+        )),
+    }
+}
+
+/// Whether `error` says a pooled connection had been closed by the upstream (not that the
+/// upstream is slow: a request that timed out is not sent again).
+fn closed(error: &pingora::Error) -> bool {
+    use pingora::ErrorType::{ConnectionClosed, ReadError, WriteError};
+    matches!(error.etype(), ConnectionClosed | ReadError | WriteError)
+}
+
+/// The answer when the upstream gave none.
+async fn bad_gateway(client: &mut Client<'_>, head: &RequestHead<'_>) -> Forwarded {
+    client.out.clear();
+    let mut zero_copy = ZeroCopy::Unavailable;
+    let mut reply = Reply {
+        to: To::H1 {
+            stream: client.stream,
+            persistence: Persistence::of(client.keep_alive, head.http10),
+            zero_copy: &mut zero_copy,
+        },
+        out: client.out,
+        head_only: head.method == Method::HEAD,
+        send_timeout: client.send_timeout,
+        body_bytes: 0,
+    };
+    let cut_short = respond::error(&mut reply, StatusCode::BAD_GATEWAY, None)
+        .await
+        .err();
+    let keep_alive = client.keep_alive && cut_short.is_none();
+    Forwarded {
+        sent: Sent {
+            status: StatusCode::BAD_GATEWAY,
+            cut_short,
+            body_bytes: reply.body_bytes,
+        },
+        keep_alive,
+    }
+}
