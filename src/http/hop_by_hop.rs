@@ -75,7 +75,13 @@ mod tests {
         ] {
             assert!(hop.contains(&HeaderName::from_static(name)), "{name}");
         }
-        for name in ["host", "cookie", "content-length", "x-forwarded-for", "date"] {
+        for name in [
+            "host",
+            "cookie",
+            "content-length",
+            "x-forwarded-for",
+            "date",
+        ] {
             assert!(!hop.contains(&HeaderName::from_static(name)), "{name}");
             assert!(!hop.contains_spelled(name.as_bytes()), "{name}");
         }
@@ -87,7 +93,10 @@ mod tests {
     #[test]
     fn a_malformed_token_names_nothing() {
         let mut headers = HeaderMap::new();
-        headers.insert(header::CONNECTION, HeaderValue::from_static("a b, , cookie"));
+        headers.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("a b, , cookie"),
+        );
         let hop = HopByHop::of(&headers);
         assert!(hop.contains(&header::COOKIE));
         assert!(!hop.contains(&header::HOST));

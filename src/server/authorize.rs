@@ -27,7 +27,6 @@ const LARGEST_DENIAL: usize = 64 * 1024;
 /// How many answers are kept, over all routes.
 const KEPT: usize = 10_000;
 
-
 pub struct Authorizer {
     connector: Connector,
     /// Answers by `Authorize::cache_key`, with when they were given.

@@ -78,7 +78,10 @@ enum Failure {
     /// connection).
     Unanswered(Box<pingora::Error>),
     /// Midway through the response: the client's connection can only be dropped.
-    Midway { sent: Sent, upstream: Option<Box<pingora::Error>> },
+    Midway {
+        sent: Sent,
+        upstream: Option<Box<pingora::Error>>,
+    },
 }
 
 impl Forwarder {
@@ -99,7 +102,10 @@ impl Forwarder {
         telemetry: &Telemetry,
     ) -> Forwarded {
         let failed = match self.peers.get(&upstream.name) {
-            Some(peer) => match self.exchange(peer, upstream, head, request_id, client).await {
+            Some(peer) => match self
+                .exchange(peer, upstream, head, request_id, client)
+                .await
+            {
                 Ok(forwarded) => return forwarded,
                 Err(failure) => failure,
             },
@@ -148,7 +154,10 @@ impl Forwarder {
                 Failure::Unreachable(e)
             })?;
             let request = outgoing(head, request_id, client).map_err(Failure::Unanswered)?;
-            match self.relay(session, peer, upstream, request, head, client).await {
+            match self
+                .relay(session, peer, upstream, request, head, client)
+                .await
+            {
                 Err(Failure::Unanswered(e)) if reused && !retried && closed(&e) => retried = true,
                 done => return done,
             }
@@ -318,7 +327,8 @@ fn relay_head(
             HeaderNameVariant::Case(name) => name.as_slice(),
             HeaderNameVariant::Titled(name) => name.as_bytes(),
         };
-        let ours = name.eq_ignore_ascii_case(b"date") || name.eq_ignore_ascii_case(b"content-length");
+        let ours =
+            name.eq_ignore_ascii_case(b"date") || name.eq_ignore_ascii_case(b"content-length");
         if !ours && !hop.contains_spelled(name) {
             head.header_spelled(name, value);
         }
@@ -356,8 +366,11 @@ fn outgoing(
         Some(query) => format!("{}?{query}", head.path),
         None => head.path.to_owned(),
     };
-    let mut request =
-        RequestHeader::build(head.method.clone(), target.as_bytes(), Some(head.headers.len() + 3))?;
+    let mut request = RequestHeader::build(
+        head.method.clone(),
+        target.as_bytes(),
+        Some(head.headers.len() + 3),
+    )?;
     let hop = HopByHop::of(&head.headers);
     for (name, value) in head.headers.iter() {
         if !hop.contains(name) {

@@ -352,7 +352,13 @@ impl Front {
                     };
                     let forwarded = self
                         .forwarder
-                        .forward(upstream, &head, &asked.request_id, &mut client, &self.telemetry)
+                        .forward(
+                            upstream,
+                            &head,
+                            &asked.request_id,
+                            &mut client,
+                            &self.telemetry,
+                        )
                         .await;
                     let sent = &forwarded.sent;
                     asked.record(&self.telemetry, route, Outcome::Upstream, sent, None);

@@ -1,0 +1,341 @@
+//! The short way upstream (bodyless GET and HEAD): framing, hop-by-hop fields, a pooled
+//! connection the upstream closed, and an upstream that fails before or during its answer.
+//! The upstream here is a scripted HTTP/1.1 server on a real socket, so each test controls
+//! exactly what comes back on the wire.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use support::{connect, read_response, send_raw, Conn, Spillway};
+
+/// Bytes of body the truncated answer sends before it hangs up: more than spillway gathers
+/// before its first write to the client.
+const SENT_BEFORE_HANGING_UP: usize = 200 * 1024;
+
+/// An upstream that answers by path, and remembers every request head it read:
+/// - `/chunked`: a chunked `hello world` (only the head, to HEAD); `/close`: an HTTP/1.0 body ended by closing;
+/// - `/hop`: hop-by-hop fields of its own, and `X-Public`;
+/// - `/head`: `Content-Length: 1234` (and the body, unless HEAD);
+/// - `/once`: answers the first request on a connection and closes at the second, unanswered,
+///   as an upstream whose keep-alive timeout ran out does;
+/// - `/cut`: announces 1 MB, sends `SENT_BEFORE_HANGING_UP` bytes, hangs up; `/cut-early`:
+///   announces 100 bytes, sends 10, hangs up;
+/// - `/silent`: reads the request and never answers.
+struct Scripted {
+    port: u16,
+    heads: Arc<Mutex<Vec<String>>>,
+}
+
+impl Scripted {
+    fn start() -> Scripted {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the scripted upstream");
+        let port = listener.local_addr().expect("local_addr").port();
+        let heads = Arc::new(Mutex::new(Vec::new()));
+        let recorded = Arc::clone(&heads);
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let heads = Arc::clone(&recorded);
+                std::thread::spawn(move || serve(stream, &heads));
+            }
+        });
+        Scripted { port, heads }
+    }
+
+    /// The request heads read so far, whose request line names `target`.
+    fn heads_for(&self, target: &str) -> Vec<String> {
+        let line = format!(" {target} HTTP/1.1\r\n");
+        let heads = self.heads.lock().expect("heads");
+        heads
+            .iter()
+            .filter(|h| h.contains(&line))
+            .cloned()
+            .collect()
+    }
+}
+
+fn serve(stream: TcpStream, heads: &Mutex<Vec<String>>) {
+    let mut writer = stream.try_clone().expect("clone the upstream socket");
+    let mut reader = BufReader::new(stream);
+    let mut answered = 0;
+    loop {
+        let mut head = String::new();
+        loop {
+            let mut line = String::new();
+            match reader.read_line(&mut line) {
+                Ok(0) | Err(_) => return,
+                Ok(_) if line == "\r\n" => break,
+                Ok(_) => head.push_str(&line),
+            }
+        }
+        heads.lock().expect("heads").push(head.clone());
+        let target = head.split(' ').nth(1).unwrap_or("").to_owned();
+        let head_request = head.starts_with("HEAD ");
+        answered += 1;
+        let path = target.split('?').next().unwrap_or("");
+        let reply: Vec<u8> = match path {
+            "/chunked" if head_request => {
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec()
+            }
+            "/chunked" => b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n".to_vec(),
+            "/hop" => b"HTTP/1.1 200 OK\r\nConnection: X-Private\r\nX-Private: secret\r\nKeep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\nX-Public: yes\r\nContent-Length: 2\r\n\r\nok".to_vec(),
+            "/head" if head_request => b"HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n".to_vec(),
+            "/head" => [&b"HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n"[..], &[b'h'; 1234]].concat(),
+            "/once" if answered > 1 => return,
+            "/once" => b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nonce".to_vec(),
+            "/close" => {
+                let _ = writer.write_all(b"HTTP/1.0 200 OK\r\n\r\nuntil close");
+                return;
+            }
+            "/cut" => {
+                let mut reply = b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n".to_vec();
+                reply.extend(std::iter::repeat_n(b'c', SENT_BEFORE_HANGING_UP));
+                let _ = writer.write_all(&reply);
+                return;
+            }
+            "/cut-early" => {
+                let _ = writer.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789");
+                return;
+            }
+            "/silent" => {
+                // Until spillway gives up and closes.
+                let _ = reader.read_to_end(&mut Vec::new());
+                return;
+            }
+            _ => b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_vec(),
+        };
+        if writer.write_all(&reply).is_err() {
+            return;
+        }
+    }
+}
+
+/// spillway with no routes: every request goes to `upstream`.
+fn spillway_before(upstream: &Scripted, read_timeout: &str) -> Spillway {
+    let upstream_port = upstream.port;
+    Spillway::start_with(|port| {
+        format!(
+            "listen: \"127.0.0.1:{port}\"\nthreads: 1\nupstreams:\n  legacy:\n    address: \"127.0.0.1:{upstream_port}\"\n    read_timeout: {read_timeout}\ndefault_upstream: legacy\n"
+        )
+    })
+}
+
+#[test]
+fn a_chunked_answer_goes_chunked_to_http11_and_until_close_to_http10() {
+    let upstream = Scripted::start();
+    let proxy = spillway_before(&upstream, "10s");
+
+    let mut conn = Conn::open(proxy.port);
+    let resp = conn.send("GET", "/chunked", &[], b"");
+    assert_eq!((resp.status, resp.text().as_str()), (200, "hello world"));
+    assert_eq!(resp.header("transfer-encoding"), Some("chunked"));
+    assert_eq!(resp.header("content-length"), None);
+    // The connection carries on: the chunked body ended where it said.
+    let again = conn.send("GET", "/chunked", &[], b"");
+    assert_eq!(again.text(), "hello world");
+
+    // HTTP/1.0 has no chunks: the body ends with the connection.
+    let old = send_raw(
+        proxy.port,
+        b"GET /chunked HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+        false,
+    )
+    .expect("an HTTP/1.0 answer");
+    assert_eq!((old.status, old.text().as_str()), (200, "hello world"));
+    assert_eq!(old.header("transfer-encoding"), None);
+    assert_eq!(old.header("connection"), Some("close"));
+
+    // An upstream body that ends with its connection is relayed to an HTTP/1.1 client in
+    // chunks, on a connection that lives on.
+    let mut conn = Conn::open(proxy.port);
+    let resp = conn.send("GET", "/close", &[], b"");
+    assert_eq!((resp.status, resp.text().as_str()), (200, "until close"));
+    assert_eq!(resp.header("transfer-encoding"), Some("chunked"));
+    assert_eq!(conn.send("GET", "/chunked", &[], b"").status, 200);
+}
+
+#[test]
+fn hop_by_hop_fields_stay_on_their_hop_both_ways() {
+    let upstream = Scripted::start();
+    let proxy = spillway_before(&upstream, "10s");
+    let resp = Conn::open(proxy.port).send(
+        "GET",
+        "/hop?x=1",
+        &[
+            ("Connection", "X-Client-Secret"),
+            ("X-Client-Secret", "s3cr3t"),
+            ("Keep-Alive", "timeout=9"),
+            ("TE", "trailers"),
+            ("Proxy-Authorization", "Basic dXNlcjpwYXNz"),
+            ("X-Request-Id", "req-42"),
+            ("Cookie", "sid=1"),
+        ],
+        b"",
+    );
+    assert_eq!((resp.status, resp.text().as_str()), (200, "ok"));
+    assert_eq!(resp.header("x-public"), Some("yes"));
+    for name in ["x-private", "keep-alive", "proxy-connection"] {
+        assert_eq!(resp.header(name), None, "{name} is the upstream's hop only");
+    }
+    assert_eq!(
+        resp.header("connection"),
+        None,
+        "a kept-alive HTTP/1.1 answer"
+    );
+
+    let heads = upstream.heads_for("/hop?x=1");
+    let head = heads
+        .first()
+        .expect("the upstream got the request")
+        .to_lowercase();
+    for gone in [
+        "connection:",
+        "x-client-secret",
+        "keep-alive",
+        "\nte:",
+        "proxy-authorization",
+    ] {
+        assert!(!head.contains(gone), "{gone} passed on:\n{head}");
+    }
+    for kept in [
+        "cookie: sid=1\r\n",
+        "x-forwarded-for: 127.0.0.1\r\n",
+        "x-forwarded-proto: http\r\n",
+        "x-request-id: req-42\r\n",
+    ] {
+        assert!(head.contains(kept), "{kept:?} missing:\n{head}");
+    }
+}
+
+#[test]
+fn the_upstream_sees_the_request_id_the_log_has() {
+    let upstream = Scripted::start();
+    let proxy = spillway_before(&upstream, "10s");
+    assert_eq!(
+        Conn::open(proxy.port).send("GET", "/hop", &[], b"").status,
+        200
+    );
+    let head = upstream.heads_for("/hop").remove(0).to_lowercase();
+    let id = head
+        .lines()
+        .find_map(|l| l.strip_prefix("x-request-id: "))
+        .expect("an id sent upstream")
+        .to_owned();
+    let logs = proxy.wait_for_log("path=\"/hop\"");
+    let line = logs.lines().find(|l| l.contains("path=\"/hop\"")).unwrap();
+    assert!(
+        line.contains(&format!("request_id=\"{id}\"")),
+        "{id} in {line}"
+    );
+}
+
+#[test]
+fn a_head_request_gets_the_length_a_get_would_and_no_body() {
+    let upstream = Scripted::start();
+    let proxy = spillway_before(&upstream, "10s");
+    let mut conn = Conn::open(proxy.port);
+    let head = conn.send("HEAD", "/head", &[], b"");
+    assert_eq!(head.status, 200);
+    assert_eq!(head.header("content-length"), Some("1234"));
+    assert!(head.body.is_empty());
+    // No body bytes were left on the connection: the next answer reads cleanly.
+    let get = conn.send("GET", "/head", &[], b"");
+    assert_eq!(get.body, vec![b'h'; 1234]);
+    // Nor after the head of a chunked answer (not even the last, empty chunk).
+    let head = conn.send("HEAD", "/chunked", &[], b"");
+    assert_eq!(head.status, 200);
+    let get = conn.send("GET", "/chunked", &[], b"");
+    assert_eq!(get.text(), "hello world");
+}
+
+#[test]
+fn a_pooled_connection_the_upstream_closed_is_retried_unnoticed() {
+    let upstream = Scripted::start();
+    let proxy = spillway_before(&upstream, "10s");
+    let first = Conn::open(proxy.port).send("GET", "/once", &[], b"");
+    assert_eq!((first.status, first.text().as_str()), (200, "once"));
+    // The pooled connection takes the second request and closes unanswered; a new one
+    // answers it.
+    let second = Conn::open(proxy.port).send("GET", "/once", &[], b"");
+    assert_eq!((second.status, second.text().as_str()), (200, "once"));
+    assert_eq!(
+        upstream.heads_for("/once").len(),
+        3,
+        "asked on the pooled connection, then again on a new one"
+    );
+}
+
+#[test]
+fn an_upstream_that_hangs_up_before_anything_was_sent_is_a_502() {
+    let upstream = Scripted::start();
+    let proxy = spillway_before(&upstream, "10s");
+    let mut conn = Conn::open(proxy.port);
+    let resp = conn.send("GET", "/cut-early", &[], b"");
+    assert_eq!(resp.status, 502, "not a 200 with 10 of 100 bytes");
+    // The client's connection is fine: the upstream failed, not the client.
+    assert_eq!(conn.send("GET", "/chunked", &[], b"").status, 200);
+    let logs = proxy.wait_for_log("no answer from upstream");
+    let line = logs
+        .lines()
+        .find(|l| l.contains("no answer from upstream"))
+        .unwrap();
+    assert!(line.contains("legacy"), "{line}");
+}
+
+#[test]
+fn an_upstream_that_hangs_up_midway_drops_the_client_connection_and_says_so() {
+    let upstream = Scripted::start();
+    let proxy = spillway_before(&upstream, "10s");
+    let mut stream = connect(proxy.port).expect("connect");
+    stream
+        .write_all(b"GET /cut HTTP/1.1\r\nHost: t\r\n\r\n")
+        .expect("send");
+    let mut reader = BufReader::new(stream);
+    let got = read_response(&mut reader, false);
+    assert!(
+        got.is_err(),
+        "the client must see the answer end short, not a whole one"
+    );
+    let logs = proxy.wait_for_log("path=\"/cut\"");
+    let line = logs.lines().find(|l| l.contains("path=\"/cut\"")).unwrap();
+    assert!(
+        line.contains("status=200") && line.contains("cut_short=true error=\"upstream: "),
+        "{line}"
+    );
+}
+
+#[test]
+fn a_silent_upstream_is_a_502_at_its_read_timeout() {
+    let upstream = Scripted::start();
+    let proxy = spillway_before(&upstream, "1s");
+    let started = Instant::now();
+    let resp = Conn::open(proxy.port).send("GET", "/silent", &[], b"");
+    assert_eq!(resp.status, 502);
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "asked once, not again"
+    );
+    assert_eq!(upstream.heads_for("/silent").len(), 1);
+    proxy.wait_for_log("no answer from upstream");
+}
+
+#[test]
+fn pipelined_requests_to_the_upstream_are_answered_in_order() {
+    let upstream = Scripted::start();
+    let proxy = spillway_before(&upstream, "10s");
+    let mut stream = connect(proxy.port).expect("connect");
+    stream
+        .write_all(b"GET /hop HTTP/1.1\r\nHost: t\r\n\r\nGET /chunked HTTP/1.1\r\nHost: t\r\n\r\nHEAD /head HTTP/1.1\r\nHost: t\r\n\r\n")
+        .expect("send");
+    let mut reader = BufReader::new(stream);
+    let first = read_response(&mut reader, false).expect("first");
+    let second = read_response(&mut reader, false).expect("second");
+    let third = read_response(&mut reader, true).expect("third");
+    assert_eq!(first.text(), "ok");
+    assert_eq!(second.text(), "hello world");
+    assert_eq!(third.header("content-length"), Some("1234"));
+}
