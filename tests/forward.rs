@@ -7,7 +7,7 @@ mod support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use support::{connect, read_response, send_raw, Conn, Spillway};
@@ -22,12 +22,18 @@ const SENT_BEFORE_HANGING_UP: usize = 200 * 1024;
 /// - `/head`: `Content-Length: 1234` (and the body, unless HEAD);
 /// - `/once`: answers the first request on a connection and closes at the second, unanswered,
 ///   as an upstream whose keep-alive timeout ran out does;
-/// - `/cut`: announces 1 MB, sends `SENT_BEFORE_HANGING_UP` bytes, hangs up; `/cut-early`:
-///   announces 100 bytes, sends 10, hangs up;
-/// - `/silent`: reads the request and never answers.
+/// - `/cut`: announces 1 MB, sends `SENT_BEFORE_HANGING_UP` bytes, hangs up;
+/// - `/silent`: reads the request and never answers;
+/// - `/stream`: sends the head and a first chunk, then the rest once the test says `go`;
+/// - `/once-cut`: answers the first request on a connection; at the second, sends a head and
+///   part of the body, then hangs up;
+/// - `/switch`: a `101 Switching Protocols`, then what would pass for an answer and a
+///   smuggled one; `/gzip`: `Transfer-Encoding: gzip, chunked`; `/nothing`: a 204 with a
+///   `Content-Length`.
 struct Scripted {
     port: u16,
     heads: Arc<Mutex<Vec<String>>>,
+    go: Arc<(Mutex<bool>, Condvar)>,
 }
 
 impl Scripted {
@@ -35,14 +41,22 @@ impl Scripted {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the scripted upstream");
         let port = listener.local_addr().expect("local_addr").port();
         let heads = Arc::new(Mutex::new(Vec::new()));
-        let recorded = Arc::clone(&heads);
+        let go = Arc::new((Mutex::new(false), Condvar::new()));
+        let (recorded, signal) = (Arc::clone(&heads), Arc::clone(&go));
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                let heads = Arc::clone(&recorded);
-                std::thread::spawn(move || serve(stream, &heads));
+                let (heads, go) = (Arc::clone(&recorded), Arc::clone(&signal));
+                std::thread::spawn(move || serve(stream, &heads, &go));
             }
         });
-        Scripted { port, heads }
+        Scripted { port, heads, go }
+    }
+
+    /// Lets `/stream` send the rest of its answer.
+    fn go(&self) {
+        let (said, changed) = &*self.go;
+        *said.lock().expect("go") = true;
+        changed.notify_all();
     }
 
     /// The request heads read so far, whose request line names `target`.
@@ -57,7 +71,7 @@ impl Scripted {
     }
 }
 
-fn serve(stream: TcpStream, heads: &Mutex<Vec<String>>) {
+fn serve(stream: TcpStream, heads: &Mutex<Vec<String>>, go: &(Mutex<bool>, Condvar)) {
     let mut writer = stream.try_clone().expect("clone the upstream socket");
     let mut reader = BufReader::new(stream);
     let mut answered = 0;
@@ -84,6 +98,29 @@ fn serve(stream: TcpStream, heads: &Mutex<Vec<String>>) {
             "/hop" => b"HTTP/1.1 200 OK\r\nConnection: X-Private\r\nX-Private: secret\r\nKeep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\nX-Public: yes\r\nContent-Length: 2\r\n\r\nok".to_vec(),
             "/head" if head_request => b"HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n".to_vec(),
             "/head" => [&b"HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n"[..], &[b'h'; 1234]].concat(),
+            "/stream" => {
+                let first = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nfirst \r\n";
+                if writer.write_all(first).is_err() {
+                    return;
+                }
+                let (said, changed) = go;
+                let mut said = said.lock().expect("go");
+                while !*said {
+                    said = changed.wait(said).expect("go");
+                }
+                b"6\r\nsecond\r\n0\r\n\r\n".to_vec()
+            }
+            "/once-cut" if answered > 1 => {
+                let _ = writer.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npart");
+                return;
+            }
+            "/once-cut" => b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nonce".to_vec(),
+            "/switch" => {
+                let _ = writer.write_all(b"HTTP/1.1 101 Switching Protocols\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nsmuggled");
+                return;
+            }
+            "/gzip" => b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n2\r\nzz\r\n0\r\n\r\n".to_vec(),
+            "/nothing" => b"HTTP/1.1 204 No Content\r\nContent-Length: 7\r\n\r\n".to_vec(),
             "/once" if answered > 1 => return,
             "/once" => b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nonce".to_vec(),
             "/close" => {
@@ -94,10 +131,6 @@ fn serve(stream: TcpStream, heads: &Mutex<Vec<String>>) {
                 let mut reply = b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n".to_vec();
                 reply.extend(std::iter::repeat_n(b'c', SENT_BEFORE_HANGING_UP));
                 let _ = writer.write_all(&reply);
-                return;
-            }
-            "/cut-early" => {
-                let _ = writer.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789");
                 return;
             }
             "/silent" => {
@@ -269,23 +302,6 @@ fn a_pooled_connection_the_upstream_closed_is_retried_unnoticed() {
 }
 
 #[test]
-fn an_upstream_that_hangs_up_before_anything_was_sent_is_a_502() {
-    let upstream = Scripted::start();
-    let proxy = spillway_before(&upstream, "10s");
-    let mut conn = Conn::open(proxy.port);
-    let resp = conn.send("GET", "/cut-early", &[], b"");
-    assert_eq!(resp.status, 502, "not a 200 with 10 of 100 bytes");
-    // The client's connection is fine: the upstream failed, not the client.
-    assert_eq!(conn.send("GET", "/chunked", &[], b"").status, 200);
-    let logs = proxy.wait_for_log("no answer from upstream");
-    let line = logs
-        .lines()
-        .find(|l| l.contains("no answer from upstream"))
-        .unwrap();
-    assert!(line.contains("legacy"), "{line}");
-}
-
-#[test]
 fn an_upstream_that_hangs_up_midway_drops_the_client_connection_and_says_so() {
     let upstream = Scripted::start();
     let proxy = spillway_before(&upstream, "10s");
@@ -294,9 +310,8 @@ fn an_upstream_that_hangs_up_midway_drops_the_client_connection_and_says_so() {
         .write_all(b"GET /cut HTTP/1.1\r\nHost: t\r\n\r\n")
         .expect("send");
     let mut reader = BufReader::new(stream);
-    let got = read_response(&mut reader, false);
     assert!(
-        got.is_err(),
+        read_response(&mut reader, false).is_err(),
         "the client must see the answer end short, not a whole one"
     );
     let logs = proxy.wait_for_log("path=\"/cut\"");
@@ -311,6 +326,11 @@ fn an_upstream_that_hangs_up_midway_drops_the_client_connection_and_says_so() {
 fn a_silent_upstream_is_a_502_at_its_read_timeout() {
     let upstream = Scripted::start();
     let proxy = spillway_before(&upstream, "1s");
+    // On a pooled connection: a slow upstream is not taken for one that had closed it.
+    assert_eq!(
+        Conn::open(proxy.port).send("GET", "/hop", &[], b"").status,
+        200
+    );
     let started = Instant::now();
     let resp = Conn::open(proxy.port).send("GET", "/silent", &[], b"");
     assert_eq!(resp.status, 502);
@@ -338,4 +358,89 @@ fn pipelined_requests_to_the_upstream_are_answered_in_order() {
     assert_eq!(first.text(), "ok");
     assert_eq!(second.text(), "hello world");
     assert_eq!(third.header("content-length"), Some("1234"));
+}
+
+#[test]
+fn what_has_arrived_is_relayed_before_the_rest_is_waited_for() {
+    let upstream = Scripted::start();
+    let proxy = spillway_before(&upstream, "10s");
+    let mut stream = connect(proxy.port).expect("connect");
+    stream
+        .write_all(b"GET /stream HTTP/1.1\r\nHost: t\r\n\r\n")
+        .expect("send");
+    // The upstream holds the rest back until the first chunk has reached the client.
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !String::from_utf8_lossy(&got).contains("first ") {
+        let n = stream
+            .read(&mut buf)
+            .expect("the first chunk, before the rest was sent");
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    upstream.go();
+    let mut reader = BufReader::new(stream);
+    let mut rest = String::new();
+    while !rest.ends_with("0\r\n\r\n") {
+        let mut line = String::new();
+        assert!(reader.read_line(&mut line).expect("the rest") > 0, "{rest}");
+        rest.push_str(&line);
+    }
+    assert!(rest.contains("second"), "{rest}");
+}
+
+#[test]
+fn a_request_is_not_sent_again_once_an_answer_had_begun() {
+    let upstream = Scripted::start();
+    let proxy = spillway_before(&upstream, "10s");
+    assert_eq!(
+        Conn::open(proxy.port)
+            .send("GET", "/once-cut", &[], b"")
+            .text(),
+        "once"
+    );
+    // On the pooled connection, the upstream starts an answer and hangs up: the application
+    // may have acted on the request, so it is not asked again.
+    let resp = Conn::open(proxy.port).send("GET", "/once-cut", &[], b"");
+    assert_eq!(resp.status, 502);
+    assert_eq!(upstream.heads_for("/once-cut").len(), 2);
+}
+
+#[test]
+fn answers_that_cannot_be_relayed_are_502s_and_smuggle_nothing() {
+    let upstream = Scripted::start();
+    let proxy = spillway_before(&upstream, "10s");
+    for path in ["/switch", "/gzip"] {
+        let mut conn = Conn::open(proxy.port);
+        let resp = conn.send("GET", path, &[], b"");
+        assert_eq!(resp.status, 502, "{path}: {:?}", resp.text());
+        // The next answer on the connection is the next request's own.
+        let next = conn.send("GET", "/chunked", &[], b"");
+        assert_eq!(next.text(), "hello world", "after {path}");
+    }
+    let logs = proxy.wait_for_log("101 Switching Protocols to a request for no upgrade");
+    assert!(
+        logs.contains("a transfer coding other than chunked"),
+        "{logs}"
+    );
+}
+
+#[test]
+fn a_204_carries_no_length() {
+    let upstream = Scripted::start();
+    let proxy = spillway_before(&upstream, "10s");
+    let mut conn = Conn::open(proxy.port);
+    let resp = conn.send("GET", "/nothing", &[], b"");
+    assert_eq!(resp.status, 204);
+    assert_eq!(resp.header("content-length"), None);
+    assert_eq!(conn.send("GET", "/chunked", &[], b"").text(), "hello world");
+}
+
+#[test]
+fn a_request_whose_connection_header_names_host_is_refused_and_not_forwarded() {
+    let upstream = Scripted::start();
+    let proxy = spillway_before(&upstream, "10s");
+    let resp = Conn::open(proxy.port).send("GET", "/hop", &[("Connection", "Host")], b"");
+    assert_eq!(resp.status, 400);
+    assert!(upstream.heads_for("/hop").is_empty());
 }

@@ -19,6 +19,18 @@ const ALWAYS: [&str; 10] = [
     "http2-settings",
 ];
 
+/// Fields a client must not be able to strip by naming them in `Connection`: the upstream
+/// relies on them (Pingora's proxy refuses such a request).
+const PROTECTED: [&str; 4] = [
+    "host",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+];
+
+/// A request's `Connection` may name this many fields (as in Pingora's proxy, after Envoy).
+const MOST_NAMED: usize = 9;
+
 /// The connection-specific fields of one message: the standard ones, and those its
 /// `Connection` header names.
 pub struct HopByHop {
@@ -26,15 +38,29 @@ pub struct HopByHop {
 }
 
 impl HopByHop {
+    /// For an answer: a token that is not a field name names nothing.
     pub fn of(headers: &HeaderMap) -> HopByHop {
-        let named = headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|value| value.to_str().ok())
-            .flat_map(|value| value.split(','))
-            .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+        let named = tokens(headers)
+            .filter_map(|token| HeaderName::from_bytes(token).ok())
             .collect();
         HopByHop { named }
+    }
+
+    /// For a request, strictly: `None` when its `Connection` names a protected field, a token
+    /// that is not one (RFC 9110 §5.6.2), or too many (such a request is not ours to mend).
+    pub fn of_request(headers: &HeaderMap) -> Option<HopByHop> {
+        let mut named = Vec::new();
+        for token in tokens(headers) {
+            if named.len() == MOST_NAMED || !token.iter().all(|&b| is_tchar(b)) {
+                return None;
+            }
+            let name = HeaderName::from_bytes(token).ok()?;
+            if PROTECTED.contains(&name.as_str()) {
+                return None;
+            }
+            named.push(name);
+        }
+        Some(HopByHop { named })
     }
 
     /// Whether `name` stays on this hop.
@@ -49,56 +75,92 @@ impl HopByHop {
     }
 }
 
+/// The non-empty, comma-separated tokens of every `Connection` field.
+fn tokens(headers: &HeaderMap) -> impl Iterator<Item = &[u8]> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .flat_map(|value| value.as_bytes().split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|token| !token.is_empty())
+}
+
+/// RFC 9110 §5.6.2 `tchar`.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use http::HeaderValue;
 
+    fn connection(values: &[&'static str]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for value in values {
+            headers.append(header::CONNECTION, HeaderValue::from_static(value));
+        }
+        headers
+    }
+
     #[test]
     fn standard_fields_and_the_ones_connection_names_stay_on_the_hop() {
-        let mut headers = HeaderMap::new();
-        headers.append(
-            header::CONNECTION,
-            HeaderValue::from_static("keep-alive, X-Secret"),
-        );
-        headers.append(header::CONNECTION, HeaderValue::from_static(" close,foo"));
-        let hop = HopByHop::of(&headers);
-        for name in [
-            "connection",
-            "keep-alive",
-            "transfer-encoding",
-            "te",
-            "upgrade",
-            "proxy-authorization",
-            "x-secret",
-            "foo",
+        let headers = connection(&["keep-alive, X-Secret", " close,foo"]);
+        for hop in [
+            HopByHop::of(&headers),
+            HopByHop::of_request(&headers).expect("plain"),
         ] {
-            assert!(hop.contains(&HeaderName::from_static(name)), "{name}");
-        }
-        for name in [
-            "host",
-            "cookie",
-            "content-length",
-            "x-forwarded-for",
-            "date",
-        ] {
-            assert!(!hop.contains(&HeaderName::from_static(name)), "{name}");
-            assert!(!hop.contains_spelled(name.as_bytes()), "{name}");
-        }
-        for spelled in ["Connection", "KEEP-ALIVE", "Transfer-Encoding", "X-Secret"] {
-            assert!(hop.contains_spelled(spelled.as_bytes()), "{spelled}");
+            for name in [
+                "connection",
+                "keep-alive",
+                "transfer-encoding",
+                "te",
+                "upgrade",
+                "proxy-authorization",
+                "x-secret",
+                "foo",
+            ] {
+                assert!(hop.contains(&HeaderName::from_static(name)), "{name}");
+            }
+            for name in [
+                "host",
+                "cookie",
+                "content-length",
+                "x-forwarded-for",
+                "date",
+            ] {
+                assert!(!hop.contains(&HeaderName::from_static(name)), "{name}");
+                assert!(!hop.contains_spelled(name.as_bytes()), "{name}");
+            }
+            for spelled in ["Connection", "KEEP-ALIVE", "Transfer-Encoding", "X-Secret"] {
+                assert!(hop.contains_spelled(spelled.as_bytes()), "{spelled}");
+            }
         }
     }
 
     #[test]
-    fn a_malformed_token_names_nothing() {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            header::CONNECTION,
-            HeaderValue::from_static("a b, , cookie"),
-        );
-        let hop = HopByHop::of(&headers);
+    fn an_answer_s_malformed_token_names_nothing() {
+        let hop = HopByHop::of(&connection(&["a b, , cookie"]));
         assert!(hop.contains(&header::COOKIE));
         assert!(!hop.contains(&header::HOST));
+    }
+
+    #[test]
+    fn a_request_may_not_strip_protected_fields_or_name_too_many() {
+        for refused in [
+            &["Host"][..],
+            &["keep-alive, X-Forwarded-For"],
+            &["x-forwarded-proto"],
+            &["\"x-forwarded-for\""],
+            &["a b"],
+            &["a, b, c, d, e, f, g, h, i, j"],
+        ] {
+            assert!(
+                HopByHop::of_request(&connection(refused)).is_none(),
+                "{refused:?}"
+            );
+        }
+        assert!(HopByHop::of_request(&connection(&["a, b, c, d, e, f, g, h, i"])).is_some());
+        assert!(HopByHop::of_request(&HeaderMap::new()).is_some());
     }
 }

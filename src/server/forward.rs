@@ -10,8 +10,11 @@
 //! upgrades, `Expect`, absolute-form targets and shadow routes take `HttpProxy` (`proxy.rs`).
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::io;
 use std::net::IpAddr;
+use std::pin::pin;
+use std::task::Poll;
 use std::time::Duration;
 
 use http::header::{self, HeaderValue};
@@ -40,14 +43,17 @@ pub struct Forwarder {
     peers: BTreeMap<String, HttpPeer>,
 }
 
-/// Whether `head` can take the short way (to an upstream, under `route`).
-pub fn can_take(head: &RequestHead<'_>, route: Option<&Route>) -> bool {
-    (head.method == Method::GET || head.method == Method::HEAD)
+/// Whether `head` can take the short way (to an upstream, under `route`): with the fields
+/// its `Connection` names, when they are plain (anything unusual is Pingora's proxy's to
+/// refuse).
+pub fn eligible(head: &RequestHead<'_>, route: Option<&Route>) -> Option<HopByHop> {
+    let plain = (head.method == Method::GET || head.method == Method::HEAD)
         && head.body == BodyLength::None
         && head.origin_form
         && !head.expects_continue
         && !head.headers.contains_key(header::UPGRADE)
-        && !route.is_some_and(|r| r.shadow)
+        && !route.is_some_and(|r| r.shadow);
+    plain.then(|| HopByHop::of_request(&head.headers)).flatten()
 }
 
 /// The client's side of one exchange.
@@ -74,15 +80,23 @@ pub struct Forwarded {
 enum Failure {
     /// No connection to the upstream (already logged, with its address).
     Unreachable(Box<pingora::Error>),
-    /// Before the client was sent anything: it can still get a 502 (or the request another
-    /// connection).
-    Unanswered(Box<pingora::Error>),
+    /// No response head came: the request may be sent again when the connection was a pooled
+    /// one the upstream had closed.
+    NoAnswer(Box<pingora::Error>),
+    /// An answer that cannot be relayed, before the client was sent anything: a 502.
+    BadAnswer(Box<pingora::Error>),
     /// Midway through the response: the client's connection can only be dropped.
     Midway {
         sent: Sent,
         upstream: Option<Box<pingora::Error>>,
     },
 }
+
+/// Pooled connections one request may find closed before it goes out on a new one.
+const MOST_STALE: usize = 8;
+
+/// Interim (1xx) answers taken before the final one; an upstream sending more is broken.
+const MOST_INTERIM: usize = 8;
 
 impl Forwarder {
     pub fn new(config: &Config) -> Forwarder {
@@ -97,26 +111,29 @@ impl Forwarder {
         &self,
         upstream: &Upstream,
         head: &RequestHead<'_>,
+        hop: &HopByHop,
         request_id: &RequestId,
         client: &mut Client<'_>,
         telemetry: &Telemetry,
     ) -> Forwarded {
+        let outgoing = Outgoing {
+            head,
+            hop,
+            request_id,
+        };
         let failed = match self.peers.get(&upstream.name) {
-            Some(peer) => match self
-                .exchange(peer, upstream, head, request_id, client)
-                .await
-            {
+            Some(peer) => match self.exchange(peer, upstream, &outgoing, client).await {
                 Ok(forwarded) => return forwarded,
                 Err(failure) => failure,
             },
             // Every upstream a route or the default names has a peer.
-            None => Failure::Unanswered(pingora::Error::explain(
+            None => Failure::BadAnswer(pingora::Error::explain(
                 pingora::ErrorType::InternalError,
                 "no peer for the upstream",
             )),
         };
-        let error = match &failed {
-            Failure::Unreachable(e) | Failure::Unanswered(e) => Some(e),
+        let error: Option<&Box<pingora::Error>> = match &failed {
+            Failure::Unreachable(e) | Failure::NoAnswer(e) | Failure::BadAnswer(e) => Some(e),
             Failure::Midway { upstream, .. } => upstream.as_ref(),
         };
         if let Some(e) = error {
@@ -130,35 +147,48 @@ impl Forwarder {
                 keep_alive: false,
             },
             Failure::Unreachable(_) => bad_gateway(client, head).await,
-            Failure::Unanswered(e) => {
+            Failure::NoAnswer(e) => {
                 tracing::warn!(upstream = upstream.name, "no answer from upstream: {e}");
+                bad_gateway(client, head).await
+            }
+            Failure::BadAnswer(e) => {
+                tracing::warn!(
+                    upstream = upstream.name,
+                    "an answer from upstream that cannot be relayed: {e}"
+                );
                 bad_gateway(client, head).await
             }
         }
     }
 
-    /// One exchange; a pooled connection the upstream had closed meanwhile is retried once on
-    /// a new one (GET and HEAD are safe to repeat).
+    /// One exchange. A pooled connection the upstream closed before answering (its keep-alive
+    /// ran out as the request went out) sends the request again, on the next connection: GET
+    /// and HEAD are safe to repeat, and nothing of an answer had come.
     async fn exchange(
         &self,
         peer: &HttpPeer,
         upstream: &Upstream,
-        head: &RequestHead<'_>,
-        request_id: &RequestId,
+        outgoing: &Outgoing<'_>,
         client: &mut Client<'_>,
     ) -> Result<Forwarded, Failure> {
-        let mut retried = false;
+        let mut stale = 0;
         loop {
             let (session, reused) = self.connector.get_http_session(peer).await.map_err(|e| {
                 log_connect_failure(upstream, peer, &e);
                 Failure::Unreachable(e)
             })?;
-            let request = outgoing(head, request_id, client).map_err(Failure::Unanswered)?;
+            let request = outgoing.request(client).map_err(Failure::BadAnswer)?;
             match self
-                .relay(session, peer, upstream, request, head, client)
+                .relay(session, peer, upstream, request, outgoing.head, client)
                 .await
             {
-                Err(Failure::Unanswered(e)) if reused && !retried && closed(&e) => retried = true,
+                Err(Failure::NoAnswer(e)) if reused && stale < MOST_STALE && closed(&e) => {
+                    tracing::debug!(
+                        upstream = upstream.name,
+                        "a pooled connection was closed: {e}"
+                    );
+                    stale += 1;
+                }
                 done => return done,
             }
         }
@@ -179,24 +209,10 @@ impl Forwarder {
         session
             .write_request_header(Box::new(request))
             .await
-            .map_err(Failure::Unanswered)?;
-        let response = loop {
-            session.read_response().await.map_err(Failure::Unanswered)?;
-            match session.resp_header() {
-                // 100 Continue and 103 Early Hints are for the client's next step; none is
-                // taken here.
-                Some(response) if response.status.is_informational() => continue,
-                Some(response) => break response,
-                None => {
-                    return Err(Failure::Unanswered(pingora::Error::explain(
-                        pingora::ErrorType::InvalidHTTPHeader,
-                        "no response head",
-                    )))
-                }
-            }
-        };
+            .map_err(Failure::NoAnswer)?;
+        let response = final_answer(&mut session).await?;
         let status = response.status;
-        let framing = Framing::of(response, head);
+        let framing = Framing::of(response, head).map_err(Failure::BadAnswer)?;
         let keep_alive = client.keep_alive && framing != Framing::UntilClose;
         let persistence = Persistence::of(keep_alive, head.http10);
         relay_head(client.out, response, framing, persistence);
@@ -206,49 +222,123 @@ impl Forwarder {
             cut_short: None,
             body_bytes: 0,
         };
-        let mut written = false;
-        if framing != Framing::None {
-            loop {
-                let piece = match session.read_body_ref().await {
-                    Ok(Some(piece)) => piece,
-                    Ok(None) => break,
-                    Err(e) if !written => return Err(Failure::Unanswered(e)),
-                    Err(e) => {
-                        sent.cut_short = Some(io::Error::other(format!("upstream: {e}")));
-                        return Err(Failure::Midway {
-                            sent,
-                            upstream: Some(e),
-                        });
-                    }
-                };
-                framing.put(client.out, piece);
-                sent.body_bytes += piece.len() as u64;
-                if client.out.len() >= GATHER {
-                    if let Err(e) = write(client).await {
-                        sent.cut_short = Some(e);
-                        return Err(Failure::Midway {
-                            sent,
-                            upstream: None,
-                        });
-                    }
-                    written = true;
-                }
+        let relayed = match framing {
+            Framing::None => Ok(()),
+            _ => relay_body(&mut session, framing, client, &mut sent.body_bytes).await,
+        };
+        let written = match relayed {
+            Ok(()) => {
+                framing.end(client.out);
+                // The upstream connection goes back to the pool before the client is written to.
+                self.connector
+                    .release_http_session(session, peer, Some(upstream.idle_timeout))
+                    .await;
+                write(client).await.map_err(BodyEnd::Client)
+            }
+            Err(end) => Err(end),
+        };
+        match written {
+            Ok(()) => Ok(Forwarded { sent, keep_alive }),
+            Err(BodyEnd::UpstreamFirst(e)) => Err(Failure::BadAnswer(e)),
+            Err(BodyEnd::Upstream(e)) => {
+                sent.cut_short = Some(io::Error::other(format!("upstream: {e}")));
+                Err(Failure::Midway {
+                    sent,
+                    upstream: Some(e),
+                })
+            }
+            Err(BodyEnd::Client(e)) => {
+                sent.cut_short = Some(e);
+                Err(Failure::Midway {
+                    sent,
+                    upstream: None,
+                })
             }
         }
-        framing.end(client.out);
-        // The upstream connection goes back to the pool before the client is written to.
-        self.connector
-            .release_http_session(session, peer, Some(upstream.idle_timeout))
-            .await;
-        if let Err(e) = write(client).await {
-            sent.cut_short = Some(e);
-            return Err(Failure::Midway {
-                sent,
-                upstream: None,
-            });
-        }
-        Ok(Forwarded { sent, keep_alive })
     }
+}
+
+/// Why relaying a body stopped short.
+enum BodyEnd {
+    /// The upstream failed before the client was sent anything.
+    UpstreamFirst(Box<pingora::Error>),
+    /// The upstream failed after part of the answer had gone out.
+    Upstream(Box<pingora::Error>),
+    /// The client went away or stopped reading.
+    Client(io::Error),
+}
+
+/// Relays the upstream's body to the client as it arrives, counting its bytes into
+/// `body_bytes`; the last of it may stay in `client.out`.
+async fn relay_body(
+    session: &mut HttpSession,
+    framing: Framing,
+    client: &mut Client<'_>,
+    body_bytes: &mut u64,
+) -> Result<(), BodyEnd> {
+    let mut written = false;
+    loop {
+        // What has arrived goes to the client before the next piece is waited for, so a page
+        // flushed early, a long poll or an event stream is never held back; what arrives
+        // together goes out together.
+        let mut next = pin!(session.read_body_ref());
+        let polled = std::future::poll_fn(|cx| Poll::Ready(next.as_mut().poll(cx))).await;
+        let next = match polled {
+            Poll::Ready(next) => next,
+            Poll::Pending => {
+                if !client.out.is_empty() {
+                    write(client).await.map_err(BodyEnd::Client)?;
+                    written = true;
+                }
+                next.await
+            }
+        };
+        let piece = match next {
+            Ok(Some(piece)) => piece,
+            Ok(None) => return Ok(()),
+            Err(e) if !written => return Err(BodyEnd::UpstreamFirst(e)),
+            Err(e) => return Err(BodyEnd::Upstream(e)),
+        };
+        framing.put(client.out, piece);
+        *body_bytes += piece.len() as u64;
+        if client.out.len() >= GATHER {
+            write(client).await.map_err(BodyEnd::Client)?;
+            written = true;
+        }
+    }
+}
+
+/// Reads past interim answers to the final one.
+async fn final_answer(
+    session: &mut HttpSession,
+) -> Result<&pingora::http::ResponseHeader, Failure> {
+    let broken = |why: &'static str| {
+        Failure::BadAnswer(pingora::Error::explain(
+            pingora::ErrorType::InvalidHTTPHeader,
+            why,
+        ))
+    };
+    for _ in 0..=MOST_INTERIM {
+        session.read_response().await.map_err(Failure::NoAnswer)?;
+        match session.get_status() {
+            // No upgrade was asked for: what follows would not be HTTP.
+            Some(StatusCode::SWITCHING_PROTOCOLS) => {
+                return Err(broken(
+                    "101 Switching Protocols to a request for no upgrade",
+                ))
+            }
+            // 100 Continue and 103 Early Hints are for a client's next step; none is taken
+            // here.
+            Some(status) if status.is_informational() => continue,
+            Some(_) => {
+                return session
+                    .resp_header()
+                    .ok_or_else(|| broken("no response head"))
+            }
+            None => return Err(broken("no response head")),
+        }
+    }
+    Err(broken("too many interim (1xx) answers"))
 }
 
 /// How the relayed body is delimited for the client (RFC 9112 §6).
@@ -265,28 +355,44 @@ enum Framing {
 }
 
 impl Framing {
-    fn of(response: &pingora::http::ResponseHeader, head: &RequestHead<'_>) -> Framing {
+    fn of(
+        response: &pingora::http::ResponseHeader,
+        head: &RequestHead<'_>,
+    ) -> pingora::Result<Framing> {
         let status = response.status;
         if head.method == Method::HEAD
             || status == StatusCode::NO_CONTENT
             || status == StatusCode::NOT_MODIFIED
         {
-            return Framing::None;
+            return Ok(Framing::None);
         }
         // Pingora read the body by `Transfer-Encoding` when both were sent (RFC 9112 §6.3).
-        let length = match response.headers.contains_key(header::TRANSFER_ENCODING) {
-            true => None,
-            false => response
+        let length = match response.headers.get(header::TRANSFER_ENCODING) {
+            // Pingora takes the chunks off; any other coding would reach the client
+            // undeclared (and no browser asks for one).
+            Some(coding)
+                if !coding
+                    .as_bytes()
+                    .trim_ascii()
+                    .eq_ignore_ascii_case(b"chunked") =>
+            {
+                return pingora::Error::e_explain(
+                    pingora::ErrorType::InvalidHTTPHeader,
+                    "a transfer coding other than chunked",
+                )
+            }
+            Some(_) => None,
+            None => response
                 .headers
                 .get(header::CONTENT_LENGTH)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.trim().parse().ok()),
         };
-        match (length, head.http10) {
+        Ok(match (length, head.http10) {
             (Some(length), _) => Framing::Length(length),
             (None, false) => Framing::Chunked,
             (None, true) => Framing::UntilClose,
-        }
+        })
     }
 
     /// Appends a piece of body.
@@ -320,7 +426,7 @@ fn relay_head(
     persistence: Persistence,
 ) {
     let hop = HopByHop::of(&response.headers);
-    let mut head = ResponseHead::start(out, response.status);
+    let mut head = ResponseHead::start_with(out, response.status, response.get_reason_phrase());
     // In the upstream's spelling of each name.
     let _ = response.map(|name, value| {
         let name = match name {
@@ -342,9 +448,11 @@ fn relay_head(
             head.header("Transfer-Encoding", "chunked");
         }
         // What the upstream said of the length a GET would get (HEAD), or of the selected
-        // representation (304), stands.
+        // representation (304), stands; a 204 has none (RFC 9110 §8.6).
         Framing::None => {
-            if !response.headers.contains_key(header::TRANSFER_ENCODING) {
+            let may_say = response.status != StatusCode::NO_CONTENT
+                && !response.headers.contains_key(header::TRANSFER_ENCODING);
+            if may_say {
                 if let Some(length) = response.headers.get(header::CONTENT_LENGTH) {
                     head.header("Content-Length", length);
                 }
@@ -355,39 +463,43 @@ fn relay_head(
     head.finish(persistence);
 }
 
-/// The request as the upstream gets it: the client's, less what only concerned the client's
-/// connection, plus what spillway knows about it.
-fn outgoing(
-    head: &RequestHead<'_>,
-    request_id: &RequestId,
-    client: &Client<'_>,
-) -> pingora::Result<RequestHeader> {
-    let target = match head.query {
-        Some(query) => format!("{}?{query}", head.path),
-        None => head.path.to_owned(),
-    };
-    let mut request = RequestHeader::build(
-        head.method.clone(),
-        target.as_bytes(),
-        Some(head.headers.len() + 3),
-    )?;
-    let hop = HopByHop::of(&head.headers);
-    for (name, value) in head.headers.iter() {
-        if !hop.contains(name) {
-            request.append_header(name.clone(), value.clone())?;
-        }
-    }
-    if let Some(address) = client.address {
-        let forwarded = match head.headers.get("x-forwarded-for") {
-            Some(prior) => format!("{}, {address}", String::from_utf8_lossy(prior.as_bytes())),
-            None => address.to_string(),
+/// The request as the upstream gets it.
+struct Outgoing<'a> {
+    head: &'a RequestHead<'a>,
+    hop: &'a HopByHop,
+    request_id: &'a RequestId,
+}
+
+impl Outgoing<'_> {
+    /// The client's request, less what only concerned the client's connection, plus what
+    /// spillway knows about it.
+    fn request(&self, client: &Client<'_>) -> pingora::Result<RequestHeader> {
+        let head = self.head;
+        let target = match head.query {
+            Some(query) => format!("{}?{query}", head.path),
+            None => head.path.to_owned(),
         };
-        request.insert_header("x-forwarded-for", forwarded)?;
+        let capacity = Some(head.headers.len() + 3);
+        let mut request = RequestHeader::build(head.method.clone(), target.as_bytes(), capacity)?;
+        for (name, value) in head.headers.iter() {
+            if !self.hop.contains(name) {
+                request.append_header(name.clone(), value.clone())?;
+            }
+        }
+        if let Some(address) = client.address {
+            let forwarded = match head.headers.get("x-forwarded-for") {
+                Some(prior) => {
+                    format!("{}, {address}", String::from_utf8_lossy(prior.as_bytes()))
+                }
+                None => address.to_string(),
+            };
+            request.insert_header("x-forwarded-for", forwarded)?;
+        }
+        let proto = HeaderValue::from_static(if client.tls { "https" } else { "http" });
+        request.insert_header("x-forwarded-proto", proto)?;
+        request.insert_header("x-request-id", self.request_id.as_str())?;
+        Ok(request)
     }
-    let proto = HeaderValue::from_static(if client.tls { "https" } else { "http" });
-    request.insert_header("x-forwarded-proto", proto)?;
-    request.insert_header("x-request-id", request_id.as_str())?;
-    Ok(request)
 }
 
 /// Writes out the assembled response and empties the buffer.
@@ -407,11 +519,16 @@ async fn write(client: &mut Client<'_>) -> io::Result<()> {
     }
 }
 
-/// Whether `error` says a pooled connection had been closed by the upstream (not that the
-/// upstream is slow: a request that timed out is not sent again).
+/// Whether `error` says a pooled connection had been closed by the upstream before it
+/// answered: Pingora marks those (not a slow upstream: a request that timed out is not sent
+/// again); or the request could not even be written.
 fn closed(error: &pingora::Error) -> bool {
-    use pingora::ErrorType::{ConnectionClosed, ReadError, WriteError};
-    matches!(error.etype(), ConnectionClosed | ReadError | WriteError)
+    match error.retry {
+        pingora::RetryType::ReusedOnly => true,
+        pingora::RetryType::Decided(retry) => {
+            retry || error.etype() == &pingora::ErrorType::WriteError
+        }
+    }
 }
 
 /// The answer when the upstream gave none.

@@ -338,8 +338,11 @@ impl Front {
                 )
                 .await
             }
-            Decision::Upstream(_) => match self.config.upstream_for(route) {
-                Some(upstream) if forward::can_take(&head, route) => {
+            Decision::Upstream(_) => match (
+                self.config.upstream_for(route),
+                forward::eligible(&head, route),
+            ) {
+                (Some(upstream), Some(hop)) => {
                     // From the listener the request came in on, never from the client.
                     let tls = stream.get_ssl_digest().is_some();
                     let mut client = Client {
@@ -355,6 +358,7 @@ impl Front {
                         .forward(
                             upstream,
                             &head,
+                            &hop,
                             &asked.request_id,
                             &mut client,
                             &self.telemetry,

@@ -280,8 +280,17 @@ impl<'o> ResponseHead<'o> {
     }
 
     pub fn start(out: &'o mut Vec<u8>, status: StatusCode) -> ResponseHead<'o> {
+        Self::start_with(out, status, None)
+    }
+
+    /// With the reason phrase given (a relayed one), else the standard one.
+    pub fn start_with(
+        out: &'o mut Vec<u8>,
+        status: StatusCode,
+        reason: Option<&str>,
+    ) -> ResponseHead<'o> {
         // The one place a reason phrase is chosen; `StatusCode`'s `Display` has the same text.
-        let reason = status.canonical_reason().unwrap_or("");
+        let reason = reason.or(status.canonical_reason()).unwrap_or("");
         let _ = write!(out, "HTTP/1.1 {} {reason}\r\n", status.as_str());
         ResponseHead { out }
     }
