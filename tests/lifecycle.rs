@@ -11,17 +11,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use support::{get, patterned, read_rest, run_cli, start_download, Conn, Stack, StackOptions};
-
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut pause = Duration::from_millis(5);
-    while !done() {
-        assert!(Instant::now() < deadline, "{what}: not within 30 s");
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(100));
-    }
-}
+use support::{
+    get, patterned, read_rest, run_cli, start_download, wait_until, Conn, Stack, StackOptions,
+};
 
 fn exited(pid: u32) -> bool {
     !std::path::Path::new(&format!("/proc/{pid}")).exists()

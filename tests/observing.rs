@@ -4,9 +4,9 @@
 mod support;
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use support::{free_port, get, request, Spillway, Stack, StackOptions};
+use support::{free_port, get, request, wait_until, Spillway, Stack, StackOptions};
 
 /// `/metrics` from the admin port, parsed: the value of each sample by name and labels.
 fn scrape(admin: u16) -> HashMap<String, f64> {
@@ -39,16 +39,6 @@ fn scrape(admin: u16) -> HashMap<String, f64> {
         samples.insert(format!("{}{{{}}}", sample.metric, labels.join(",")), value);
     }
     samples
-}
-
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut pause = Duration::from_millis(5);
-    while !done() {
-        assert!(Instant::now() < deadline, "{what}: not within 10 s");
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(100));
-    }
 }
 
 fn with_admin(extra: &str) -> (Stack, u16) {

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{follow, get, run_cli, Gate, S3Server, Spillway, ACCESS_KEY, SECRET_KEY};
+use support::{follow, get, run_cli, wait_until, Gate, S3Server, Spillway, ACCESS_KEY, SECRET_KEY};
 
 /// A bucket, a proxy in front of `www/` (route `/uploads`, key prefix `uploads/`, private),
 /// and the config both the proxy and `offload` read.
@@ -465,7 +465,9 @@ fn watch_moves_files_as_they_arrive_and_stops_cleanly_on_sigterm() {
         .spawn()
         .unwrap();
     let path = site.put("new/arrival.txt", b"fresh upload");
-    wait_until(|| site.object("uploads/new/arrival.txt").is_some() && !path.exists());
+    wait_until("the new file offloaded", || {
+        site.object("uploads/new/arrival.txt").is_some() && !path.exists()
+    });
     let killed = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -479,16 +481,6 @@ fn watch_moves_files_as_they_arrive_and_stops_cleanly_on_sigterm() {
         "{}",
         out.summary()
     );
-}
-
-fn wait_until(mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut pause = Duration::from_millis(5);
-    while !done() {
-        assert!(Instant::now() < deadline, "condition not met within 30 s");
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(200));
-    }
 }
 
 fn child_output(child: &mut std::process::Child) -> Run {

@@ -28,7 +28,7 @@ use tokio::io::AsyncWriteExt;
 
 use crate::config::{Config, Route, Upstream};
 use crate::http::hop_by_hop::HopByHop;
-use crate::server::http1::{BodyLength, Persistence, RequestHead, ResponseHead};
+use crate::server::http1::{BodyLength, Persistence, RequestHead, ResponseHead, MAX_HEAD};
 use crate::server::proxy::{log_connect_failure, peers, upstream_error_kind};
 use crate::server::respond::{self, Reply, Sent, To, ZeroCopy};
 use crate::telemetry::{RequestId, Telemetry};
@@ -67,6 +67,9 @@ pub struct Client<'a> {
     /// shutdown under way).
     pub keep_alive: bool,
     pub send_timeout: Duration,
+    /// Bytes the client sent while its answer was awaited (a pipelined request): they belong
+    /// after those already read.
+    pub early: &'a mut Vec<u8>,
 }
 
 /// How an exchange ended for the client.
@@ -85,6 +88,8 @@ enum Failure {
     NoAnswer(Box<pingora::Error>),
     /// An answer that cannot be relayed, before the client was sent anything: a 502.
     BadAnswer(Box<pingora::Error>),
+    /// The client hung up before the answer came: the request is abandoned (nginx's 499).
+    ClientGone(io::Error),
     /// Midway through the response: the client's connection can only be dropped.
     Midway {
         sent: Sent,
@@ -135,6 +140,7 @@ impl Forwarder {
         let error: Option<&Box<pingora::Error>> = match &failed {
             Failure::Unreachable(e) | Failure::NoAnswer(e) | Failure::BadAnswer(e) => Some(e),
             Failure::Midway { upstream, .. } => upstream.as_ref(),
+            Failure::ClientGone(_) => None,
         };
         if let Some(e) = error {
             telemetry
@@ -144,6 +150,14 @@ impl Forwarder {
         match failed {
             Failure::Midway { sent, .. } => Forwarded {
                 sent,
+                keep_alive: false,
+            },
+            Failure::ClientGone(e) => Forwarded {
+                sent: Sent {
+                    status: CLIENT_CLOSED,
+                    cut_short: Some(e),
+                    body_bytes: 0,
+                },
                 keep_alive: false,
             },
             Failure::Unreachable(_) => bad_gateway(client, head).await,
@@ -210,7 +224,12 @@ impl Forwarder {
             .write_request_header(Box::new(request))
             .await
             .map_err(Failure::NoAnswer)?;
-        let response = final_answer(&mut session).await?;
+        // A client that hangs up meanwhile (a closed tab, an abandoned long poll) ends the wait,
+        // as in nginx and Pingora's proxy.
+        let response = tokio::select! {
+            answer = final_answer(&mut session) => answer?,
+            gone = hung_up(client.stream, client.early) => return Err(Failure::ClientGone(gone)),
+        };
         let status = response.status;
         let framing = Framing::of(response, head).map_err(Failure::BadAnswer)?;
         let keep_alive = client.keep_alive && framing != Framing::UntilClose;
@@ -306,6 +325,32 @@ async fn relay_body(
             written = true;
         }
     }
+}
+
+/// The status logged for a request the client abandoned before its answer (nginx's).
+const CLIENT_CLOSED: StatusCode = match StatusCode::from_u16(499) {
+    Ok(status) => status,
+    Err(_) => StatusCode::BAD_REQUEST,
+};
+
+/// Resolves when the client ends its side of the connection (or it fails). What it sends
+/// before that is kept in `early`, up to a request head's size; past that it is not read.
+async fn hung_up(stream: &mut Stream, early: &mut Vec<u8>) -> io::Error {
+    use tokio::io::AsyncReadExt;
+    while early.len() < MAX_HEAD {
+        early.reserve(4096);
+        match stream.read_buf(early).await {
+            Ok(0) => {
+                return io::Error::new(
+                    io::ErrorKind::ConnectionAborted,
+                    "the client closed the connection before the upstream answered",
+                )
+            }
+            Ok(_) => {}
+            Err(e) => return e,
+        }
+    }
+    std::future::pending().await
 }
 
 /// Reads past interim answers to the final one.

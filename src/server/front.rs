@@ -317,6 +317,8 @@ impl Front {
             start,
             request_id: RequestId::for_request(&head.headers),
         };
+        // What the client sends while the upstream is asked (a pipelined request).
+        let mut early = Vec::new();
         let after = match decided.decision {
             Decision::Answer(answer) => {
                 let asker = Asker {
@@ -352,6 +354,7 @@ impl Front {
                         tls,
                         keep_alive: head.keep_alive && !*shutdown.borrow(),
                         send_timeout: self.config.limits.send_timeout,
+                        early: &mut early,
                     };
                     let forwarded = self
                         .forwarder
@@ -386,6 +389,7 @@ impl Front {
         };
         let consumed = head.len;
         drop(head);
+        conn.buf.extend_from_slice(&early);
         let body = match after {
             After::KeepAlive { body } => body,
             After::Close => return Next::Close,

@@ -49,6 +49,17 @@ pub fn free_port() -> u16 {
 
 /// Poll-connect until `port` accepts, with a short exponential backoff.
 /// Panics after ~10 s.
+/// Polls `done`, with backoff, until it holds; fails the test after 30 s, naming `what`.
+pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut pause = Duration::from_millis(5);
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}: not within 30 s");
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(100));
+    }
+}
+
 pub fn wait_for_port(port: u16) {
     let deadline = Instant::now() + PORT_WAIT;
     let mut backoff = Backoff::new();
