@@ -38,6 +38,8 @@ listen:
   - address: "127.0.0.1:$2"
     tls: { cert: cert.pem, key: key.pem }
 threads: $1
+access_log:
+  format: off            # as nginx's access_log off below
 routes:
   - prefix: /static
     root: www/static

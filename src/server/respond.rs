@@ -167,7 +167,8 @@ impl Reply<'_> {
                     .map_err(|_| stopped_reading())??;
             }
             To::H2 { session, .. } => {
-                let bytes = Bytes::copy_from_slice(self.out);
+                // The buffer itself goes to h2, not a copy; the next piece gets a new one.
+                let bytes = Bytes::from(std::mem::take(self.out));
                 session
                     .write_response_body(bytes, false)
                     .await
@@ -184,8 +185,7 @@ impl Reply<'_> {
             To::H1 { .. } if self.out.is_empty() => Ok(()),
             To::H1 { .. } => self.flush().await,
             To::H2 { session, .. } => {
-                let bytes = Bytes::copy_from_slice(self.out);
-                self.out.clear();
+                let bytes = Bytes::from(std::mem::take(self.out));
                 session
                     .write_response_body(bytes, true)
                     .await
