@@ -176,20 +176,21 @@ fn serve(stream: TcpStream, heads: &Mutex<Vec<String>>, go: &(Mutex<bool>, Condv
     }
 }
 
-/// spillway with no routes: every request goes to `upstream`.
-fn spillway_before(upstream: &Scripted, read_timeout: &str) -> Spillway {
+/// A scripted upstream, and spillway with no routes before it: every request goes there.
+fn scripted_behind_spillway(read_timeout: &str) -> (Scripted, Spillway) {
+    let upstream = Scripted::start();
     let upstream_port = upstream.port;
-    Spillway::start_with(|port| {
+    let proxy = Spillway::start_with(|port| {
         format!(
             "listen: \"127.0.0.1:{port}\"\nthreads: 1\nupstreams:\n  legacy:\n    address: \"127.0.0.1:{upstream_port}\"\n    read_timeout: {read_timeout}\ndefault_upstream: legacy\n"
         )
-    })
+    });
+    (upstream, proxy)
 }
 
 #[test]
 fn a_chunked_answer_goes_chunked_to_http11_and_until_close_to_http10() {
-    let upstream = Scripted::start();
-    let proxy = spillway_before(&upstream, "10s");
+    let (_upstream, proxy) = scripted_behind_spillway("10s");
 
     let mut conn = Conn::open(proxy.port);
     let resp = conn.send("GET", "/chunked", &[], b"");
@@ -222,8 +223,7 @@ fn a_chunked_answer_goes_chunked_to_http11_and_until_close_to_http10() {
 
 #[test]
 fn hop_by_hop_fields_stay_on_their_hop_both_ways() {
-    let upstream = Scripted::start();
-    let proxy = spillway_before(&upstream, "10s");
+    let (upstream, proxy) = scripted_behind_spillway("10s");
     let resp = Conn::open(proxy.port).send(
         "GET",
         "/hop?x=1",
@@ -275,8 +275,7 @@ fn hop_by_hop_fields_stay_on_their_hop_both_ways() {
 
 #[test]
 fn the_upstream_sees_the_request_id_the_log_has() {
-    let upstream = Scripted::start();
-    let proxy = spillway_before(&upstream, "10s");
+    let (upstream, proxy) = scripted_behind_spillway("10s");
     assert_eq!(
         Conn::open(proxy.port).send("GET", "/hop", &[], b"").status,
         200
@@ -297,8 +296,7 @@ fn the_upstream_sees_the_request_id_the_log_has() {
 
 #[test]
 fn a_head_request_gets_the_length_a_get_would_and_no_body() {
-    let upstream = Scripted::start();
-    let proxy = spillway_before(&upstream, "10s");
+    let (_upstream, proxy) = scripted_behind_spillway("10s");
     let mut conn = Conn::open(proxy.port);
     let head = conn.send("HEAD", "/head", &[], b"");
     assert_eq!(head.status, 200);
@@ -316,8 +314,7 @@ fn a_head_request_gets_the_length_a_get_would_and_no_body() {
 
 #[test]
 fn a_pooled_connection_the_upstream_closed_is_retried_unnoticed() {
-    let upstream = Scripted::start();
-    let proxy = spillway_before(&upstream, "10s");
+    let (upstream, proxy) = scripted_behind_spillway("10s");
     let first = Conn::open(proxy.port).send("GET", "/once", &[], b"");
     assert_eq!((first.status, first.text().as_str()), (200, "once"));
     // The pooled connection takes the second request and closes unanswered; a new one
@@ -333,8 +330,7 @@ fn a_pooled_connection_the_upstream_closed_is_retried_unnoticed() {
 
 #[test]
 fn an_upstream_that_hangs_up_midway_drops_the_client_connection_and_says_so() {
-    let upstream = Scripted::start();
-    let proxy = spillway_before(&upstream, "10s");
+    let (_upstream, proxy) = scripted_behind_spillway("10s");
     let mut stream = connect(proxy.port).expect("connect");
     stream
         .write_all(b"GET /cut HTTP/1.1\r\nHost: t\r\n\r\n")
@@ -354,8 +350,7 @@ fn an_upstream_that_hangs_up_midway_drops_the_client_connection_and_says_so() {
 
 #[test]
 fn a_silent_upstream_is_a_502_at_its_read_timeout() {
-    let upstream = Scripted::start();
-    let proxy = spillway_before(&upstream, "1s");
+    let (upstream, proxy) = scripted_behind_spillway("1s");
     // On a pooled connection: a slow upstream is not taken for one that had closed it.
     assert_eq!(
         Conn::open(proxy.port).send("GET", "/hop", &[], b"").status,
@@ -375,8 +370,7 @@ fn a_silent_upstream_is_a_502_at_its_read_timeout() {
 
 #[test]
 fn pipelined_requests_to_the_upstream_are_answered_in_order() {
-    let upstream = Scripted::start();
-    let proxy = spillway_before(&upstream, "10s");
+    let (_upstream, proxy) = scripted_behind_spillway("10s");
     let mut stream = connect(proxy.port).expect("connect");
     stream
         .write_all(b"GET /hop HTTP/1.1\r\nHost: t\r\n\r\nGET /chunked HTTP/1.1\r\nHost: t\r\n\r\nHEAD /head HTTP/1.1\r\nHost: t\r\n\r\n")
@@ -392,8 +386,7 @@ fn pipelined_requests_to_the_upstream_are_answered_in_order() {
 
 #[test]
 fn what_has_arrived_is_relayed_before_the_rest_is_waited_for() {
-    let upstream = Scripted::start();
-    let proxy = spillway_before(&upstream, "10s");
+    let (upstream, proxy) = scripted_behind_spillway("10s");
     let mut stream = connect(proxy.port).expect("connect");
     stream
         .write_all(b"GET /stream HTTP/1.1\r\nHost: t\r\n\r\n")
@@ -421,8 +414,7 @@ fn what_has_arrived_is_relayed_before_the_rest_is_waited_for() {
 
 #[test]
 fn a_request_is_not_sent_again_once_an_answer_had_begun() {
-    let upstream = Scripted::start();
-    let proxy = spillway_before(&upstream, "10s");
+    let (upstream, proxy) = scripted_behind_spillway("10s");
     assert_eq!(
         Conn::open(proxy.port)
             .send("GET", "/once-cut", &[], b"")
@@ -441,8 +433,7 @@ fn a_request_is_not_sent_again_once_an_answer_had_begun() {
 
 #[test]
 fn answers_that_cannot_be_relayed_are_502s_and_smuggle_nothing() {
-    let upstream = Scripted::start();
-    let proxy = spillway_before(&upstream, "10s");
+    let (_upstream, proxy) = scripted_behind_spillway("10s");
     for path in ["/switch", "/gzip"] {
         let mut conn = Conn::open(proxy.port);
         let resp = conn.send("GET", path, &[], b"");
@@ -460,8 +451,7 @@ fn answers_that_cannot_be_relayed_are_502s_and_smuggle_nothing() {
 
 #[test]
 fn a_204_carries_no_length() {
-    let upstream = Scripted::start();
-    let proxy = spillway_before(&upstream, "10s");
+    let (_upstream, proxy) = scripted_behind_spillway("10s");
     let mut conn = Conn::open(proxy.port);
     let resp = conn.send("GET", "/nothing", &[], b"");
     assert_eq!(resp.status, 204);
@@ -471,8 +461,7 @@ fn a_204_carries_no_length() {
 
 #[test]
 fn a_request_whose_connection_header_names_host_is_refused_and_not_forwarded() {
-    let upstream = Scripted::start();
-    let proxy = spillway_before(&upstream, "10s");
+    let (upstream, proxy) = scripted_behind_spillway("10s");
     let resp = Conn::open(proxy.port).send("GET", "/hop", &[("Connection", "Host")], b"");
     assert_eq!(resp.status, 400);
     assert!(upstream.heads_for("/hop").is_empty());
@@ -480,9 +469,8 @@ fn a_request_whose_connection_header_names_host_is_refused_and_not_forwarded() {
 
 #[test]
 fn a_client_that_hangs_up_while_the_upstream_thinks_abandons_the_request() {
-    let upstream = Scripted::start();
     // Far longer than the test waits for its log line.
-    let proxy = spillway_before(&upstream, "600s");
+    let (upstream, proxy) = scripted_behind_spillway("600s");
     let mut stream = connect(proxy.port).expect("connect");
     stream
         .write_all(b"GET /held HTTP/1.1\r\nHost: t\r\n\r\n")
@@ -507,8 +495,7 @@ fn a_client_that_hangs_up_while_the_upstream_thinks_abandons_the_request() {
 
 #[test]
 fn a_request_pipelined_while_the_upstream_thinks_is_answered_next() {
-    let upstream = Scripted::start();
-    let proxy = spillway_before(&upstream, "600s");
+    let (upstream, proxy) = scripted_behind_spillway("600s");
     let mut stream = connect(proxy.port).expect("connect");
     stream
         .write_all(b"GET /held HTTP/1.1\r\nHost: t\r\n\r\n")
