@@ -24,7 +24,6 @@ use pingora::http::{HeaderNameVariant, RequestHeader};
 use pingora::prelude::HttpPeer;
 use pingora::protocols::http::v1::client::HttpSession;
 use pingora::protocols::Stream;
-use tokio::io::AsyncWriteExt;
 
 use crate::config::{Config, Route, Upstream};
 use crate::http::hop_by_hop::HopByHop;
@@ -49,7 +48,7 @@ pub struct Forwarder {
 pub fn eligible(head: &RequestHead<'_>, route: Option<&Route>) -> Option<HopByHop> {
     let plain = (head.method == Method::GET || head.method == Method::HEAD)
         && head.body == BodyLength::None
-        && head.origin_form
+        && head.target.starts_with('/')
         && !head.expects_continue
         && !head.headers.contains_key(header::UPGRADE)
         && !route.is_some_and(|r| r.shadow);
@@ -520,12 +519,9 @@ impl Outgoing<'_> {
     /// spillway knows about it.
     fn request(&self, client: &Client<'_>) -> pingora::Result<RequestHeader> {
         let head = self.head;
-        let target = match head.query {
-            Some(query) => format!("{}?{query}", head.path),
-            None => head.path.to_owned(),
-        };
         let capacity = Some(head.headers.len() + 3);
-        let mut request = RequestHeader::build(head.method.clone(), target.as_bytes(), capacity)?;
+        let target = head.target.as_bytes();
+        let mut request = RequestHeader::build(head.method.clone(), target, capacity)?;
         for (name, value) in head.headers.iter() {
             if !self.hop.contains(name) {
                 request.append_header(name.clone(), value.clone())?;
@@ -549,19 +545,9 @@ impl Outgoing<'_> {
 
 /// Writes out the assembled response and empties the buffer.
 async fn write(client: &mut Client<'_>) -> io::Result<()> {
-    let written = tokio::time::timeout(client.send_timeout, async {
-        client.stream.write_all(client.out).await?;
-        client.stream.flush().await
-    })
-    .await;
+    let sent = respond::send_all(client.stream, client.out, client.send_timeout).await;
     client.out.clear();
-    match written {
-        Ok(result) => result,
-        Err(_) => Err(io::Error::new(
-            io::ErrorKind::TimedOut,
-            "client stopped reading",
-        )),
-    }
+    sent
 }
 
 /// Whether `error` says a pooled connection had been closed by the upstream before it

@@ -34,8 +34,9 @@ pub struct RequestHead<'b> {
     pub expects_continue: bool,
     /// Bytes of the buffer the head occupies; the body (if any) follows.
     pub len: usize,
-    /// The target was a path (`/a?b`), not absolute-form (`http://host/a?b`) or `*`.
-    pub origin_form: bool,
+    /// The request target as sent: a path (`/a?b`, origin-form), `http://host/a?b`
+    /// (absolute-form) or `*`.
+    pub target: &'b str,
 }
 
 /// How the request body is framed (RFC 9112 §6.3).
@@ -93,7 +94,6 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<RequestHead<'_>>, HeadError> {
     };
     let method = Method::from_bytes(method.as_bytes()).map_err(|_| HeadError::Malformed)?;
     let (path, query) = split_target(target)?;
-    let origin_form = target.starts_with('/');
     let http10 = minor == 0;
 
     let mut headers = HeaderMap::with_capacity(req.headers.len());
@@ -123,7 +123,7 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<RequestHead<'_>>, HeadError> {
         body,
         expects_continue,
         len,
-        origin_form,
+        target,
     }))
 }
 

@@ -33,6 +33,21 @@ const ZERO_COPY_MIN: u64 = CHUNK as u64;
 /// The most one `sendfile` call is asked to send (and `cachestat` to vouch for).
 const ZERO_COPY_PIECE: u64 = 4 << 20;
 
+/// Writes all of `bytes` to an HTTP/1 client, which must take them within `send_timeout`.
+pub(super) async fn send_all(
+    stream: &mut Stream,
+    bytes: &[u8],
+    send_timeout: Duration,
+) -> io::Result<()> {
+    let write = async {
+        stream.write_all(bytes).await?;
+        stream.flush().await
+    };
+    tokio::time::timeout(send_timeout, write)
+        .await
+        .map_err(|_| stopped_reading())?
+}
+
 fn stopped_reading() -> io::Error {
     io::Error::new(io::ErrorKind::TimedOut, "client stopped reading")
 }
@@ -157,15 +172,7 @@ impl Reply<'_> {
     /// Writes out what is buffered and empties the buffer.
     async fn flush(&mut self) -> io::Result<()> {
         match &mut self.to {
-            To::H1 { stream, .. } => {
-                let write = async {
-                    stream.write_all(self.out).await?;
-                    stream.flush().await
-                };
-                tokio::time::timeout(self.send_timeout, write)
-                    .await
-                    .map_err(|_| stopped_reading())??;
-            }
+            To::H1 { stream, .. } => send_all(stream, self.out, self.send_timeout).await?,
             To::H2 { session, .. } => {
                 // The buffer itself goes to h2, not a copy; the next piece gets a new one.
                 let bytes = Bytes::from(std::mem::take(self.out));
