@@ -31,7 +31,7 @@ const SENT_BEFORE_HANGING_UP: usize = 200 * 1024;
 ///   part of the body, then hangs up;
 /// - `/switch`: a `101 Switching Protocols`, then what would pass for an answer and a
 ///   smuggled one; `/gzip`: `Transfer-Encoding: gzip, chunked`; `/nothing`: a 204 with a
-///   `Content-Length`.
+///   `Content-Length`; `/hints`: nine `103 Early Hints` before its answer.
 struct Scripted {
     port: u16,
     heads: Arc<Mutex<Vec<String>>>,
@@ -151,6 +151,11 @@ fn serve(stream: TcpStream, heads: &Mutex<Vec<String>>, go: &(Mutex<bool>, Condv
             }
             "/gzip" => b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n2\r\nzz\r\n0\r\n\r\n".to_vec(),
             "/nothing" => b"HTTP/1.1 204 No Content\r\nContent-Length: 7\r\n\r\n".to_vec(),
+            "/hints" => {
+                let mut reply = b"HTTP/1.1 103 Early Hints\r\n\r\n".repeat(9);
+                reply.extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nlate!");
+                reply
+            }
             "/once" if answered > 1 => return,
             "/once" => b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nonce".to_vec(),
             "/close" => {
@@ -342,8 +347,12 @@ fn an_upstream_that_hangs_up_midway_drops_the_client_connection_and_says_so() {
     );
     let logs = proxy.wait_for_log("path=\"/cut\"");
     let line = logs.lines().find(|l| l.contains("path=\"/cut\"")).unwrap();
+    let said = format!(
+        "cut_short=true error=\"upstream: Peer prematurely closed connection with {} bytes of body remaining to read\"",
+        1_000_000 - SENT_BEFORE_HANGING_UP
+    );
     assert!(
-        line.contains("status=200") && line.contains("cut_short=true error=\"upstream: "),
+        line.contains("status=200") && line.contains(&said),
         "{line}"
     );
 }
@@ -365,7 +374,8 @@ fn a_silent_upstream_is_a_502_at_its_read_timeout() {
         "asked once, not again"
     );
     assert_eq!(upstream.heads_for("/silent").len(), 1);
-    proxy.wait_for_log("no answer from upstream");
+    let said = "no answer from upstream: while reading response headers: timed out upstream=";
+    assert!(proxy.wait_for_log(said).contains("upstream=\"legacy\""));
 }
 
 #[test]
@@ -434,7 +444,7 @@ fn a_request_is_not_sent_again_once_an_answer_had_begun() {
 #[test]
 fn answers_that_cannot_be_relayed_are_502s_and_smuggle_nothing() {
     let (_upstream, proxy) = scripted_behind_spillway("10s");
-    for path in ["/switch", "/gzip"] {
+    for path in ["/switch", "/gzip", "/hints"] {
         let mut conn = Conn::open(proxy.port);
         let resp = conn.send("GET", path, &[], b"");
         assert_eq!(resp.status, 502, "{path}: {:?}", resp.text());
@@ -443,10 +453,14 @@ fn answers_that_cannot_be_relayed_are_502s_and_smuggle_nothing() {
         assert_eq!(next.text(), "hello world", "after {path}");
     }
     let logs = proxy.wait_for_log("101 Switching Protocols to a request for no upgrade");
-    assert!(
-        logs.contains("a transfer coding other than chunked"),
-        "{logs}"
-    );
+    for why in [
+        "101 Switching Protocols to a request for no upgrade",
+        "a transfer coding other than chunked",
+        "too many interim (1xx) answers",
+    ] {
+        let said = format!("an answer from upstream that cannot be relayed: {why} upstream=");
+        assert!(logs.contains(&said), "{said:?} in {logs}");
+    }
 }
 
 #[test]
@@ -482,7 +496,10 @@ fn a_client_that_hangs_up_while_the_upstream_thinks_abandons_the_request() {
     let logs = proxy.wait_for_log("status=499");
     let line = logs.lines().find(|l| l.contains("status=499")).unwrap();
     assert!(
-        line.contains("path=\"/held\"") && line.contains("before the upstream answered"),
+        line.contains("path=\"/held\"")
+            && line.contains(
+                "cut_short=true error=\"the client closed the connection before the upstream answered\""
+            ),
         "{line}"
     );
     // And the upstream's connection is closed rather than left waiting.

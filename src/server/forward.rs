@@ -161,13 +161,15 @@ impl Forwarder {
             },
             Failure::Unreachable(_) => bad_gateway(client, head).await,
             Failure::NoAnswer(e) => {
-                tracing::warn!(upstream = upstream.name, "no answer from upstream: {e}");
+                let why = described(&e);
+                tracing::warn!(upstream = upstream.name, "no answer from upstream: {why}");
                 bad_gateway(client, head).await
             }
             Failure::BadAnswer(e) => {
+                let why = described(&e);
                 tracing::warn!(
                     upstream = upstream.name,
-                    "an answer from upstream that cannot be relayed: {e}"
+                    "an answer from upstream that cannot be relayed: {why}"
                 );
                 bad_gateway(client, head).await
             }
@@ -259,7 +261,7 @@ impl Forwarder {
             Ok(()) => Ok(Forwarded { sent, keep_alive }),
             Err(BodyEnd::UpstreamFirst(e)) => Err(Failure::BadAnswer(e)),
             Err(BodyEnd::Upstream(e)) => {
-                sent.cut_short = Some(io::Error::other(format!("upstream: {e}")));
+                sent.cut_short = Some(io::Error::other(format!("upstream: {}", described(&e))));
                 Err(Failure::Midway {
                     sent,
                     upstream: Some(e),
@@ -548,6 +550,23 @@ async fn write(client: &mut Client<'_>) -> io::Result<()> {
     let sent = respond::send_all(client.stream, client.out, client.send_timeout).await;
     client.out.clear();
     sent
+}
+
+/// What went wrong, as an operator reads it: Pingora's context and cause, without its error
+/// type's name (`a transfer coding other than chunked`, not
+/// ` InvalidHTTPHeader context: a transfer coding other than chunked`).
+fn described(error: &pingora::Error) -> String {
+    match (&error.context, &error.cause) {
+        (Some(context), Some(cause)) => format!("{}: {cause}", context.as_str()),
+        (Some(context), None) => match error.etype() {
+            pingora::ErrorType::ReadTimedout | pingora::ErrorType::WriteTimedout => {
+                format!("{}: timed out", context.as_str())
+            }
+            _ => context.as_str().to_owned(),
+        },
+        (None, Some(cause)) => cause.to_string(),
+        (None, None) => error.etype().as_str().to_owned(),
+    }
 }
 
 /// Whether `error` says a pooled connection had been closed by the upstream before it
