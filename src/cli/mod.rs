@@ -10,6 +10,7 @@ use std::time::SystemTime;
 use clap::{Parser, Subcommand};
 
 use crate::config;
+use crate::offload::report::exit as offload_exit;
 
 #[derive(Parser)]
 #[command(
@@ -37,7 +38,11 @@ enum Command {
     /// Print what the server would do with one request, computed by the same code it runs.
     Explain(ExplainArgs),
     /// Move local files to the keys the server redirects to, prove they arrived, then remove
-    /// them. Exits non-zero if any file failed or conflicted.
+    /// them. Only routes with an `offload:` block are touched.
+    ///
+    /// Exit status: 0 all done (or nothing to do), 1 some files failed, 2 conflicts (the
+    /// bucket holds other bytes at a key), 3 configuration, credentials or usage problem,
+    /// 4 interrupted by a signal before every file was looked at.
     Offload(OffloadArgs),
 }
 
@@ -46,9 +51,27 @@ struct OffloadArgs {
     #[command(flatten)]
     config: ConfigArg,
     /// Only this route (its prefix, e.g. /uploads); may be repeated. Default: every route
-    /// with a bucket.
+    /// with an `offload:` block.
     #[arg(long = "route", value_name = "PREFIX")]
     routes: Vec<String>,
+    /// Only files whose path below the prefix matches this glob (`*` within a segment, `**`
+    /// across); may be repeated.
+    #[arg(long, value_name = "GLOB")]
+    include: Vec<String>,
+    /// Not files whose path below the prefix matches this glob; may be repeated.
+    #[arg(long, value_name = "GLOB")]
+    exclude: Vec<String>,
+    /// Upload no faster than this over the whole run, e.g. 10MiB (per second).
+    #[arg(long, value_name = "SIZE", value_parser = parse_rate)]
+    bwlimit: Option<u64>,
+    /// One JSON object per file on stdout, and a summary object last; the human lines go to
+    /// stderr.
+    #[arg(long)]
+    json: bool,
+    /// With --watch: serve /metrics, /healthz and /readyz here (default: the config's
+    /// `admin:`; `off` for none).
+    #[arg(long, value_name = "ADDRESS", requires = "watch")]
+    admin: Option<String>,
     /// Print what would move, and to which key; change nothing.
     #[arg(long)]
     dry_run: bool,
@@ -100,7 +123,19 @@ struct ConfigArg {
     config: PathBuf,
 }
 
-/// Runs the command line; the exit status is 1 on any error, which is printed once.
+/// `--bwlimit`: a size per second.
+fn parse_rate(text: &str) -> Result<u64, String> {
+    let size = text.strip_suffix("/s").unwrap_or(text);
+    match config::parse_size(size) {
+        Some(0) | None => Err(format!(
+            "{text:?} is not a rate: write a size per second, e.g. 500KiB or 10MiB"
+        )),
+        Some(bytes) => Ok(bytes),
+    }
+}
+
+/// Runs the command line; the exit status is 1 on any error, which is printed once (offload
+/// has its own statuses: see its help).
 pub fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -110,14 +145,25 @@ pub fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Usage mistakes exit 3 rather than clap's 2, which `offload` uses for conflicts.
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() {
+                offload_exit::USAGE
+            } else {
+                0
+            });
+        }
+    };
     let result = match cli.command {
         None => run(cli.run),
         Some(Command::Run(arg)) => run(arg),
         Some(Command::Reload(arg)) => reload(arg),
         Some(Command::Check(arg)) => check(arg),
         Some(Command::Explain(args)) => explain(args),
-        Some(Command::Offload(args)) => offload(args),
+        Some(Command::Offload(args)) => return offload(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -203,27 +249,55 @@ fn explain(args: ExplainArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn offload(args: OffloadArgs) -> anyhow::Result<()> {
+/// Runs `offload`; its exit status says how it went (see its help).
+fn offload(args: OffloadArgs) -> ExitCode {
+    let status = match offload_run(args) {
+        Ok(summary) => summary.exit_status(),
+        Err(e) => {
+            eprintln!("spillway: {e:#}");
+            offload_exit::USAGE
+        }
+    };
+    ExitCode::from(status)
+}
+
+fn offload_run(args: OffloadArgs) -> anyhow::Result<crate::offload::report::Summary> {
     let config = config::load(&args.config.config)?;
+    let admin = match args.admin.as_deref() {
+        Some("off") => None,
+        Some(address) => Some(address.parse().map_err(|e| {
+            anyhow::anyhow!("--admin {address:?} is not an address like 127.0.0.1:9902: {e}")
+        })?),
+        None if args.watch => config.admin,
+        None => None,
+    };
     let options = crate::offload::Options {
         routes: args.routes,
         dry_run: args.dry_run,
         min_age: args.min_age,
         watch: args.watch,
+        json: args.json,
+        include: args.include,
+        exclude: args.exclude,
+        bwlimit: args.bwlimit,
+        admin,
     };
-    let watch = options.watch;
+    let json = options.json;
     let summary = crate::offload::run(config, options)?;
-    println!("{summary}");
-    if summary.interrupted && !watch {
-        anyhow::bail!("interrupted before every file was looked at; run it again to go on");
-    }
-    if summary.ok() {
-        Ok(())
+    if json {
+        eprintln!("{summary}");
     } else {
-        anyhow::bail!(
-            "{} failed and {} conflicted; their local files were kept",
-            summary.failed,
-            summary.conflicts
-        )
+        println!("{summary}");
     }
+    match summary.exit_status() {
+        offload_exit::INTERRUPTED => {
+            eprintln!("spillway: interrupted before every file was looked at; run it again to go on")
+        }
+        offload_exit::FAILED | offload_exit::CONFLICTS => eprintln!(
+            "spillway: {} failed and {} conflicted; their local files were kept",
+            summary.failed, summary.conflicts
+        ),
+        _ => {}
+    }
+    Ok(summary)
 }

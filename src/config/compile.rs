@@ -517,10 +517,11 @@ impl Compiler<'_> {
             http::HeaderValue::from_str(&format!("public, max-age={max_age}"))
                 .unwrap_or(http::HeaderValue::from_static("public"));
         self.index(&field("index"), &raw.index);
-        let offload = match &raw.offload {
-            None => Offload::default(),
-            Some(offload) => self.offload(&field("offload"), raw, offload),
-        };
+        // Only a route that asks is offloaded: `offload:` (even empty) opts it in.
+        let offload = raw
+            .offload
+            .as_ref()
+            .map(|offload| self.offload(&field("offload"), raw, offload));
         let cache_control = raw.cache_control.as_deref().and_then(|value| {
             let parsed = http::HeaderValue::from_str(value).ok();
             if parsed.is_none() {

@@ -64,7 +64,10 @@ pub fn describe(config: &Config) -> String {
                 for (pattern, access) in route.policy.rules() {
                     let _ = writeln!(out, "    {pattern} -> {access}");
                 }
-                let _ = writeln!(out, "  offload {}", offload(&route.offload));
+                let _ = match &route.offload {
+                    Some(settings) => writeln!(out, "  offload {}", offload(settings)),
+                    None => writeln!(out, "  offload off (no `offload:` block)"),
+                };
             }
             _ => {
                 let _ = writeln!(out, "  miss -> 404 (no bucket)");

@@ -13,6 +13,7 @@ mod raw;
 pub mod tls;
 
 pub use describe::describe;
+pub use raw::opt_bytes::parse_size;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -227,8 +228,9 @@ pub struct Route {
     pub dotfiles: Dotfiles,
     /// `Cache-Control` of public redirects: `public, max-age=N`.
     pub redirect_cache_control: http::HeaderValue,
-    /// How `spillway offload` moves this route's files (defaults when not configured).
-    pub offload: Offload,
+    /// How `spillway offload` moves this route's files; `None` (no `offload:` block): it never
+    /// touches them.
+    pub offload: Option<Offload>,
 }
 
 impl Route {

@@ -404,7 +404,7 @@ mod opt_duration {
 
 /// Sizes are written with a unit (`64MiB`, `5MB`, `1GiB`, `512KiB`, `100B`); a bad one is
 /// reported by serde_yaml with its key path and line.
-mod opt_bytes {
+pub(crate) mod opt_bytes {
     use super::*;
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {

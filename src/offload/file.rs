@@ -6,20 +6,22 @@ use std::fs::File;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use aws_sdk_s3::Client;
 use http::{HeaderMap, Method};
 use tokio::sync::Semaphore;
 
-use crate::config::{Config, Route};
+use crate::config::{Config, Offload, Route};
 use crate::core::answer::Answer;
 use crate::core::decide::{decide, Decision, Request};
 use crate::core::key::ObjectKey;
 use crate::core::path::encode_relative;
 use crate::fs::docroot::{Docroot, Io, Lookup, LookupError};
 use crate::http::content_type::content_type;
-use crate::offload::digest::Sums;
+use crate::offload::digest::{self, Sums};
 use crate::offload::remove::{self, RemoveError, Removed};
 use crate::offload::stamp::Stamp;
+use crate::offload::bwlimit::Limiter;
+use crate::offload::filter::Filter;
+use crate::offload::store::Store;
 use crate::offload::transfer::{self, S3Error, Target};
 use crate::offload::verify::{self, Evidence, Local};
 use crate::s3::{MAX_PARTS, MIN_PART};
@@ -31,11 +33,28 @@ const PART_SIZE: u64 = 8 << 20;
 pub struct Job<'c> {
     pub config: &'c Config,
     pub route: &'c Route,
+    /// The route's `offload:` block.
+    pub settings: &'c Offload,
     /// `None` on a dry run: nothing is sent.
-    pub client: Option<Client>,
+    pub store: Option<Arc<Store>>,
     pub min_age: Duration,
     /// Parts in flight across all files of the run (each holds one part in memory).
     pub slots: Arc<Semaphore>,
+    /// `--include` / `--exclude`.
+    pub filter: &'c Filter,
+    /// `--bwlimit`, shared by every route of the run.
+    pub limiter: Option<Arc<Limiter>>,
+}
+
+/// What a file's line and JSON object say besides how it ended.
+#[derive(Debug, Default)]
+pub struct Trace {
+    /// The key it goes (or went) to, once known.
+    pub key: Option<String>,
+    /// Its checksum as computed here (`crc64nvme:<base64>`), once known.
+    pub checksum: Option<String>,
+    /// Its size when it was opened.
+    pub size: u64,
 }
 
 /// How one file ended.
@@ -60,8 +79,9 @@ pub enum Done {
     /// The server would not redirect its path to its key once it is gone (another route
     /// answers it, or the path is refused): moving it would lose it.
     NotRedirected(String),
-    /// Gone, or no longer a regular file, by the time it was opened.
-    Vanished,
+    /// Gone (or no longer a regular file) before this run could move it: another run moved
+    /// it, or the application removed it. Not a failure.
+    MovedElsewhere,
     /// The bucket has different bytes at the key, or bytes that cannot be compared.
     Conflict(String),
     Failed(Failure),
@@ -85,9 +105,27 @@ pub enum Failure {
 }
 
 impl Done {
-    /// Whether the run must stop starting new files.
-    pub fn stops_the_run(&self) -> bool {
-        matches!(self, Done::Failed(Failure::S3(e)) if e.stops_the_run())
+    /// The word for it in `--json` output and in metrics.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Done::Uploaded { .. } => "uploaded",
+            Done::AlreadyThere { .. } => "exists",
+            Done::WouldMove { .. } => "would_move",
+            Done::TooYoung { .. } => "waiting",
+            Done::NotRedirected(_) => "skipped",
+            Done::MovedElsewhere => "moved_elsewhere",
+            Done::Conflict(_) => "conflict",
+            Done::Failed(_) => "failed",
+        }
+    }
+
+    /// Why the run must stop starting new files, if it must: every other file would meet the
+    /// same.
+    pub fn stops_the_run(&self) -> Option<&'static str> {
+        match self {
+            Done::Failed(Failure::S3(e)) => e.stops_the_run(),
+            _ => None,
+        }
     }
 }
 
@@ -145,13 +183,14 @@ pub fn part_size(len: u64) -> u64 {
 }
 
 impl Job<'_> {
-    /// Takes `relative` as far as the evidence allows.
-    pub async fn offload(&self, relative: &str) -> Done {
+    /// Takes `relative` as far as the evidence allows, noting in `trace` what it learns.
+    pub async fn offload(&self, relative: &str, trace: &mut Trace) -> Done {
         let (file, stamp) = match self.open(relative).await {
             Ok(Some(opened)) => opened,
-            Ok(None) => return Done::Vanished,
+            Ok(None) => return Done::MovedElsewhere,
             Err(e) => return Done::Failed(Failure::Read(e)),
         };
+        trace.size = stamp.size;
         let age = stamp.unchanged_for(SystemTime::now());
         if age < self.min_age {
             return Done::TooYoung {
@@ -162,7 +201,8 @@ impl Job<'_> {
             Ok(key) => key,
             Err(why) => return Done::NotRedirected(why),
         };
-        let Some(client) = &self.client else {
+        trace.key = Some(key.clone());
+        let Some(store) = &self.store else {
             return Done::WouldMove {
                 to: format!("s3://{}/{key}", self.bucket_name()),
                 bytes: stamp.size,
@@ -174,15 +214,32 @@ impl Job<'_> {
             .as_ref()
             .and_then(|v| v.to_str().ok());
         let target = Target {
-            client,
-            bucket: self.bucket_name(),
+            store,
             key: &key,
             content_type: &content_type(relative),
             cache_control,
+            limiter: self.limiter.as_ref(),
         };
-        match self.upload(&target, &file, stamp.size).await {
-            Ok(Some(bytes)) => match remove::remove(self.route, relative, &stamp) {
+        let after = &self.settings.after;
+        let uploaded = match self.upload(&target, &file, stamp.size, trace).await {
+            Err(Step::Failed(Failure::S3(S3Error::ChecksumsRefused { .. }))) => {
+                // Files in flight meanwhile meet the same refusal: each tries again, and the
+                // first says so.
+                if store.fall_back_to_md5() {
+                    tracing::warn!(
+                        "S3 at {} refuses the x-amz-checksum-* headers: uploads to bucket {} carry Content-MD5 only from now on, verified by the ETag S3 computes",
+                        store.endpoint,
+                        store.bucket
+                    );
+                }
+                self.upload(&target, &file, stamp.size, trace).await
+            }
+            other => other,
+        };
+        match uploaded {
+            Ok(Some(bytes)) => match remove::remove(self.route, after, relative, &file, &stamp) {
                 Ok(removed) => Done::Uploaded { bytes, removed },
+                Err(RemoveError::Gone) => Done::MovedElsewhere,
                 Err(RemoveError::Changed) => {
                     // The object holds bytes the file no longer has; this run put it there, so
                     // it takes it back rather than leave a conflict for the next run.
@@ -191,8 +248,9 @@ impl Job<'_> {
                 }
                 Err(e) => Done::Failed(e.into()),
             },
-            Ok(None) => match remove::remove(self.route, relative, &stamp) {
+            Ok(None) => match remove::remove(self.route, after, relative, &file, &stamp) {
                 Ok(removed) => Done::AlreadyThere { removed },
+                Err(RemoveError::Gone) => Done::MovedElsewhere,
                 Err(e) => Done::Failed(e.into()),
             },
             Err(Step::Conflict(why)) => Done::Conflict(why),
@@ -232,12 +290,14 @@ impl Job<'_> {
         target: &Target<'_>,
         file: &Arc<File>,
         len: u64,
+        trace: &mut Trace,
     ) -> Result<Option<u64>, Step> {
-        if len >= self.route.offload.multipart_threshold {
-            return self.upload_in_parts(target, file, len).await;
+        if len >= self.settings.multipart_threshold {
+            return self.upload_in_parts(target, file, len, trace).await;
         }
         // The checksums travel in the request's headers, so they come first.
         let sums = hash(file, move |file| Sums::of_file(file, len)).await?;
+        trace.checksum = Some(format!("crc64nvme:{}", sums.crc64_base64()));
         let local = Local::single(&sums);
         let stored = match transfer::put(target, file, &sums).await {
             Ok(stored) => stored,
@@ -261,16 +321,33 @@ impl Job<'_> {
         target: &Target<'_>,
         file: &Arc<File>,
         len: u64,
+        trace: &mut Trace,
     ) -> Result<Option<u64>, Step> {
         let part_size = part_size(len);
+        let local_parts = |sums: &[Sums], trace: &mut Trace| {
+            let local = Local::parts(sums);
+            trace.checksum = Some(format!(
+                "crc64nvme:{}",
+                digest::crc64_base64(local.crc64)
+            ));
+            local
+        };
         if transfer::stored(target).await?.is_some() {
             let sums = hash(file, move |f| part_sums(f, len, part_size)).await?;
-            return self.already_there(target, &Local::parts(&sums)).await;
+            return self.already_there(target, &local_parts(&sums, trace)).await;
         }
-        let parts = transfer::put_multipart(target, file, len, part_size, &self.slots).await?;
-        self.read_back(target, &Local::parts(&parts))
-            .await
-            .map(|()| Some(len))
+        match transfer::put_multipart(target, file, len, part_size, &self.slots).await {
+            Ok(parts) => self
+                .read_back(target, &local_parts(&parts, trace))
+                .await
+                .map(|()| Some(len)),
+            // Another run completed the same key first (If-None-Match: *): compare.
+            Err(S3Error::Appeared { .. }) => {
+                let sums = hash(file, move |f| part_sums(f, len, part_size)).await?;
+                self.already_there(target, &local_parts(&sums, trace)).await
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// An object is at the key already: the same bytes (`None`, nothing to upload) or a
@@ -285,11 +362,11 @@ impl Job<'_> {
             Evidence::Same => Ok(None),
             Evidence::Different(why) => Err(Step::Conflict(format!(
                 "s3://{}/{} already holds other bytes: {why}",
-                target.bucket, target.key
+                target.store.bucket, target.key
             ))),
             Evidence::Unknown(why) => Err(Step::Conflict(format!(
                 "s3://{}/{} already exists and cannot be compared: {why}",
-                target.bucket, target.key
+                target.store.bucket, target.key
             ))),
         }
     }

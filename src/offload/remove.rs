@@ -6,14 +6,15 @@
 //! deleted (or left in the archive); otherwise it is renamed back. So what gets removed is
 //! exactly the file that was verified, even if something is renamed over its path meanwhile.
 //! A crash between the two steps leaves a `.spillway-offload.` file, which the next run puts
-//! back before it starts.
+//! back before it starts. The run holds an `flock` on the file throughout, so overlapping runs
+//! never remove the same file twice nor put back one that another run is removing.
 
 use std::fs::File;
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{AtFlags, Mode, OFlags, RenameFlags};
+use rustix::fs::{AtFlags, FlockOperation, Mode, OFlags, RenameFlags};
 use rustix::io::Errno;
 
 use crate::config::{After, Route};
@@ -36,6 +37,9 @@ pub enum Removed {
 pub enum RemoveError {
     #[error("it changed after the upload began, so it was kept")]
     Changed,
+    /// Not there any more: another run (or the application) moved or removed it first.
+    #[error("it is gone: another run moved it first")]
+    Gone,
     #[error("the archive already has {}, so the file was kept", .0.display())]
     ArchiveTaken(PathBuf),
     #[error("cannot {action}: {error}; the file was kept")]
@@ -46,29 +50,51 @@ pub enum RemoveError {
 }
 
 fn io_error(action: &'static str) -> impl FnOnce(Errno) -> RemoveError {
-    move |e| RemoveError::Io {
-        action,
-        error: e.into(),
+    move |e| match e {
+        Errno::NOENT => RemoveError::Gone,
+        e => RemoveError::Io {
+            action,
+            error: e.into(),
+        },
     }
 }
 
-/// Deletes, archives or keeps the file at `relative`, if it is still the file stamped `before`.
-pub fn remove(route: &Route, relative: &str, before: &Stamp) -> Result<Removed, RemoveError> {
+/// Deletes, archives or keeps (as `after` says) the file at `relative`, if it is still the
+/// file stamped `before`.
+/// `file` is the open file that was uploaded: it is locked while it is removed, so that two
+/// runs never remove the same file, and no run puts back what another is removing.
+pub fn remove(
+    route: &Route,
+    after: &After,
+    relative: &str,
+    file: &File,
+    before: &Stamp,
+) -> Result<Removed, RemoveError> {
+    match lock(file) {
+        Ok(true) => {}
+        Ok(false) => return Err(RemoveError::Gone),
+        Err(error) => {
+            return Err(RemoveError::Io {
+                action: "lock it",
+                error,
+            })
+        }
+    }
     let (dir, name) = match relative.rsplit_once('/') {
         Some((dir, name)) => (dir, name),
         None => ("", relative),
     };
-    let parent = route
-        .docroot
-        .open_dir(dir)
-        .map_err(|error| RemoveError::Io {
+    let parent = route.docroot.open_dir(dir).map_err(|error| match error.kind() {
+        io::ErrorKind::NotFound => RemoveError::Gone,
+        _ => RemoveError::Io {
             action: "open its directory",
             error,
-        })?;
+        },
+    })?;
     if stamp_at(&parent, name)? != *before {
         return Err(RemoveError::Changed);
     }
-    match &route.offload.after {
+    match after {
         After::Keep => Ok(Removed::Kept),
         After::Delete => delete(&parent, name, before),
         After::Archive(archive) => {
@@ -92,10 +118,8 @@ fn delete(parent: &OwnedFd, name: &str, before: &Stamp) -> Result<Removed, Remov
         return Ok(Removed::Deleted);
     }
     set_aside(parent, name, parent, &quarantine, before).map_err(|e| match e {
-        SetAside::Taken => RemoveError::Io {
-            action: "set it aside",
-            error: io::Error::other(format!("{quarantine} exists (another offload?)")),
-        },
+        // Another run is removing the same file right now.
+        SetAside::Taken => RemoveError::Gone,
         SetAside::Failed(e) => e,
     })?;
     rustix::fs::unlinkat(parent, &quarantine, AtFlags::empty()).map_err(io_error("delete it"))?;
@@ -171,12 +195,39 @@ fn open_archive_dir(target: &Path) -> Result<OwnedFd, RemoveError> {
 }
 
 /// Puts back a file a crashed run left set aside in `dir` (relative to the root), if its name
-/// is free. Returns the name it has again.
-pub fn restore(route: &Route, dir: &str, quarantined: &str) -> io::Result<String> {
+/// is free. Returns the name it has again, or `None` when a live run holds it (it is removing
+/// it right now: putting it back would undo its work) or it is gone (that run finished).
+pub fn restore(route: &Route, dir: &str, quarantined: &str) -> io::Result<Option<String>> {
     let name = quarantined
         .strip_prefix(QUARANTINE_PREFIX)
         .ok_or_else(|| io::Error::other("not a quarantined name"))?;
     let parent = route.docroot.open_dir(dir)?;
-    rustix::fs::renameat_with(&parent, quarantined, &parent, name, RenameFlags::NOREPLACE)?;
-    Ok(format!("{dir}{name}"))
+    let set_aside = match rustix::fs::openat(
+        &parent,
+        quarantined,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    if !lock(&set_aside)? {
+        return Ok(None);
+    }
+    match rustix::fs::renameat_with(&parent, quarantined, &parent, name, RenameFlags::NOREPLACE) {
+        Ok(()) => Ok(Some(format!("{dir}{name}"))),
+        Err(Errno::NOENT) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Takes the lock a run holds on a file while it removes it (`flock`, released when the run
+/// closes the file or dies; NFSv4 carries it between hosts). False: another run holds it.
+fn lock(file: &impl AsFd) -> io::Result<bool> {
+    match rustix::fs::flock(file, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(true),
+        Err(Errno::WOULDBLOCK) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
 }

@@ -7,6 +7,11 @@
 //! evidence afterwards is always S3's own full-object checksum. (s3s-fs, the test server,
 //! stores none for multipart objects; there the multipart ETag, computed here from the parts'
 //! MD5s, is what proves the bytes arrived.)
+//!
+//! A store that refuses the `x-amz-checksum-*` headers (several S3-compatible ones did,
+//! aws-cli#9214) gets `Content-MD5` alone from then on (`Store::fall_back_to_md5`): it still
+//! verifies every body on arrival, and the ETag it computes (the MD5, or the multipart ETag of
+//! the same part boundaries) is the evidence.
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
@@ -20,15 +25,36 @@ use aws_sdk_s3::types::{
 use aws_sdk_s3::Client;
 use tokio::sync::Semaphore;
 
+use crate::offload::bwlimit::Limiter;
 use crate::offload::digest::{self, Sums};
+use crate::offload::store::Store;
 
-/// Where an object goes, and the headers it is stored with (as the proxy would serve it).
+/// Where an object goes, the headers it is stored with (as the proxy would serve it), and
+/// how fast it may go.
 pub struct Target<'a> {
-    pub client: &'a Client,
-    pub bucket: &'a str,
+    pub store: &'a Store,
     pub key: &'a str,
     pub content_type: &'a str,
     pub cache_control: Option<&'a str>,
+    pub limiter: Option<&'a Arc<Limiter>>,
+}
+
+impl Target<'_> {
+    fn client(&self) -> &Client {
+        &self.store.client
+    }
+
+    fn bucket(&self) -> &str {
+        &self.store.bucket
+    }
+
+    /// `stream` at the run's rate, if it has one.
+    fn body(&self, stream: ByteStream) -> ByteStream {
+        match self.limiter {
+            Some(limiter) => limiter.throttle(stream),
+            None => stream,
+        }
+    }
 }
 
 /// What the bucket holds at a key.
@@ -68,8 +94,9 @@ pub enum S3Error {
     },
     #[error("an object appeared at s3://{bucket}/{key} during the upload; it was not overwritten")]
     Appeared { bucket: String, key: String },
-    #[error("cannot reach S3 for s3://{bucket}/{key} ({operation}, after retries): {detail}")]
+    #[error("cannot reach S3 at {endpoint} for s3://{bucket}/{key} ({operation}, after retries): {detail}")]
     Unreachable {
+        endpoint: String,
         bucket: String,
         key: String,
         operation: &'static str,
@@ -92,14 +119,48 @@ pub enum S3Error {
         code: String,
         message: String,
     },
+    #[error("S3 at {endpoint} refused the x-amz-checksum-* headers ({status}{code})")]
+    ChecksumsRefused {
+        endpoint: String,
+        status: u16,
+        code: String,
+    },
     #[error("reading the file failed: {0}")]
     Read(std::io::Error),
 }
 
 impl S3Error {
     /// Errors that every other file would meet too: the run stops starting new ones.
-    pub fn stops_the_run(&self) -> bool {
-        matches!(self, S3Error::Credentials { .. })
+    pub fn stops_the_run(&self) -> Option<&'static str> {
+        match self {
+            S3Error::Credentials { .. } => Some("S3 refuses the credentials"),
+            S3Error::Unreachable { .. } => Some("S3 cannot be reached"),
+            _ => None,
+        }
+    }
+
+    /// Some S3-compatible stores answer a request with additional checksum headers this way
+    /// (aws-cli#9214). Only asked of a request that carried them.
+    fn refuses_checksums(self, target: &Target) -> S3Error {
+        match self {
+            S3Error::Other {
+                status: status @ (400 | 501),
+                code,
+                ..
+            } if !target.store.md5_only()
+                && matches!(
+                    code.trim(),
+                    "InvalidArgument" | "InvalidRequest" | "NotImplemented"
+                ) =>
+            {
+                S3Error::ChecksumsRefused {
+                    endpoint: target.store.endpoint.clone(),
+                    status,
+                    code,
+                }
+            }
+            other => other,
+        }
     }
 }
 
@@ -118,7 +179,7 @@ fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
     operation: &'static str,
     error: SdkError<E>,
 ) -> S3Error {
-    let bucket = target.bucket.to_owned();
+    let bucket = target.bucket().to_owned();
     let key = target.key.to_owned();
     let status = error.raw_response().map(|r| r.status().as_u16());
     let code = error.code().unwrap_or_default().to_owned();
@@ -134,6 +195,7 @@ fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
             other => error_text(other),
         };
         return S3Error::Unreachable {
+            endpoint: target.store.endpoint.clone(),
             bucket,
             key,
             operation,
@@ -208,9 +270,9 @@ fn error_text(e: &dyn std::error::Error) -> String {
 /// What is stored at the target's key; `None` if nothing is.
 pub async fn stored(target: &Target<'_>) -> Result<Option<Stored>, S3Error> {
     let head = target
-        .client
+        .client()
         .head_object()
-        .bucket(target.bucket)
+        .bucket(target.bucket())
         .key(target.key)
         .checksum_mode(ChecksumMode::Enabled)
         .send()
@@ -236,9 +298,9 @@ pub async fn stored(target: &Target<'_>) -> Result<Option<Stored>, S3Error> {
 /// failed. A one-byte GET of the same key does.
 async fn why_forbidden(target: &Target<'_>) -> S3Error {
     let get = target
-        .client
+        .client()
         .get_object()
-        .bucket(target.bucket)
+        .bucket(target.bucket())
         .key(target.key)
         .range("bytes=0-0")
         .send()
@@ -248,7 +310,7 @@ async fn why_forbidden(target: &Target<'_>) -> S3Error {
             classify(target, "HeadObject", e)
         }
         _ => S3Error::Denied {
-            bucket: target.bucket.to_owned(),
+            bucket: target.bucket().to_owned(),
             key: target.key.to_owned(),
             permission: permission("HeadObject"),
             status: 403,
@@ -260,9 +322,9 @@ async fn why_forbidden(target: &Target<'_>) -> S3Error {
 /// Deletes the object this run just uploaded (it no longer matches the file).
 pub async fn withdraw(target: &Target<'_>) -> Result<(), S3Error> {
     target
-        .client
+        .client()
         .delete_object()
-        .bucket(target.bucket)
+        .bucket(target.bucket())
         .key(target.key)
         .send()
         .await
@@ -282,11 +344,11 @@ pub async fn put(target: &Target<'_>, file: &File, sums: &Sums) -> Result<Stored
         .await
         .map_err(|e| S3Error::Read(std::io::Error::other(e)))?;
     let mut put = target
-        .client
+        .client()
         .put_object()
-        .bucket(target.bucket)
+        .bucket(target.bucket())
         .key(target.key)
-        .body(body)
+        .body(target.body(body))
         .content_length(i64::try_from(sums.len).unwrap_or(i64::MAX))
         .checksum_crc64_nvme(sums.crc64_base64())
         .content_md5(sums.md5_base64())
@@ -317,9 +379,9 @@ pub async fn put_multipart(
     slots: &Arc<Semaphore>,
 ) -> Result<Vec<Sums>, S3Error> {
     let mut create = target
-        .client
+        .client()
         .create_multipart_upload()
-        .bucket(target.bucket)
+        .bucket(target.bucket())
         .key(target.key)
         .checksum_algorithm(ChecksumAlgorithm::Crc64Nvme)
         .checksum_type(ChecksumType::FullObject)
@@ -342,9 +404,9 @@ pub async fn put_multipart(
     if result.is_err() {
         // Best effort: a bucket lifecycle rule cleans up what this cannot.
         let _ = target
-            .client
+            .client()
             .abort_multipart_upload()
-            .bucket(target.bucket)
+            .bucket(target.bucket())
             .key(target.key)
             .upload_id(&upload_id)
             .send()
@@ -372,18 +434,22 @@ async fn send_parts(
             .await
             .map_err(|_| S3Error::Read(std::io::Error::other("stopped")))?;
         let request = target
-            .client
+            .client()
             .upload_part()
-            .bucket(target.bucket)
+            .bucket(target.bucket())
             .key(target.key)
             .upload_id(upload_id)
             .part_number(i32::try_from(index + 1).unwrap_or(i32::MAX));
         tasks.spawn(upload_part(
             request,
             Arc::clone(file),
-            index,
-            offset,
-            size,
+            Part {
+                index,
+                offset,
+                size,
+                md5_only: target.store.md5_only(),
+                limiter: target.limiter.cloned(),
+            },
             permit,
         ));
         // Collect finished parts as we go, so an early failure stops the rest.
@@ -398,11 +464,13 @@ async fn send_parts(
     Ok(parts
         .into_iter()
         .map(|(index, sums, etag)| {
-            let part = CompletedPart::builder()
+            let mut part = CompletedPart::builder()
                 .part_number(i32::try_from(index + 1).unwrap_or(i32::MAX))
-                .e_tag(etag)
-                .checksum_crc64_nvme(sums.crc64_base64())
-                .build();
+                .e_tag(etag);
+            if !target.store.md5_only() {
+                part = part.checksum_crc64_nvme(sums.crc64_base64());
+            }
+            let part = part.build();
             (part, sums)
         })
         .unzip())
@@ -420,27 +488,43 @@ type PartOutcome = Result<
     S3Error,
 >;
 
-/// Reads part `index` (`size` bytes at `offset`), checksums it, and sends it.
-async fn upload_part(
-    request: aws_sdk_s3::operation::upload_part::builders::UploadPartFluentBuilder,
-    file: Arc<File>,
+/// One part of a multipart upload: where it is in the file, and how it is sent.
+struct Part {
     index: u64,
     offset: u64,
     size: u64,
+    md5_only: bool,
+    limiter: Option<Arc<Limiter>>,
+}
+
+/// Reads a part, checksums it, and sends it.
+async fn upload_part(
+    request: aws_sdk_s3::operation::upload_part::builders::UploadPartFluentBuilder,
+    file: Arc<File>,
+    part: Part,
     _permit: tokio::sync::OwnedSemaphorePermit,
 ) -> PartOutcome {
+    let Part {
+        index,
+        offset,
+        size,
+        ..
+    } = part;
     let bytes = tokio::task::spawn_blocking(move || read_part(&file, offset, size))
         .await
         .map_err(|e| S3Error::Read(std::io::Error::other(e)))?
         .map_err(S3Error::Read)?;
     let sums = Sums::of(&bytes);
-    let sent = request
-        .body(ByteStream::from(bytes))
-        .checksum_crc64_nvme(sums.crc64_base64())
-        .content_md5(sums.md5_base64())
-        .send()
-        .await;
-    Ok((index, sums, sent))
+    let body = ByteStream::from(bytes);
+    let body = match &part.limiter {
+        Some(limiter) => limiter.throttle(body),
+        None => body,
+    };
+    let mut request = request.body(body).content_md5(sums.md5_base64());
+    if !part.md5_only {
+        request = request.checksum_crc64_nvme(sums.crc64_base64());
+    }
+    Ok((index, sums, request.send().await))
 }
 
 fn part_result(
@@ -448,7 +532,7 @@ fn part_result(
     done: Result<PartOutcome, tokio::task::JoinError>,
 ) -> Result<(u64, Sums, String), S3Error> {
     let (index, sums, sent) = done.map_err(|e| S3Error::Read(std::io::Error::other(e)))??;
-    let output = sent.map_err(|e| classify(target, "UploadPart", e))?;
+    let output = sent.map_err(|e| classify(target, "UploadPart", e).refuses_checksums(target))?;
     Ok((index, sums, output.e_tag().unwrap_or_default().to_owned()))
 }
 
@@ -471,9 +555,9 @@ async fn complete(
     len: u64,
 ) -> Result<(), S3Error> {
     target
-        .client
+        .client()
         .complete_multipart_upload()
-        .bucket(target.bucket)
+        .bucket(target.bucket())
         .key(target.key)
         .upload_id(upload_id)
         .multipart_upload(

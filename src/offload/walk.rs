@@ -21,6 +21,8 @@ pub enum Found {
     Skipped { relative: String, why: Skip },
     /// A file an interrupted run set aside while removing it (see `remove`), in `dir`.
     SetAside { dir: String, name: String },
+    /// A walk that sends to a shared channel says it is over.
+    End,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,12 +69,17 @@ impl Walk {
     /// Walks the root breadth-first and hands every entry to `found`; stops early when it
     /// returns false. Blocking: run it off the event loop.
     pub fn run(&self, found: impl FnMut(Found) -> bool) {
-        walk(&self.root, self.dotfiles, found)
+        walk(&self.root, self.dotfiles, String::new(), found)
+    }
+
+    /// The same, below the directory `dir` (relative to the root, ending in `/`) only.
+    pub fn run_below(&self, dir: String, found: impl FnMut(Found) -> bool) {
+        walk(&self.root, self.dotfiles, dir, found)
     }
 }
 
-fn walk(root: &Path, dotfiles: Dotfiles, mut found: impl FnMut(Found) -> bool) {
-    let mut dirs = VecDeque::from([String::new()]);
+fn walk(root: &Path, dotfiles: Dotfiles, start: String, mut found: impl FnMut(Found) -> bool) {
+    let mut dirs = VecDeque::from([start]);
     while let Some(dir) = dirs.pop_front() {
         let entries = match std::fs::read_dir(root.join(&dir)) {
             Ok(entries) => entries,

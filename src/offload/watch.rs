@@ -1,206 +1,456 @@
-//! `offload --watch`: keeps moving a route's files as they become old enough.
+//! `offload --watch`: keeps moving a route's files as they settle.
 //!
-//! inotify (through `notify`) says which paths changed; each is due `min_age` after its last
-//! change. A full walk runs at the start, whenever events were lost (the queue is bounded and
-//! so is the set of pending paths), and every `RESCAN` in any case. Memory stays bounded
-//! whatever the tree or the event rate.
+//! inotify (through `notify`) says which paths changed. Only changes count: opens, reads and
+//! closes without a write are what the walk and the uploads themselves cause, and removals
+//! leave nothing to move. A changed file is due `min_age` after its last change and waits in a
+//! timer wheel (`DelayQueue`) until then; a new or renamed-in directory is walked, since files
+//! can land in it before its watch exists. A full walk runs at the start, every `RESCAN`, and
+//! when events were lost (the kernel's queue overflowed, or more paths were pending than
+//! `MAX_PENDING`). Idle, the loop sleeps on its timers and the inotify descriptor: no CPU.
+//!
+//! The loop owns every file's state, so a path is never in flight twice: waiting (a timer), due
+//! (in line for one of `concurrency` slots), in flight (and changed meanwhile, or not).
 
-use std::collections::HashMap;
+use std::collections::hash_map::Entry as MapEntry;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant as StdInstant, SystemTime, UNIX_EPOCH};
 
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind, RenameMode};
 use notify::{RecursiveMode, Watcher};
-use tokio::sync::{mpsc, watch as signal_watch};
-use tokio::time::Instant;
+use tokio::sync::{mpsc, watch as signal_watch, Notify};
+use tokio_util::time::{delay_queue, DelayQueue};
 
-use crate::offload::file::Job;
+use crate::offload::file::{Done, Job, Trace};
 use crate::offload::remove::QUARANTINE_PREFIX;
-use crate::offload::report::Report;
-use crate::offload::walk::Found;
-use crate::offload::{offload_all, spawn_walk};
+use crate::offload::report::{Finished, Report};
+use crate::offload::walk::{Found, Walk};
+use crate::offload::{restore, url_path};
 
-/// Paths waiting for their `min_age`, at most.
-const MAX_PENDING: usize = 100_000;
-/// Events queued between batches, at most; more mean a rescan.
-const EVENT_QUEUE: usize = 4096;
+/// Paths pending at most (about 150 bytes each); past it, changes are dropped and a full walk
+/// finds them instead.
+pub const MAX_PENDING: usize = 250_000;
 /// A full walk at least this often, for anything notifications missed.
 const RESCAN: Duration = Duration::from_secs(600);
+/// A file that failed is tried again after this long.
+const RETRY: Duration = Duration::from_secs(60);
 
-/// Watches `job`'s route until `stop` is set.
-pub async fn watch(job: &Job<'_>, report: &Report, mut stop: signal_watch::Receiver<bool>) {
-    let root = job.route.docroot.path().to_owned();
-    let lost = Arc::new(AtomicBool::new(false));
-    let (events_tx, mut events) = mpsc::channel::<PathBuf>(EVENT_QUEUE);
-    let lost_events = Arc::clone(&lost);
-    let watcher =
-        notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
-            Ok(event) => {
-                for path in event.paths {
-                    if events_tx.try_send(path).is_err() {
-                        lost_events.store(true, Ordering::Relaxed);
+/// Paths inotify reported as changed, waiting for the loop; deduplicated and bounded.
+#[derive(Default)]
+struct Changes {
+    paths: HashSet<PathBuf>,
+    lost: bool,
+}
+
+/// Where a pending file is.
+enum State {
+    Waiting(delay_queue::Key),
+    Due,
+    InFlight { changed: bool },
+}
+
+struct Pending {
+    state: State,
+    /// When it was first noticed (Unix ms), for the oldest-pending metric.
+    since_ms: u64,
+    /// Waiting after a failure: the route is not healthy until it moves.
+    retrying: bool,
+    /// Its "waiting" line was printed.
+    said: bool,
+}
+
+/// Every file the watch knows of, and when each is due.
+#[derive(Default)]
+struct Queue {
+    timers: DelayQueue<String>,
+    files: HashMap<String, Pending>,
+    due: VecDeque<String>,
+    /// Files in the order they were first noticed; stale entries are skipped lazily.
+    noticed: VecDeque<(u64, String)>,
+    retrying: usize,
+    /// Something was dropped (too many pending): a walk must find it.
+    overflowed: bool,
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl Queue {
+    fn insert(&mut self, relative: String, state: State) {
+        if self.files.len() >= MAX_PENDING {
+            self.overflowed = true;
+            if let State::Waiting(key) = state {
+                self.timers.remove(&key);
+            }
+            return;
+        }
+        let since_ms = unix_ms();
+        self.noticed.push_back((since_ms, relative.clone()));
+        if matches!(state, State::Due) {
+            self.due.push_back(relative.clone());
+        }
+        self.files.insert(
+            relative,
+            Pending {
+                state,
+                since_ms,
+                retrying: false,
+                said: false,
+            },
+        );
+    }
+
+    /// `relative` changed: due `wait` from now (its last change counts).
+    fn changed(&mut self, relative: &str, wait: Duration) {
+        match self.files.get_mut(relative) {
+            Some(pending) => match &pending.state {
+                State::Waiting(key) => self.timers.reset(key, wait),
+                State::Due => {}
+                State::InFlight { .. } => pending.state = State::InFlight { changed: true },
+            },
+            None => {
+                let key = self.timers.insert(relative.to_owned(), wait);
+                self.insert(relative.to_owned(), State::Waiting(key));
+            }
+        }
+    }
+
+    /// A walk found `relative`: look at it now (its own stamp says how old it is).
+    fn found(&mut self, relative: String) {
+        match self.files.get_mut(&relative) {
+            Some(pending) => {
+                if let State::Waiting(key) = &pending.state {
+                    self.timers.remove(key);
+                    pending.state = State::Due;
+                    if pending.retrying {
+                        pending.retrying = false;
+                        self.retrying -= 1;
                     }
+                    self.due.push_back(relative);
                 }
             }
-            Err(_) => lost_events.store(true, Ordering::Relaxed),
-        });
-    let mut watcher = match watcher {
-        Ok(watcher) => watcher,
+            None => self.insert(relative, State::Due),
+        }
+    }
+
+    /// Its timer fired.
+    fn expired(&mut self, relative: String) {
+        if let Some(pending) = self.files.get_mut(&relative) {
+            if matches!(pending.state, State::Waiting(_)) {
+                pending.state = State::Due;
+                if pending.retrying {
+                    pending.retrying = false;
+                    self.retrying -= 1;
+                }
+                self.due.push_back(relative);
+            }
+        }
+    }
+
+    fn next_due(&mut self) -> Option<String> {
+        let relative = self.due.pop_front()?;
+        if let Some(pending) = self.files.get_mut(&relative) {
+            pending.state = State::InFlight { changed: false };
+        }
+        Some(relative)
+    }
+
+    /// A file went as far as it could: gone from the queue, or waiting again. Returns whether
+    /// its "waiting" line is still to be said.
+    fn finished(&mut self, relative: &str, done: &Done, min_age: Duration) -> bool {
+        let MapEntry::Occupied(mut entry) = self.files.entry(relative.to_owned()) else {
+            return false;
+        };
+        let changed = matches!(entry.get().state, State::InFlight { changed: true });
+        let (wait, retry) = match done {
+            Done::TooYoung { wait } => (Some(*wait), false),
+            Done::Failed(_) => (Some(RETRY), true),
+            // Kept because it changed, or still there for any reason: it changed meanwhile.
+            _ if changed => (Some(min_age), false),
+            _ => (None, false),
+        };
+        let Some(wait) = wait else {
+            entry.remove();
+            return false;
+        };
+        let key = self.timers.insert(relative.to_owned(), wait);
+        let pending = entry.get_mut();
+        pending.state = State::Waiting(key);
+        if retry {
+            pending.retrying = true;
+            self.retrying += 1;
+        }
+        let say = matches!(done, Done::TooYoung { .. }) && !pending.said;
+        pending.said |= say;
+        say
+    }
+
+    /// When the oldest pending file was first noticed (Unix ms).
+    fn oldest(&mut self) -> Option<u64> {
+        while let Some((since, relative)) = self.noticed.front() {
+            match self.files.get(relative) {
+                Some(pending) if pending.since_ms == *since => return Some(*since),
+                _ => {
+                    self.noticed.pop_front();
+                }
+            }
+        }
+        None
+    }
+
+    /// Keeps `noticed` from growing past twice what is pending (a path that comes and goes
+    /// leaves entries behind an old one).
+    fn compact(&mut self) {
+        if self.noticed.len() > 2 * self.files.len() + 1024 {
+            let mut live: Vec<(u64, String)> = self
+                .files
+                .iter()
+                .map(|(relative, p)| (p.since_ms, relative.clone()))
+                .collect();
+            live.sort_unstable();
+            self.noticed = live.into();
+        }
+    }
+}
+
+/// Watches `job`'s route until `stop` is set. `watching` is called once the route's watch is
+/// in place (or it fell back to walks alone).
+pub async fn watch(
+    job: &Job<'_>,
+    report: &Report,
+    mut stop: signal_watch::Receiver<bool>,
+    watching: impl FnOnce(),
+) {
+    let root = job.route.docroot.path().to_owned();
+    let changes = Arc::new(Mutex::new(Changes::default()));
+    let wake = Arc::new(Notify::new());
+    let watcher = start_watcher(&root, Arc::clone(&changes), Arc::clone(&wake));
+    let _watcher = match watcher {
+        Ok(watcher) => {
+            report.line(format!(
+                "watching   {} ({})",
+                shown(&job.route.prefix),
+                root.display()
+            ));
+            Some(watcher)
+        }
         Err(e) => {
             report.line(format!(
-                "warning    cannot watch {}: {e}; rescanning every {}s instead",
+                "warning    cannot watch {}: {e}; walking it every {}s instead",
                 root.display(),
                 RESCAN.as_secs()
             ));
-            return rescan_only(job, report, stop).await;
+            None
         }
     };
-    if let Err(e) = watcher.watch(&root, RecursiveMode::Recursive) {
-        report.line(format!(
-            "warning    cannot watch {}: {e}; rescanning every {}s instead",
-            root.display(),
-            RESCAN.as_secs()
-        ));
-        return rescan_only(job, report, stop).await;
-    }
-    report.line(format!(
-        "watching   {} ({})",
-        job.route.prefix,
-        root.display()
-    ));
-    let mut pending: HashMap<String, Instant> = HashMap::new();
-    let mut next_rescan = Instant::now();
-    while !*stop.borrow() {
-        let now = Instant::now();
-        let events_lost = lost.swap(false, Ordering::Relaxed);
-        if now >= next_rescan || events_lost {
-            pending.clear();
-            let (tx, rx) = mpsc::channel(1024);
-            let walker = spawn_walk(job.route, tx);
-            schedule_young(job, report, rx, stop.clone(), &mut pending, &lost).await;
-            let _ = walker.await;
-            next_rescan = Instant::now() + RESCAN;
-            continue;
-        }
-        let due: Vec<String> = pending
-            .iter()
-            .filter(|(_, at)| **at <= now)
-            .map(|(relative, _)| relative.clone())
-            .collect();
-        if !due.is_empty() {
-            for relative in &due {
-                pending.remove(relative);
+    watching();
+
+    let walker = Walk::of(job.route);
+    let (walk_tx, mut walked) = mpsc::channel::<Found>(1024);
+    let mut walks = 0usize;
+    let start_walk = |below: Option<String>, walks: &mut usize| {
+        *walks += 1;
+        let walker = walker.clone();
+        let tx = walk_tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let send = |found: Found| tx.blocking_send(found).is_ok();
+            match below {
+                None => walker.run(send),
+                Some(dir) => walker.run_below(dir, send),
             }
-            let (tx, rx) = mpsc::channel(due.len());
-            for relative in due {
-                let _ = tx.try_send(Found::File { relative, size: 0 });
-            }
-            drop(tx);
-            schedule_young(job, report, rx, stop.clone(), &mut pending, &lost).await;
-            continue;
+            // The end of this walk.
+            let _ = tx.blocking_send(Found::End);
+        });
+    };
+    start_walk(None, &mut walks);
+    let mut queue = Queue::default();
+    let mut in_flight = FuturesUnordered::new();
+    let mut next_rescan = tokio::time::Instant::now() + RESCAN;
+    let mut stopping = *stop.borrow();
+    let concurrency = job.settings.concurrency;
+    let mut was_idle = false;
+    loop {
+        if stopping && in_flight.is_empty() {
+            break;
         }
-        let wake = pending
-            .values()
-            .min()
-            .copied()
-            .unwrap_or(next_rescan)
-            .min(next_rescan);
+        while !stopping && in_flight.len() < concurrency {
+            let Some(relative) = queue.next_due() else {
+                break;
+            };
+            in_flight.push(async move {
+                let started = StdInstant::now();
+                let mut trace = Trace::default();
+                let done = job.offload(&relative, &mut trace).await;
+                (relative, done, trace, started.elapsed())
+            });
+        }
+        let idle = walks == 0 && in_flight.is_empty() && queue.due.is_empty();
+        if let Some(metrics) = report.metrics() {
+            queue.compact();
+            let oldest = queue.oldest();
+            metrics.pending(&job.route.prefix, queue.files.len(), oldest);
+            if idle && !was_idle && queue.retrying == 0 {
+                metrics.succeeded();
+            }
+        }
+        was_idle = idle;
+        if queue.overflowed && walks == 0 {
+            queue.overflowed = false;
+            start_walk(None, &mut walks);
+        }
         tokio::select! {
-            _ = tokio::time::sleep_until(wake) => {}
-            changed = stop.changed() => if changed.is_err() { return },
-            Some(path) = events.recv() => {
-                note_change(job, &root, &path, &mut pending, &lost);
-                // Take whatever else is queued without waiting.
-                while let Ok(path) = events.try_recv() {
-                    note_change(job, &root, &path, &mut pending, &lost);
+            changed = stop.changed(), if !stopping => {
+                stopping = changed.is_err() || *stop.borrow();
+            }
+            Some((relative, done, trace, took)) = in_flight.next(), if !in_flight.is_empty() => {
+                let path = url_path(job.route, &relative);
+                let say_waiting = queue.finished(&relative, &done, job.min_age);
+                match &done {
+                    Done::TooYoung { wait } => {
+                        if say_waiting {
+                            report.waiting(&path, *wait);
+                        }
+                    }
+                    _ => report.done(&Finished {
+                        route: &job.route.prefix,
+                        path: &path,
+                        bytes: trace.size,
+                        done: &done,
+                        trace: &trace,
+                        took,
+                    }),
+                }
+            }
+            Some(found) = walked.recv() => {
+                match found {
+                    Found::File { relative, .. } if job.filter.admits(&relative) => {
+                        queue.found(relative)
+                    }
+                    Found::File { .. } => {}
+                    Found::Skipped { relative, why } => {
+                        report.skipped(&job.route.prefix, &url_path(job.route, &relative), why)
+                    }
+                    Found::SetAside { dir, name } => restore(job.route, report, &dir, &name),
+                    Found::End => walks -= 1,
+                }
+            }
+            Some(expired) = queue.timers.next(), if !queue.timers.is_empty() => {
+                queue.expired(expired.into_inner());
+            }
+            () = wake.notified() => {
+                let (paths, lost) = match changes.lock() {
+                    Ok(mut changes) => (std::mem::take(&mut changes.paths), std::mem::take(&mut changes.lost)),
+                    Err(_) => (HashSet::new(), true),
+                };
+                if lost {
+                    if walks == 0 {
+                        start_walk(None, &mut walks);
+                    }
+                    continue;
+                }
+                for path in paths {
+                    match classify(job, &root, &path) {
+                        Some(Change::File(relative)) => queue.changed(&relative, job.min_age),
+                        Some(Change::Directory(relative)) => start_walk(Some(relative), &mut walks),
+                        None => {}
+                    }
+                }
+            }
+            () = tokio::time::sleep_until(next_rescan) => {
+                next_rescan = tokio::time::Instant::now() + RESCAN;
+                if walks == 0 {
+                    start_walk(None, &mut walks);
                 }
             }
         }
     }
 }
 
-/// Offloads what `found` sends and schedules the files still too young.
-async fn schedule_young(
-    job: &Job<'_>,
-    report: &Report,
-    found: mpsc::Receiver<Found>,
-    stop: signal_watch::Receiver<bool>,
-    pending: &mut HashMap<String, Instant>,
-    lost: &AtomicBool,
-) {
-    let mut young = Vec::new();
-    offload_all(job, report, found, stop, Some(&mut young)).await;
-    let now = Instant::now();
-    for (relative, wait) in young {
-        remember(pending, relative, now + wait, lost);
+fn shown(prefix: &str) -> &str {
+    if prefix.is_empty() {
+        "/"
+    } else {
+        prefix
     }
 }
 
-/// A path changed: it is due `min_age` from now. A directory (created, or moved in with files
-/// already in it) means a walk.
-fn note_change(
-    job: &Job<'_>,
+/// Watches `root` recursively; what changed lands in `changes`, and `wake` is told.
+fn start_watcher(
     root: &Path,
-    path: &Path,
-    pending: &mut HashMap<String, Instant>,
-    lost: &AtomicBool,
-) {
-    let Some(relative) = path.strip_prefix(root).ok().and_then(Path::to_str) else {
-        return;
-    };
-    let name = relative.rsplit('/').next().unwrap_or(relative);
-    if relative.is_empty() || job.route.hides(relative) || name.starts_with(QUARANTINE_PREFIX) {
-        return;
-    }
-    match path.symlink_metadata() {
-        // Gone again (offload's own removals among them): nothing to move.
-        Err(_) => return,
-        Ok(meta) if meta.is_dir() => {
-            lost.store(true, Ordering::Relaxed);
+    changes: Arc<Mutex<Changes>>,
+    wake: Arc<Notify>,
+) -> notify::Result<notify::RecommendedWatcher> {
+    let handler = move |event: notify::Result<notify::Event>| {
+        let Ok(mut changes) = changes.lock() else {
             return;
+        };
+        match event {
+            Ok(event) if event.need_rescan() => changes.lost = true,
+            Ok(event) => {
+                let paths = match event.kind {
+                    // The new name of a rename is the second path.
+                    EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => &event.paths[1..],
+                    kind if is_change(kind) => &event.paths[..],
+                    _ => return,
+                };
+                for path in paths {
+                    if changes.paths.len() >= MAX_PENDING {
+                        changes.lost = true;
+                        break;
+                    }
+                    changes.paths.insert(path.clone());
+                }
+            }
+            Err(_) => changes.lost = true,
         }
-        Ok(_) => {}
-    }
-    remember(
-        pending,
-        relative.to_owned(),
-        Instant::now() + job.min_age,
-        lost,
-    );
+        drop(changes);
+        wake.notify_one();
+    };
+    // Symlinks are never moved, so nothing behind one is watched.
+    let config = notify::Config::default().with_follow_symlinks(false);
+    let mut watcher = notify::RecommendedWatcher::new(handler, config)?;
+    watcher.watch(root, RecursiveMode::Recursive)?;
+    Ok(watcher)
 }
 
-fn remember(
-    pending: &mut HashMap<String, Instant>,
-    relative: String,
-    at: Instant,
-    lost: &AtomicBool,
-) {
-    if pending.len() >= MAX_PENDING && !pending.contains_key(&relative) {
-        // Forgotten now, found by the next walk.
-        lost.store(true, Ordering::Relaxed);
-        return;
+/// Whether an event of this kind can leave a file to move at its path. Opens, reads and
+/// closes after reading are what walks and uploads cause; a removal or the old name of a
+/// rename leave nothing there.
+fn is_change(kind: EventKind) -> bool {
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) | EventKind::Remove(_) => false,
+        EventKind::Modify(ModifyKind::Name(RenameMode::From)) => false,
+        EventKind::Create(_) | EventKind::Modify(_) | EventKind::Any | EventKind::Other => true,
     }
-    pending.insert(relative, at);
 }
 
-/// Without notifications: walk every `RESCAN` (or sooner, when a file will be old enough).
-async fn rescan_only(job: &Job<'_>, report: &Report, mut stop: signal_watch::Receiver<bool>) {
-    while !*stop.borrow() {
-        let (tx, rx) = mpsc::channel(1024);
-        let walker = spawn_walk(job.route, tx);
-        let mut young = Vec::new();
-        offload_all(job, report, rx, stop.clone(), Some(&mut young)).await;
-        let _ = walker.await;
-        let wait = young
-            .iter()
-            .map(|(_, w)| *w)
-            .min()
-            .unwrap_or(RESCAN)
-            .min(RESCAN);
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = stop.changed() => {}
-        }
+enum Change {
+    /// A regular file that may move once it is old enough.
+    File(String),
+    /// A directory to walk (ends in `/`): created, or moved in with files already in it.
+    Directory(String),
+}
+
+/// What a changed path is, if anything offload would move.
+fn classify(job: &Job<'_>, root: &Path, path: &Path) -> Option<Change> {
+    let relative = path.strip_prefix(root).ok()?.to_str()?;
+    let name = relative.rsplit('/').next().unwrap_or(relative);
+    // Dotfiles and the like are said once by the walks, not at every event.
+    if relative.is_empty() || job.route.hides(relative) || name.starts_with(QUARANTINE_PREFIX) {
+        return None;
+    }
+    let kind = path.symlink_metadata().ok()?.file_type();
+    if kind.is_dir() {
+        Some(Change::Directory(format!("{relative}/")))
+    } else if kind.is_file() && job.filter.admits(relative) {
+        Some(Change::File(relative.to_owned()))
+    } else {
+        None
     }
 }

@@ -17,7 +17,6 @@ pub mod refresher;
 pub mod respond;
 pub mod runtime_dir;
 pub mod signals;
-pub mod systemd;
 
 use std::net::TcpListener;
 use std::sync::atomic::AtomicBool;

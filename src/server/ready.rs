@@ -13,7 +13,7 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
 use crate::server::runtime_dir::RuntimeDir;
-use crate::server::systemd;
+use crate::telemetry::systemd;
 
 pub struct Ready {
     pub addresses: Vec<SocketAddr>,

@@ -2,6 +2,7 @@
 
 pub mod access_log;
 pub mod metrics;
+pub mod systemd;
 
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
