@@ -114,8 +114,14 @@ fn the_shipped_proxy_yaml_compiles_to_what_it_documents() {
     );
     let (media, _) = config.routes.lookup("/media/x.jpg").unwrap();
     assert_eq!(media.key_prefix, "media/");
-    assert_eq!(media.offload.min_age, std::time::Duration::from_secs(600));
-    assert_eq!(media.offload.after, spillway::config::After::Delete);
+    let offload = media.offload.as_ref().expect("/media opts in to offload");
+    assert_eq!(offload.min_age, std::time::Duration::from_secs(600));
+    assert_eq!(offload.after, spillway::config::After::Delete);
+    let (uploads, _) = config.routes.lookup("/uploads/hello.txt").unwrap();
+    assert!(
+        uploads.offload.is_none(),
+        "/uploads has no offload: block, so offload never touches it"
+    );
 }
 
 #[test]
@@ -469,22 +475,27 @@ fn offload_blocks_compile_to_their_settings() {
     );
     let config = config::parse(&yaml, dir.path(), &NO_ENV).unwrap_or_else(|e| panic!("{e:?}"));
     let (_, route) = config.routes.iter().next().unwrap();
-    let offload = &route.offload;
+    let offload = route.offload.as_ref().expect("an offload: block");
     assert_eq!(offload.min_age, std::time::Duration::from_secs(3600));
     assert_eq!(offload.after, After::Archive(dir.path().join("archive")));
     assert_eq!(
         (offload.concurrency, offload.multipart_threshold),
         (3, 100 << 20)
     );
-    // Without a block: the documented defaults.
-    let plain = config::parse(GOOD, dir.path(), &NO_ENV).unwrap();
-    let (_, route) = plain.routes.iter().next().unwrap();
-    assert_eq!(route.offload.min_age, std::time::Duration::from_secs(600));
-    assert_eq!(route.offload.after, After::Delete);
+    // An empty block opts in with the documented defaults.
+    let empty = config::parse(&with_offload("      {}\n"), dir.path(), &NO_ENV).unwrap();
+    let (_, route) = empty.routes.iter().next().unwrap();
+    let offload = route.offload.as_ref().expect("offload: {} opts in");
+    assert_eq!(offload.min_age, std::time::Duration::from_secs(600));
+    assert_eq!(offload.after, After::Delete);
     assert_eq!(
-        (route.offload.concurrency, route.offload.multipart_threshold),
+        (offload.concurrency, offload.multipart_threshold),
         (8, 64 << 20)
     );
+    // Without a block: not offloaded at all.
+    let plain = config::parse(GOOD, dir.path(), &NO_ENV).unwrap();
+    let (_, route) = plain.routes.iter().next().unwrap();
+    assert!(route.offload.is_none());
 }
 
 #[test]

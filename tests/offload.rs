@@ -391,7 +391,8 @@ fn an_object_with_other_bytes_is_a_conflict_and_one_with_the_same_bytes_is_reuse
     site.s3
         .put_object("media", "uploads/same.txt", b"identical");
     let run = site.offload(&["--min-age", "0s"]);
-    run.assert_code(1);
+    // Conflicts alone: exit status 2.
+    run.assert_code(2);
     assert!(
         run.line("/uploads/taken.txt").starts_with(
             "conflict   /uploads/taken.txt: s3://media/uploads/taken.txt already holds other bytes"
@@ -519,7 +520,7 @@ fn routes_are_chosen_by_prefix_and_checked() {
     let site = Site::new("      min_age: 0s\n      after: keep");
     site.put("a.txt", b"a");
     let run = site.offload(&["--route", "/nope"]);
-    run.assert_code(1);
+    run.assert_code(3);
     assert_eq!(
         run.stderr,
         "spillway: no route /nope in the config (routes: /uploads)\n"
@@ -547,4 +548,558 @@ fn a_file_an_interrupted_run_set_aside_is_put_back() {
         b"%PDF"
     );
     assert!(!site.www().join(".spillway-offload.report.pdf").exists());
+}
+
+// ---------------------------------------------------------------------------
+// The daemon and the fleet: opt-in, every route at once, cooperation, machines
+// ---------------------------------------------------------------------------
+
+/// A site with two routes, `/uploads` (root `www`) and `/photos` (root `photos`), both with
+/// `offload:` blocks, and `/static` (root `static`) with a bucket but none.
+fn two_routes(s3: S3Server, offload: &str) -> Site {
+    s3.create_bucket("media");
+    let endpoint = s3.endpoint();
+    let proxy = Spillway::start_custom(&[], |port, dir| {
+        for sub in ["www", "photos", "static"] {
+            std::fs::create_dir_all(dir.join(sub)).expect("root");
+        }
+        format!(
+            r#"listen: "127.0.0.1:{port}"
+threads: 1
+buckets:
+  media:
+    bucket: media
+    region: us-east-1
+    endpoint: "{endpoint}"
+    credentials:
+      access_key_id: "{ACCESS_KEY}"
+      secret_access_key: "{SECRET_KEY}"
+routes:
+  - prefix: /uploads
+    root: www
+    bucket: media
+    key_prefix: uploads/
+    offload:
+{offload}
+  - prefix: /photos
+    root: photos
+    bucket: media
+    key_prefix: photos/
+    offload:
+{offload}
+  - prefix: /static
+    root: static
+    bucket: media
+    key_prefix: static/
+"#
+        )
+    });
+    Site { s3, proxy }
+}
+
+/// `offload --watch` running, its output read as it comes.
+struct Daemon {
+    child: std::process::Child,
+    stdout: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    reader: std::thread::JoinHandle<()>,
+    /// stderr is drained as it comes too: a full pipe would stop the daemon.
+    stderr: std::thread::JoinHandle<String>,
+}
+
+impl Daemon {
+    fn start(site: &Site, args: &[&str]) -> Daemon {
+        let config = site.config();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_spillway"))
+            .args(["offload", "--watch", "--config", &config])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let lines = std::sync::Arc::clone(&stdout);
+        let out = child.stdout.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                lines.lock().unwrap().push(line);
+            }
+        });
+        let mut err = child.stderr.take().unwrap();
+        let stderr = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = std::io::Read::read_to_string(&mut err, &mut text);
+            text
+        });
+        Daemon {
+            child,
+            stdout,
+            reader,
+            stderr,
+        }
+    }
+
+    fn lines(&self) -> Vec<String> {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    fn wait_for_line(&self, what: &str) {
+        wait_until(&format!("a line {what:?}"), || {
+            self.lines().iter().any(|l| l == what)
+        });
+    }
+
+    /// User and system CPU time so far, in clock ticks.
+    fn cpu_ticks(&self) -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
+        // The fields after the command name, which is in parentheses.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .unwrap()
+            .1
+            .split_whitespace()
+            .collect();
+        fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+    }
+
+    /// SIGTERM, then what it printed and how it ended.
+    fn stop(mut self) -> (Option<i32>, Vec<String>, String) {
+        let killed = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let status = self.child.wait().unwrap();
+        let stderr = self.stderr.join().unwrap();
+        // The reader thread has the rest once the pipe closes.
+        self.reader.join().unwrap();
+        let lines = self.stdout.lock().unwrap().clone();
+        (status.code(), lines, stderr)
+    }
+}
+
+#[test]
+fn watch_is_quiet_when_idle_says_a_skip_once_and_moves_files_of_every_route() {
+    let site = two_routes(S3Server::start(ACCESS_KEY, SECRET_KEY), "      min_age: 0s");
+    site.put(".hidden", b"secret");
+    site.put("sub/deeper/.env", b"KEY=1");
+    std::fs::create_dir_all(site.www().join("empty/dir")).unwrap();
+    let daemon = Daemon::start(&site, &[]);
+    daemon.wait_for_line("skipped    /uploads/sub/deeper/.env: dotfile");
+    daemon.wait_for_line(&format!(
+        "watching   /photos ({})",
+        site.proxy.spillway_dir().join("photos").display()
+    ));
+    let settled = daemon.cpu_ticks();
+    // Events that move nothing: the dotfiles change, a directory is created and listed.
+    site.put(".hidden", b"secret, changed");
+    site.put("sub/deeper/.env", b"KEY=2");
+    std::fs::create_dir_all(site.www().join("new/empty")).unwrap();
+    let _ = std::fs::read_dir(site.www().join("sub")).unwrap().count();
+    // The second route is watched too, at the same time.
+    let photo = site.proxy.spillway_dir().join("photos/2026/cat.jpg");
+    std::fs::create_dir_all(photo.parent().unwrap()).unwrap();
+    std::fs::write(&photo, b"meow").unwrap();
+    wait_until("the photo offloaded", || {
+        site.object("photos/2026/cat.jpg").is_some() && !photo.exists()
+    });
+    let marker = site.put("marker.txt", b"last");
+    wait_until("the marker offloaded", || {
+        site.object("uploads/marker.txt").is_some() && !marker.exists()
+    });
+    let busy = daemon.cpu_ticks() - settled;
+    let (code, lines, stderr) = daemon.stop();
+    assert_eq!(code, Some(0), "{lines:?}\n{stderr}");
+    // A file noticed by its event waits for min_age (and says so); one found by the walk of
+    // its new directory is looked at at once.
+    let said: Vec<&str> = lines
+        .iter()
+        .map(String::as_str)
+        .filter(|l| {
+            !l.starts_with("watching")
+                && !l.starts_with("offload:")
+                && *l != "waiting    /photos/2026/cat.jpg: moves in 1s if it stays unchanged"
+        })
+        .collect();
+    assert_eq!(
+        said,
+        [
+            "skipped    /uploads/.hidden: dotfile",
+            "skipped    /uploads/sub/deeper/.env: dotfile",
+            "uploaded   /photos/2026/cat.jpg (4 B), deleted",
+            "waiting    /uploads/marker.txt: moves in 1s if it stays unchanged",
+            "uploaded   /uploads/marker.txt (4 B), deleted",
+        ],
+        "each skip said once, nothing said for events that move nothing; stderr: {stderr}"
+    );
+    // It spun at a whole core when a walk's own directory opens counted as changes; now a
+    // few dozen events cost a few ticks (100 a second of CPU).
+    assert!(busy < 50, "{busy} ticks of CPU for a few events");
+    assert!(site.www().join(".hidden").exists());
+    assert!(site.www().join("sub/deeper/.env").exists());
+}
+
+#[test]
+fn only_routes_with_an_offload_block_are_touched() {
+    let site = two_routes(S3Server::start(ACCESS_KEY, SECRET_KEY), "      min_age: 0s");
+    let untouched = site.proxy.spillway_dir().join("static/site.css");
+    std::fs::write(&untouched, b"body {}").unwrap();
+    site.put("a.txt", b"a");
+    let run = site.offload(&[]);
+    run.assert_code(0);
+    assert!(run.line("/uploads/a.txt").starts_with("uploaded"));
+    assert!(untouched.exists());
+    assert!(!run.stdout.contains("/static/"), "{}", run.stdout);
+    assert_eq!(site.object("static/site.css"), None);
+    let named = site.offload(&["--route", "/static"]);
+    named.assert_code(3);
+    assert_eq!(
+        named.stderr,
+        "spillway: route /static has no `offload:` block, so offload never touches its files; add one to the route to move them (an empty `offload: {}` takes the defaults)\n"
+    );
+    assert!(untouched.exists());
+    let check = run_cli(&["check", "--config", &site.config()]);
+    let text = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        text.contains("route /static\n") && text.contains("  offload off (no `offload:` block)\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("  offload files unchanged for 0s, then delete"),
+        "{text}"
+    );
+}
+
+#[test]
+fn three_runs_at_once_move_every_file_once_and_exit_0() {
+    let site = Site::new("      min_age: 0s\n      concurrency: 4");
+    let names: Vec<String> = (0..60).map(|i| format!("d{}/f{i}.txt", i % 5)).collect();
+    for name in &names {
+        site.put(name, name.as_bytes());
+    }
+    let config = site.config();
+    let runs: Vec<_> = (0..3)
+        .map(|_| {
+            let config = config.clone();
+            std::thread::spawn(move || {
+                Run::of(run_cli(&["offload", "--config", &config, "--json"]))
+            })
+        })
+        .collect();
+    let runs: Vec<Run> = runs.into_iter().map(|r| r.join().unwrap()).collect();
+    let mut moved = std::collections::HashMap::<String, usize>::new();
+    for run in &runs {
+        run.assert_code(0);
+        for line in run.stdout.lines() {
+            let object: serde_json::Value = serde_json::from_str(line).unwrap();
+            if object["type"] != "file" {
+                continue;
+            }
+            let outcome = object["outcome"].as_str().unwrap();
+            assert!(
+                ["uploaded", "exists", "moved_elsewhere"].contains(&outcome),
+                "{line}"
+            );
+            if outcome != "moved_elsewhere" {
+                *moved
+                    .entry(object["path"].as_str().unwrap().to_owned())
+                    .or_default() += 1;
+            }
+        }
+    }
+    for name in &names {
+        assert_eq!(
+            moved.get(&format!("/uploads/{name}")),
+            Some(&1),
+            "{name}: {moved:?}"
+        );
+        assert!(!site.www().join(name).exists(), "{name} removed");
+        assert_eq!(
+            site.object(&format!("uploads/{name}")).unwrap(),
+            name.as_bytes()
+        );
+    }
+}
+
+#[test]
+fn json_gives_an_object_per_file_and_a_summary_and_the_lines_go_to_stderr() {
+    let site = Site::new("      min_age: 0s");
+    site.put("a b.txt", b"hello");
+    site.put(".env", b"x");
+    let run = site.offload(&["--json"]);
+    run.assert_code(0);
+    let objects: Vec<serde_json::Value> = run
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect();
+    let file = objects
+        .iter()
+        .find(|o| o["path"] == "/uploads/a%20b.txt")
+        .expect("an object for the file");
+    assert_eq!(file["type"], "file");
+    assert_eq!(file["key"], "uploads/a b.txt");
+    assert_eq!(file["bytes"], 5);
+    assert_eq!(file["outcome"], "uploaded");
+    assert_eq!(file["removed"], "deleted");
+    assert_eq!(file["reason"], serde_json::Value::Null);
+    // CRC-64/NVME of the bytes, as S3 sends it: base64 of the big-endian value.
+    let crc = crc_fast::checksum(crc_fast::CrcAlgorithm::Crc64Nvme, b"hello");
+    assert_eq!(
+        file["checksum"],
+        format!(
+            "crc64nvme:{}",
+            aws_smithy_types::base64::encode(crc.to_be_bytes())
+        )
+    );
+    assert!(file["duration_ms"].as_f64().unwrap() > 0.0);
+    let skipped = objects
+        .iter()
+        .find(|o| o["path"] == "/uploads/.env")
+        .unwrap();
+    assert_eq!(
+        (&skipped["outcome"], &skipped["reason"]),
+        (&"skipped".into(), &"dotfile".into())
+    );
+    let summary = objects.last().unwrap();
+    assert_eq!(summary["type"], "summary");
+    assert_eq!(
+        (&summary["uploaded"], &summary["exit_status"]),
+        (&1.into(), &0.into())
+    );
+    assert!(
+        run.stderr
+            .contains("uploaded   /uploads/a%20b.txt (5 B), deleted\n"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("offload: 1 uploaded"), "{}", run.stderr);
+}
+
+#[test]
+fn include_and_exclude_choose_files_by_their_path_below_the_prefix() {
+    let site = Site::new("      min_age: 0s");
+    for name in ["a.jpg", "b.png", "deep/c.jpg", "deep/tmp.jpg"] {
+        site.put(name, name.as_bytes());
+    }
+    let run = site.offload(&["--include", "**/*.jpg", "--exclude", "**/tmp.*"]);
+    run.assert_code(0);
+    let moved: Vec<bool> = ["a.jpg", "b.png", "deep/c.jpg", "deep/tmp.jpg"]
+        .iter()
+        .map(|n| site.object(&format!("uploads/{n}")).is_some())
+        .collect();
+    assert_eq!(moved, [true, false, true, false]);
+    assert!(site.www().join("b.png").exists() && site.www().join("deep/tmp.jpg").exists());
+    let bad = site.offload(&["--include", "a["]);
+    bad.assert_code(3);
+    assert!(
+        bad.stderr
+            .starts_with("spillway: --include \"a[\" is not a glob: "),
+        "{}",
+        bad.stderr
+    );
+}
+
+#[test]
+fn bwlimit_holds_the_whole_run_to_its_rate() {
+    let site = Site::new("      min_age: 0s\n      concurrency: 4");
+    // 1.5 MiB in six files, four at a time, at 1 MiB/s: 1.5 s.
+    for i in 0..6 {
+        site.put(&format!("f{i}.bin"), &patterned(256 << 10));
+    }
+    let run = site.offload(&["--bwlimit", "1MiB", "--json"]);
+    run.assert_code(0);
+    let summary: serde_json::Value =
+        serde_json::from_str(run.stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(summary["uploaded"], 6);
+    let took = summary["duration_ms"].as_f64().unwrap() / 1000.0;
+    // The last chunk's wait ends the body: the whole 1.5 s is spent, and little more.
+    assert!(
+        (1.35..=1.65).contains(&took),
+        "1.5 MiB at 1 MiB/s took {took} s"
+    );
+    let bad = site.offload(&["--bwlimit", "fast"]);
+    bad.assert_code(3);
+}
+
+#[test]
+fn a_store_that_refuses_checksum_headers_gets_content_md5_and_is_verified_by_etag() {
+    let refused = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let s3 = S3Server::start_refusing_checksums(ACCESS_KEY, SECRET_KEY, refused.clone());
+    let site = Site::with(
+        s3,
+        SECRET_KEY,
+        "      min_age: 0s\n      multipart_threshold: 5MiB\n      concurrency: 2",
+    );
+    let big = patterned(11 << 20);
+    site.put("big.bin", &big);
+    for i in 0..4 {
+        site.put(&format!("small{i}.txt"), format!("small {i}").as_bytes());
+    }
+    let run = site.offload(&[]);
+    run.assert_code(0);
+    assert_eq!(site.object("uploads/big.bin").unwrap(), big);
+    for i in 0..4 {
+        assert_eq!(
+            site.object(&format!("uploads/small{i}.txt")).unwrap(),
+            format!("small {i}").as_bytes()
+        );
+        assert!(!site.www().join(format!("small{i}.txt")).exists());
+    }
+    assert!(refused.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+    let said = run
+        .stderr
+        .matches("refuses the x-amz-checksum-* headers: uploads to bucket media carry Content-MD5 only from now on, verified by the ETag S3 computes")
+        .count();
+    assert_eq!(said, 1, "said once: {}", run.stderr);
+}
+
+#[test]
+fn missing_credentials_are_said_once_before_any_file_is_touched() {
+    let s3 = S3Server::start(ACCESS_KEY, SECRET_KEY);
+    s3.create_bucket("media");
+    let endpoint = s3.endpoint();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("www")).unwrap();
+    std::fs::write(dir.path().join("www/a.txt"), b"a").unwrap();
+    let config = dir.path().join("proxy.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: \"127.0.0.1:1\"\nbuckets:\n  media:\n    bucket: media\n    region: us-east-1\n    endpoint: \"{endpoint}\"\nroutes:\n  - prefix: /uploads\n    root: www\n    bucket: media\n    access: public\n    offload: {{min_age: 0s}}\n"
+        ),
+    )
+    .unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let home_path = home.path().display().to_string();
+    let out = support::run_cli_env(
+        &["offload", "--config", &config.display().to_string()],
+        &[("HOME", &home_path), ("AWS_EC2_METADATA_DISABLED", "true")],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(
+        stderr.starts_with("spillway: no credentials to upload to bucket media (media in the config): the AWS provider chain found none ("),
+        "{stderr}"
+    );
+    assert!(
+        stderr.ends_with("Set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) in offload's environment, add `credentials:` to buckets.media, or run it where a role provides them (instance profile, IRSA, ECS task role)\n"),
+        "{stderr}"
+    );
+    assert!(dir.path().join("www/a.txt").exists());
+}
+
+#[test]
+fn an_unreachable_endpoint_is_named_and_stops_the_run() {
+    let site = Site::new("      min_age: 0s\n      concurrency: 1");
+    for name in ["a.txt", "b.txt", "c.txt"] {
+        site.put(name, name.as_bytes());
+    }
+    let Site { s3, proxy } = site;
+    let endpoint = s3.endpoint();
+    drop(s3);
+    let site = Site {
+        s3: S3Server::start(ACCESS_KEY, SECRET_KEY),
+        proxy,
+    };
+    let run = site.offload(&[]);
+    run.assert_code(1);
+    let failed: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("failed"))
+        .collect();
+    assert_eq!(failed.len(), 1, "{}", run.stdout);
+    assert!(
+        failed[0].contains(&format!(
+            "cannot reach S3 at {endpoint} for s3://media/uploads/"
+        )),
+        "{}",
+        failed[0]
+    );
+    assert!(run
+        .stdout
+        .contains("stopping   S3 cannot be reached: no other file is tried"));
+    for name in ["a.txt", "b.txt", "c.txt"] {
+        assert!(site.www().join(name).exists(), "{name} kept");
+    }
+}
+
+#[test]
+fn watch_serves_metrics_health_and_readiness() {
+    let site = Site::new("      min_age: 0s");
+    site.put(".env", b"x");
+    let port = support::free_port();
+    let address = format!("127.0.0.1:{port}");
+    let daemon = Daemon::start(&site, &["--admin", &address]);
+    daemon.wait_for_line(&format!(
+        "admin      http://{address}/metrics, /healthz, /readyz"
+    ));
+    wait_until("ready", || {
+        support::try_request(port, "GET", "/readyz", &[], b"").is_ok_and(|r| r.status == 200)
+    });
+    assert_eq!(get(port, "/healthz").text(), "ok\n");
+    let path = site.put("photo.jpg", b"jpeg bytes");
+    wait_until("the photo offloaded", || {
+        site.object("uploads/photo.jpg").is_some() && !path.exists()
+    });
+    let metrics = get(port, "/metrics");
+    assert_eq!(metrics.status, 200);
+    let text = metrics.text();
+    for line in [
+        "spillway_offload_files_total{outcome=\"uploaded\",route=\"/uploads\"} 1",
+        "spillway_offload_bytes_total{route=\"/uploads\"} 10",
+        "spillway_offload_skipped_total{reason=\"dotfile\",route=\"/uploads\"} 1",
+        "spillway_offload_pending_files{route=\"/uploads\"} 0",
+        "spillway_offload_oldest_pending_age_seconds{route=\"/uploads\"} 0",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+    }
+    let success = text
+        .lines()
+        .find_map(|l| l.strip_prefix("spillway_offload_last_success_timestamp_seconds "))
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap();
+    assert!(success > 1.7e9, "{success}");
+    let (code, _, _) = daemon.stop();
+    assert_eq!(code, Some(0));
+}
+
+#[test]
+fn watch_moves_thousands_of_files_made_in_bursts_with_new_directories_and_renames() {
+    let site = Site::new("      min_age: 0s\n      concurrency: 16");
+    let daemon = Daemon::start(&site, &["--json"]);
+    let staging = site.proxy.spillway_dir().join("staging");
+    let mut expected = Vec::new();
+    for burst in 0..4 {
+        // A new directory with files already in it, renamed in.
+        let dir = staging.join(format!("batch{burst}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for i in 0..250 {
+            std::fs::write(dir.join(format!("{i}.txt")), format!("{burst}/{i}")).unwrap();
+            expected.push((format!("batch{burst}/{i}.txt"), format!("{burst}/{i}")));
+        }
+        std::fs::rename(&dir, site.www().join(format!("batch{burst}"))).unwrap();
+        // And files written straight into a new nested directory.
+        for i in 0..250 {
+            let name = format!("direct{burst}/sub/{i}.txt");
+            site.put(&name, format!("d{burst}/{i}").as_bytes());
+            expected.push((name, format!("d{burst}/{i}")));
+        }
+    }
+    wait_until("every file offloaded", || {
+        expected
+            .iter()
+            .all(|(name, _)| !site.www().join(name).exists())
+    });
+    for (name, bytes) in &expected {
+        assert_eq!(
+            site.object(&format!("uploads/{name}")).as_deref(),
+            Some(bytes.as_bytes()),
+            "{name}"
+        );
+    }
+    let (code, _, stderr) = daemon.stop();
+    assert_eq!(code, Some(0), "{stderr}");
 }

@@ -291,7 +291,9 @@ fn offload_run(args: OffloadArgs) -> anyhow::Result<crate::offload::report::Summ
     }
     match summary.exit_status() {
         offload_exit::INTERRUPTED => {
-            eprintln!("spillway: interrupted before every file was looked at; run it again to go on")
+            eprintln!(
+                "spillway: interrupted before every file was looked at; run it again to go on"
+            )
         }
         offload_exit::FAILED | offload_exit::CONFLICTS => eprintln!(
             "spillway: {} failed and {} conflicted; their local files were kept",

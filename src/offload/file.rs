@@ -16,11 +16,11 @@ use crate::core::key::ObjectKey;
 use crate::core::path::encode_relative;
 use crate::fs::docroot::{Docroot, Io, Lookup, LookupError};
 use crate::http::content_type::content_type;
+use crate::offload::bwlimit::Limiter;
 use crate::offload::digest::{self, Sums};
+use crate::offload::filter::Filter;
 use crate::offload::remove::{self, RemoveError, Removed};
 use crate::offload::stamp::Stamp;
-use crate::offload::bwlimit::Limiter;
-use crate::offload::filter::Filter;
 use crate::offload::store::Store;
 use crate::offload::transfer::{self, S3Error, Target};
 use crate::offload::verify::{self, Evidence, Local};
@@ -326,10 +326,7 @@ impl Job<'_> {
         let part_size = part_size(len);
         let local_parts = |sums: &[Sums], trace: &mut Trace| {
             let local = Local::parts(sums);
-            trace.checksum = Some(format!(
-                "crc64nvme:{}",
-                digest::crc64_base64(local.crc64)
-            ));
+            trace.checksum = Some(format!("crc64nvme:{}", digest::crc64_base64(local.crc64)));
             local
         };
         if transfer::stored(target).await?.is_some() {

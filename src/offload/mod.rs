@@ -144,7 +144,8 @@ pub fn run(config: Config, options: Options) -> Result<Summary, OffloadError> {
         .enable_all()
         .build()
         .map_err(OffloadError::Runtime)?;
-    let metrics = (options.watch && options.admin.is_some()).then(|| Arc::new(OffloadMetrics::new()));
+    let metrics =
+        (options.watch && options.admin.is_some()).then(|| Arc::new(OffloadMetrics::new()));
     let report = Report::new(options.dry_run, options.json, metrics.clone());
     runtime.block_on(async {
         let stores = stores(&config, &chosen, options.dry_run).await?;
@@ -152,7 +153,9 @@ pub fn run(config: Config, options: Options) -> Result<Summary, OffloadError> {
         let ready = Arc::new(AtomicBool::new(false));
         if let (Some(address), Some(metrics)) = (options.admin, &metrics) {
             let bound = admin::serve(address, Arc::clone(metrics), Arc::clone(&ready)).await?;
-            report.line(format!("admin      http://{bound}/metrics, /healthz, /readyz"));
+            report.line(format!(
+                "admin      http://{bound}/metrics, /healthz, /readyz"
+            ));
         }
         let jobs: Vec<Job> = chosen
             .iter()

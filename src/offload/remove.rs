@@ -84,13 +84,16 @@ pub fn remove(
         Some((dir, name)) => (dir, name),
         None => ("", relative),
     };
-    let parent = route.docroot.open_dir(dir).map_err(|error| match error.kind() {
-        io::ErrorKind::NotFound => RemoveError::Gone,
-        _ => RemoveError::Io {
-            action: "open its directory",
-            error,
-        },
-    })?;
+    let parent = route
+        .docroot
+        .open_dir(dir)
+        .map_err(|error| match error.kind() {
+            io::ErrorKind::NotFound => RemoveError::Gone,
+            _ => RemoveError::Io {
+                action: "open its directory",
+                error,
+            },
+        })?;
     if stamp_at(&parent, name)? != *before {
         return Err(RemoveError::Changed);
     }

@@ -397,9 +397,7 @@ fn reason(done: &Done) -> String {
                 .to_owned()
         }
         Done::Failed(why) => why.to_string(),
-        Done::Uploaded { .. } | Done::AlreadyThere { .. } | Done::WouldMove { .. } => {
-            String::new()
-        }
+        Done::Uploaded { .. } | Done::AlreadyThere { .. } | Done::WouldMove { .. } => String::new(),
     }
 }
 

@@ -44,10 +44,16 @@ impl Store {
                     ))
                 });
             if let Err(detail) = found {
+                // The chain lists what it tried on lines of their own: one line here.
+                let detail: Vec<&str> = detail
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .collect();
                 return Err(NoCredentials {
                     bucket: bucket.name().to_owned(),
                     config_name: config_name.to_owned(),
-                    detail,
+                    detail: detail.join(" "),
                 });
             }
         }

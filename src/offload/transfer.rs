@@ -140,17 +140,18 @@ impl S3Error {
     }
 
     /// Some S3-compatible stores answer a request with additional checksum headers this way
-    /// (aws-cli#9214). Only asked of a request that carried them.
-    fn refuses_checksums(self, target: &Target) -> S3Error {
+    /// (aws-cli#9214). `carried`: whether the request had them.
+    fn refuses_checksums(self, target: &Target, carried: bool) -> S3Error {
         match self {
             S3Error::Other {
                 status: status @ (400 | 501),
                 code,
                 ..
-            } if !target.store.md5_only()
+            // A HEAD answer has no body to name a code in.
+            } if carried
                 && matches!(
                     code.trim(),
-                    "InvalidArgument" | "InvalidRequest" | "NotImplemented"
+                    "" | "InvalidArgument" | "InvalidRequest" | "NotImplemented"
                 ) =>
             {
                 S3Error::ChecksumsRefused {
@@ -269,14 +270,16 @@ fn error_text(e: &dyn std::error::Error) -> String {
 
 /// What is stored at the target's key; `None` if nothing is.
 pub async fn stored(target: &Target<'_>) -> Result<Option<Stored>, S3Error> {
-    let head = target
+    let carried = !target.store.md5_only();
+    let mut head = target
         .client()
         .head_object()
         .bucket(target.bucket())
-        .key(target.key)
-        .checksum_mode(ChecksumMode::Enabled)
-        .send()
-        .await;
+        .key(target.key);
+    if carried {
+        head = head.checksum_mode(ChecksumMode::Enabled);
+    }
+    let head = head.send().await;
     match head {
         Ok(head) => Ok(Some(Stored {
             len: head
@@ -290,7 +293,7 @@ pub async fn stored(target: &Target<'_>) -> Result<Option<Stored>, S3Error> {
         Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 403) => {
             Err(why_forbidden(target).await)
         }
-        Err(e) => Err(classify(target, "HeadObject", e)),
+        Err(e) => Err(classify(target, "HeadObject", e).refuses_checksums(target, carried)),
     }
 }
 
@@ -350,17 +353,20 @@ pub async fn put(target: &Target<'_>, file: &File, sums: &Sums) -> Result<Stored
         .key(target.key)
         .body(target.body(body))
         .content_length(i64::try_from(sums.len).unwrap_or(i64::MAX))
-        .checksum_crc64_nvme(sums.crc64_base64())
         .content_md5(sums.md5_base64())
         .content_type(target.content_type)
         .if_none_match("*");
+    let carried = !target.store.md5_only();
+    if carried {
+        put = put.checksum_crc64_nvme(sums.crc64_base64());
+    }
     if let Some(cache_control) = target.cache_control {
         put = put.cache_control(cache_control);
     }
     let stored = put
         .send()
         .await
-        .map_err(|e| classify(target, "PutObject", e))?;
+        .map_err(|e| classify(target, "PutObject", e).refuses_checksums(target, carried))?;
     Ok(Stored {
         len: sums.len,
         crc64: stored.checksum_crc64_nvme().map(str::to_owned),
@@ -383,20 +389,24 @@ pub async fn put_multipart(
         .create_multipart_upload()
         .bucket(target.bucket())
         .key(target.key)
-        .checksum_algorithm(ChecksumAlgorithm::Crc64Nvme)
-        .checksum_type(ChecksumType::FullObject)
         .content_type(target.content_type);
+    // One choice for the whole upload, even if another file falls back meanwhile.
+    let carried = !target.store.md5_only();
+    if carried {
+        create = create
+            .checksum_algorithm(ChecksumAlgorithm::Crc64Nvme)
+            .checksum_type(ChecksumType::FullObject);
+    }
     if let Some(cache_control) = target.cache_control {
         create = create.cache_control(cache_control);
     }
-    let created = create
-        .send()
-        .await
-        .map_err(|e| classify(target, "CreateMultipartUpload", e))?;
+    let created = create.send().await.map_err(|e| {
+        classify(target, "CreateMultipartUpload", e).refuses_checksums(target, carried)
+    })?;
     let upload_id = created.upload_id().unwrap_or_default().to_owned();
-    let result = send_parts(target, &upload_id, file, len, part_size, slots).await;
+    let result = send_parts(target, &upload_id, file, len, part_size, slots, carried).await;
     let result = match result {
-        Ok((parts, sums)) => complete(target, &upload_id, parts, &sums, len)
+        Ok((parts, sums)) => complete(target, &upload_id, parts, &sums, len, carried)
             .await
             .map(|()| sums),
         Err(e) => Err(e),
@@ -422,6 +432,7 @@ async fn send_parts(
     len: u64,
     part_size: u64,
     slots: &Arc<Semaphore>,
+    carried: bool,
 ) -> Result<(Vec<CompletedPart>, Vec<Sums>), S3Error> {
     let count = len.div_ceil(part_size);
     let mut parts = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
@@ -447,18 +458,18 @@ async fn send_parts(
                 index,
                 offset,
                 size,
-                md5_only: target.store.md5_only(),
+                md5_only: !carried,
                 limiter: target.limiter.cloned(),
             },
             permit,
         ));
         // Collect finished parts as we go, so an early failure stops the rest.
         while let Some(done) = tasks.try_join_next() {
-            parts.push(part_result(target, done)?);
+            parts.push(part_result(target, done, carried)?);
         }
     }
     while let Some(done) = tasks.join_next().await {
-        parts.push(part_result(target, done)?);
+        parts.push(part_result(target, done, carried)?);
     }
     parts.sort_by_key(|(index, _, _)| *index);
     Ok(parts
@@ -467,7 +478,7 @@ async fn send_parts(
             let mut part = CompletedPart::builder()
                 .part_number(i32::try_from(index + 1).unwrap_or(i32::MAX))
                 .e_tag(etag);
-            if !target.store.md5_only() {
+            if carried {
                 part = part.checksum_crc64_nvme(sums.crc64_base64());
             }
             let part = part.build();
@@ -530,9 +541,11 @@ async fn upload_part(
 fn part_result(
     target: &Target,
     done: Result<PartOutcome, tokio::task::JoinError>,
+    carried: bool,
 ) -> Result<(u64, Sums, String), S3Error> {
     let (index, sums, sent) = done.map_err(|e| S3Error::Read(std::io::Error::other(e)))??;
-    let output = sent.map_err(|e| classify(target, "UploadPart", e).refuses_checksums(target))?;
+    let output =
+        sent.map_err(|e| classify(target, "UploadPart", e).refuses_checksums(target, carried))?;
     Ok((index, sums, output.e_tag().unwrap_or_default().to_owned()))
 }
 
@@ -553,8 +566,9 @@ async fn complete(
     parts: Vec<CompletedPart>,
     sums: &[Sums],
     len: u64,
+    carried: bool,
 ) -> Result<(), S3Error> {
-    target
+    let mut complete = target
         .client()
         .complete_multipart_upload()
         .bucket(target.bucket())
@@ -565,12 +579,14 @@ async fn complete(
                 .set_parts(Some(parts))
                 .build(),
         )
-        .checksum_crc64_nvme(digest::crc64_base64(digest::combined_crc64(sums)))
-        .checksum_type(ChecksumType::FullObject)
         .mpu_object_size(i64::try_from(len).unwrap_or(i64::MAX))
-        .if_none_match("*")
-        .send()
-        .await
-        .map(|_| ())
-        .map_err(|e| classify(target, "CompleteMultipartUpload", e))
+        .if_none_match("*");
+    if carried {
+        complete = complete
+            .checksum_crc64_nvme(digest::crc64_base64(digest::combined_crc64(sums)))
+            .checksum_type(ChecksumType::FullObject);
+    }
+    complete.send().await.map(|_| ()).map_err(|e| {
+        classify(target, "CompleteMultipartUpload", e).refuses_checksums(target, carried)
+    })
 }

@@ -105,17 +105,28 @@ impl Queue {
         );
     }
 
-    /// `relative` changed: due `wait` from now (its last change counts).
-    fn changed(&mut self, relative: &str, wait: Duration) {
+    /// `relative` changed: due `wait` from now (its last change counts). Returns whether it
+    /// starts to wait now (its "waiting" line is to be said).
+    fn changed(&mut self, relative: &str, wait: Duration) -> bool {
         match self.files.get_mut(relative) {
-            Some(pending) => match &pending.state {
-                State::Waiting(key) => self.timers.reset(key, wait),
-                State::Due => {}
-                State::InFlight { .. } => pending.state = State::InFlight { changed: true },
-            },
+            Some(pending) => {
+                match &pending.state {
+                    State::Waiting(key) => self.timers.reset(key, wait),
+                    State::Due => {}
+                    State::InFlight { .. } => pending.state = State::InFlight { changed: true },
+                }
+                false
+            }
             None => {
                 let key = self.timers.insert(relative.to_owned(), wait);
                 self.insert(relative.to_owned(), State::Waiting(key));
+                match self.files.get_mut(relative) {
+                    Some(pending) => {
+                        pending.said = true;
+                        true
+                    }
+                    None => false,
+                }
             }
         }
     }
@@ -316,6 +327,13 @@ pub async fn watch(
                             report.waiting(&path, *wait);
                         }
                     }
+                    // Gone before its turn (a temporary file, or another replica moved it):
+                    // counted, not said, or every short-lived file would make a line.
+                    Done::MovedElsewhere => {
+                        if let Some(metrics) = report.metrics() {
+                            metrics.done(&job.route.prefix, &done);
+                        }
+                    }
                     _ => report.done(&Finished {
                         route: &job.route.prefix,
                         path: &path,
@@ -355,7 +373,11 @@ pub async fn watch(
                 }
                 for path in paths {
                     match classify(job, &root, &path) {
-                        Some(Change::File(relative)) => queue.changed(&relative, job.min_age),
+                        Some(Change::File(relative)) => {
+                            if queue.changed(&relative, job.min_age) {
+                                report.waiting(&url_path(job.route, &relative), job.min_age);
+                            }
+                        }
                         Some(Change::Directory(relative)) => start_walk(Some(relative), &mut walks),
                         None => {}
                     }

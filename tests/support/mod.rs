@@ -572,6 +572,53 @@ impl S3Server {
         Self::start_full(access_key, secret_key, domain, None)
     }
 
+    /// Path-style, behind a stub that answers any request carrying an `x-amz-checksum-*`
+    /// header with 400 InvalidArgument, as some S3-compatible stores did (aws-cli#9214); the
+    /// rest reaches s3s-fs. `refused` counts the refusals.
+    pub fn start_refusing_checksums(
+        access_key: &str,
+        secret_key: &str,
+        refused: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    ) -> S3Server {
+        let root = tempfile::tempdir().expect("s3 root tempdir");
+        let fs = s3s_fs::FileSystem::new(root.path()).expect("s3s_fs::FileSystem::new");
+        let listener = bind_any();
+        let port = listener.local_addr().expect("local_addr").port();
+        let mut builder = s3s::service::S3ServiceBuilder::new(fs);
+        builder.set_auth(s3s::auth::SimpleAuth::from_single(access_key, secret_key));
+        let s3 = builder.build();
+        let stub = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+            let s3 = s3.clone();
+            let refused = refused.clone();
+            async move {
+                let carries = req
+                    .headers()
+                    .keys()
+                    .any(|name| name.as_str().starts_with("x-amz-checksum-"));
+                if carries {
+                    refused.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>InvalidArgument</Code><Message>x-amz-checksum-* headers are not supported</Message></Error>";
+                    let response = http::Response::builder()
+                        .status(400)
+                        .header("content-type", "application/xml")
+                        .body(s3s::Body::from(body.to_owned()))
+                        .expect("a stub response");
+                    return Ok(response);
+                }
+                hyper::service::Service::call(&s3, req).await
+            }
+        });
+        let server = BackgroundServer::start("s3", listener, stub);
+        S3Server {
+            port,
+            root,
+            access_key: access_key.to_owned(),
+            secret_key: secret_key.to_owned(),
+            domain: None,
+            server,
+        }
+    }
+
     fn start_full(
         access_key: &str,
         secret_key: &str,
