@@ -337,7 +337,5 @@ fn the_dockerfile_builds_in_one_stage_and_runs_unprivileged_in_another() {
         .expect("the final stage sets USER");
     let user = user.split(':').next().unwrap().trim();
     assert!(user != "root" && user != "0", "USER {user}");
-    assert!(lines
-        .iter()
-        .any(|l| *l == r#"ENTRYPOINT ["/usr/local/bin/spillway"]"#));
+    assert!(lines.contains(&r#"ENTRYPOINT ["/usr/local/bin/spillway"]"#));
 }

@@ -1103,3 +1103,59 @@ fn watch_moves_thousands_of_files_made_in_bursts_with_new_directories_and_rename
     let (code, _, stderr) = daemon.stop();
     assert_eq!(code, Some(0), "{stderr}");
 }
+
+#[test]
+fn a_run_stopped_by_a_signal_finishes_what_is_in_flight_and_exits_4() {
+    let gate = Gate::new("PUT", "/media/uploads/hold.txt");
+    let s3 = S3Server::start_gated(ACCESS_KEY, SECRET_KEY, &gate);
+    let site = Site::with(s3, SECRET_KEY, "      min_age: 0s\n      concurrency: 1");
+    site.put("hold.txt", b"held");
+    for i in 0..20 {
+        site.put(&format!("later/{i}.txt"), b"later");
+    }
+    let log = site.proxy.spillway_dir().join("offload.stderr");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_spillway"))
+        .args(["offload", "--config", &site.config()])
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    gate.wait_held();
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    // The signal is taken while the upload is held; the upload then finishes whole.
+    wait_until("the signal taken", || {
+        std::fs::read_to_string(&log)
+            .is_ok_and(|s| s.contains("stopping: files in flight finish, no new ones start"))
+    });
+    gate.open();
+    let status = child.wait().unwrap();
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
+    let out = Run {
+        code: status.code(),
+        stdout,
+        stderr: std::fs::read_to_string(&log).unwrap(),
+    };
+    out.assert_code(4);
+    assert!(out.line("/uploads/hold.txt").starts_with("uploaded"));
+    assert!(
+        out.summary().ends_with("(interrupted)"),
+        "{}",
+        out.summary()
+    );
+    assert!(
+        out.stderr.ends_with(
+            "spillway: interrupted before every file was looked at; run it again to go on\n"
+        ),
+        "{}",
+        out.stderr
+    );
+    let left = (0..20)
+        .filter(|i| site.www().join(format!("later/{i}.txt")).exists())
+        .count();
+    assert!(left > 0, "files not started yet stay");
+}

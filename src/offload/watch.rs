@@ -373,11 +373,10 @@ pub async fn watch(
                 }
                 for path in paths {
                     match classify(job, &root, &path) {
-                        Some(Change::File(relative)) => {
-                            if queue.changed(&relative, job.min_age) {
-                                report.waiting(&url_path(job.route, &relative), job.min_age);
-                            }
+                        Some(Change::File(relative)) if queue.changed(&relative, job.min_age) => {
+                            report.waiting(&url_path(job.route, &relative), job.min_age);
                         }
+                        Some(Change::File(_)) => {}
                         Some(Change::Directory(relative)) => start_walk(Some(relative), &mut walks),
                         None => {}
                     }
