@@ -684,7 +684,8 @@ fn watch_is_quiet_when_idle_says_a_skip_once_and_moves_files_of_every_route() {
     site.put(".hidden", b"secret");
     site.put("sub/deeper/.env", b"KEY=1");
     std::fs::create_dir_all(site.www().join("empty/dir")).unwrap();
-    let daemon = Daemon::start(&site, &[]);
+    let admin = support::free_port();
+    let daemon = Daemon::start(&site, &["--admin", &format!("127.0.0.1:{admin}")]);
     daemon.wait_for_line("skipped    /uploads/sub/deeper/.env: dotfile");
     daemon.wait_for_line(&format!(
         "watching   /photos ({})",
@@ -708,6 +709,20 @@ fn watch_is_quiet_when_idle_says_a_skip_once_and_moves_files_of_every_route() {
         site.object("uploads/marker.txt").is_some() && !marker.exists()
     });
     let busy = daemon.cpu_ticks() - settled;
+    // One full walk per route; a walk below each directory that appeared (new/, new/empty/,
+    // 2026/), and none caused by the walks' own opens.
+    let metrics = get(admin, "/metrics").text();
+    let walks = |route: &str, kind: &str| {
+        let line = format!("spillway_offload_walks_total{{kind=\"{kind}\",route=\"{route}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&line))
+            .map_or(0, |n| n.parse::<u64>().unwrap())
+    };
+    assert_eq!(walks("/uploads", "full"), 1, "{metrics}");
+    assert_eq!(walks("/photos", "full"), 1, "{metrics}");
+    assert!(walks("/uploads", "directory") <= 2, "{metrics}");
+    assert!(walks("/photos", "directory") <= 1, "{metrics}");
     let (code, lines, stderr) = daemon.stop();
     assert_eq!(code, Some(0), "{lines:?}\n{stderr}");
     // A file noticed by its event waits for min_age (and says so); one found by the walk of
@@ -717,6 +732,7 @@ fn watch_is_quiet_when_idle_says_a_skip_once_and_moves_files_of_every_route() {
         .map(String::as_str)
         .filter(|l| {
             !l.starts_with("watching")
+                && !l.starts_with("admin")
                 && !l.starts_with("offload:")
                 && *l != "waiting    /photos/2026/cat.jpg: moves in 1s if it stays unchanged"
         })
@@ -1158,4 +1174,58 @@ fn a_run_stopped_by_a_signal_finishes_what_is_in_flight_and_exits_4() {
         .filter(|i| site.www().join(format!("later/{i}.txt")).exists())
         .count();
     assert!(left > 0, "files not started yet stay");
+}
+
+#[test]
+fn check_probe_tries_each_offload_bucket_for_real() {
+    let site = Site::new("      min_age: 0s");
+    let out = run_cli(&["check", "--probe", "--config", &site.config()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("probe"))
+        .expect(&stdout);
+    let head = format!(
+        "probe      bucket media ({}): uploaded, verified and deleted s3://media/uploads/.spillway-probe-",
+        site.s3.endpoint()
+    );
+    assert!(line.starts_with(&head), "{line}");
+    assert!(line.ends_with("; the checksum headers accepted"), "{line}");
+    let left: Vec<_> = std::fs::read_dir(site.s3.root.path().join("media/uploads"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "the probe object is deleted: {left:?}");
+
+    let refused = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let s3 = S3Server::start_refusing_checksums(ACCESS_KEY, SECRET_KEY, refused);
+    let fussy = Site::with(s3, SECRET_KEY, "      min_age: 0s");
+    let out = run_cli(&["check", "--probe", "--config", &fussy.config()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("; x-amz-checksum-* headers refused: offload sends Content-MD5 alone there, and proves uploads by the ETag\n"),
+        "{stdout}"
+    );
+
+    let wrong = Site::with(
+        S3Server::start(ACCESS_KEY, SECRET_KEY),
+        "not-the-secret",
+        "      min_age: 0s",
+    );
+    let out = run_cli(&["check", "--probe", "--config", &wrong.config()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout.contains(&format!(
+            "warning    bucket media ({}): offload cannot upload: the S3 credentials are not accepted (403 SignatureDoesNotMatch): the secret key does not match the access key id\n",
+            wrong.s3.endpoint()
+        )),
+        "{stdout}"
+    );
+    assert_eq!(
+        stderr,
+        "spillway: offload would not work with 1 of the buckets it uploads to (see above)\n"
+    );
 }

@@ -34,7 +34,7 @@ enum Command {
     /// sockets over; nothing in flight is dropped. An invalid config leaves the old one serving.
     Reload(ConfigArg),
     /// Validate the config and print the compiled routes; exits non-zero on any error.
-    Check(ConfigArg),
+    Check(CheckArgs),
     /// Print what the server would do with one request, computed by the same code it runs.
     Explain(ExplainArgs),
     /// Move local files to the keys the server redirects to, prove they arrived, then remove
@@ -81,6 +81,16 @@ struct OffloadArgs {
     /// Keep running: move files as they become old enough.
     #[arg(long, conflicts_with = "dry_run")]
     watch: bool,
+}
+
+#[derive(clap::Args)]
+struct CheckArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Also upload, verify and delete a small probe object in each bucket that offload
+    /// uploads to: credentials, write access and the checksum headers, tried for real.
+    #[arg(long)]
+    probe: bool,
 }
 
 #[derive(clap::Args)]
@@ -214,9 +224,26 @@ fn reload(arg: ConfigArg) -> anyhow::Result<()> {
     anyhow::bail!("sent SIGHUP to pid {old}, but no new process took over within 30s; the server's log says why (it keeps serving)")
 }
 
-fn check(arg: ConfigArg) -> anyhow::Result<()> {
-    let config = config::load(&arg.config)?;
+fn check(args: CheckArgs) -> anyhow::Result<()> {
+    let config = config::load(&args.config.config)?;
     print!("{}", config::describe(&config));
+    if !args.probe {
+        return Ok(());
+    }
+    let probed = crate::offload::probe::probe(&config)
+        .map_err(|e| anyhow::anyhow!("cannot start the probe: {e}"))?;
+    if probed.is_empty() {
+        println!("probe      no route has an `offload:` block: nothing to probe");
+    }
+    for result in &probed {
+        println!("{}", result.line);
+    }
+    let failed = probed.iter().filter(|p| !p.ok).count();
+    if failed > 0 {
+        anyhow::bail!(
+            "offload would not work with {failed} of the buckets it uploads to (see above)"
+        );
+    }
     Ok(())
 }
 

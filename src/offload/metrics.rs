@@ -27,6 +27,7 @@ pub struct OffloadMetrics {
     pending_files: IntGaugeVec,
     oldest_pending: GaugeVec,
     last_success: Gauge,
+    walks: IntCounterVec,
     pending: Mutex<HashMap<String, Pending>>,
 }
 
@@ -84,8 +85,16 @@ impl OffloadMetrics {
             "spillway_offload_last_success_timestamp_seconds",
             "When a pass over the due files (or a walk) last ended without a failure (Unix time).",
         ));
+        let walks = must(IntCounterVec::new(
+            Opts::new(
+                "spillway_offload_walks_total",
+                "Walks begun, by route and kind: full (at the start, every 10 minutes, after lost events) or directory (one that appeared).",
+            ),
+            &["route", "kind"],
+        ));
         for metric in [
-            Box::new(files.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(walks.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(files.clone()),
             Box::new(bytes.clone()),
             Box::new(skipped.clone()),
             Box::new(pending_files.clone()),
@@ -102,6 +111,7 @@ impl OffloadMetrics {
             pending_files,
             oldest_pending,
             last_success,
+            walks,
             pending: Mutex::new(HashMap::new()),
         }
     }
@@ -115,6 +125,11 @@ impl OffloadMetrics {
 
     pub fn skipped(&self, route: &str, reason: &str) {
         self.skipped.with_label_values(&[route, reason]).inc();
+    }
+
+    /// A walk of `route` began: `full`, or below a `directory`.
+    pub fn walked(&self, route: &str, kind: &str) {
+        self.walks.with_label_values(&[route, kind]).inc();
     }
 
     /// A pass ended without a failure.

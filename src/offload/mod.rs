@@ -21,6 +21,7 @@ pub mod digest;
 pub mod file;
 pub mod filter;
 pub mod metrics;
+pub mod probe;
 pub mod remove;
 pub mod report;
 pub mod stamp;

@@ -322,7 +322,8 @@ async fn why_forbidden(target: &Target<'_>) -> S3Error {
     }
 }
 
-/// Deletes the object this run just uploaded (it no longer matches the file).
+/// Deletes the object this run just uploaded (it no longer matches the file, or it was a
+/// probe).
 pub async fn withdraw(target: &Target<'_>) -> Result<(), S3Error> {
     target
         .client()
@@ -346,6 +347,16 @@ pub async fn put(target: &Target<'_>, file: &File, sums: &Sums) -> Result<Stored
         .build()
         .await
         .map_err(|e| S3Error::Read(std::io::Error::other(e)))?;
+    put_body(target, body, sums).await
+}
+
+/// `put` of bytes in memory (`check --probe`).
+pub async fn put_bytes(target: &Target<'_>, bytes: Vec<u8>) -> Result<Stored, S3Error> {
+    let sums = Sums::of(&bytes);
+    put_body(target, ByteStream::from(bytes), &sums).await
+}
+
+async fn put_body(target: &Target<'_>, body: ByteStream, sums: &Sums) -> Result<Stored, S3Error> {
     let mut put = target
         .client()
         .put_object()

@@ -266,6 +266,10 @@ pub async fn watch(
     let mut walks = 0usize;
     let start_walk = |below: Option<String>, walks: &mut usize| {
         *walks += 1;
+        if let Some(metrics) = report.metrics() {
+            let kind = if below.is_some() { "directory" } else { "full" };
+            metrics.walked(&job.route.prefix, kind);
+        }
         let walker = walker.clone();
         let tx = walk_tx.clone();
         tokio::task::spawn_blocking(move || {
