@@ -149,12 +149,12 @@ fn bench(c: &mut Criterion) {
         headers: &headers,
     };
     c.bench_function("decide/hit (openat2 + fstat)", |b| {
-        b.iter(|| decide(&config, &get(black_box("/uploads/hit.txt")), now, &MayBlock))
+        b.iter(|| decide(&config.site, &get(black_box("/uploads/hit.txt")), now, &MayBlock))
     });
     c.bench_function("decide/miss public redirect", |b| {
         b.iter(|| {
             decide(
-                &config,
+                &config.site,
                 &get(black_box("/uploads/avatars/a%20b.png")),
                 now,
                 &MayBlock,
@@ -164,7 +164,7 @@ fn bench(c: &mut Criterion) {
     c.bench_function("decide/miss presigned redirect", |b| {
         b.iter(|| {
             decide(
-                &config,
+                &config.site,
                 &get(black_box("/uploads/private/doc.pdf")),
                 now,
                 &MayBlock,

@@ -74,7 +74,7 @@ fn the_shipped_proxy_yaml_compiles_to_what_it_documents() {
     assert_eq!(addresses, vec!["127.0.0.1:8080".parse().unwrap()]);
     assert!(config.listen[0].tls.is_none());
     assert_eq!(config.threads, 2);
-    let upstream = config.default_upstream.as_ref().expect("default upstream");
+    let upstream = config.site.default_upstream.as_ref().expect("default upstream");
     assert_eq!(
         (
             upstream.name.as_str(),
@@ -82,9 +82,9 @@ fn the_shipped_proxy_yaml_compiles_to_what_it_documents() {
         ),
         ("legacy", "127.0.0.1:8081")
     );
-    let prefixes: Vec<&str> = config.routes.iter().map(|(p, _)| p).collect();
+    let prefixes: Vec<&str> = config.site.routes.iter().map(|(p, _)| p).collect();
     assert_eq!(prefixes, ["/uploads", "/static", "/media"]);
-    let (uploads, rest) = config.routes.lookup("/uploads/a.jpg").unwrap();
+    let (uploads, rest) = config.site.routes.lookup("/uploads/a.jpg").unwrap();
     assert_eq!(rest, "/a.jpg");
     let bucket = uploads.bucket.as_ref().expect("uploads has a bucket");
     assert_eq!(
@@ -103,7 +103,7 @@ fn the_shipped_proxy_yaml_compiles_to_what_it_documents() {
     assert!(
         matches!(uploads.policy.evaluate("doc.pdf").access, Access::Private(s) if s.ttl.as_secs() == 300)
     );
-    let (statics, _) = config.routes.lookup("/static/site.css").unwrap();
+    let (statics, _) = config.site.routes.lookup("/static/site.css").unwrap();
     assert!(
         statics.bucket.is_none(),
         "static has no bucket: misses are 404"
@@ -112,12 +112,12 @@ fn the_shipped_proxy_yaml_compiles_to_what_it_documents() {
         statics.docroot.path().join("site.css").is_file(),
         "bundled example file exists"
     );
-    let (media, _) = config.routes.lookup("/media/x.jpg").unwrap();
+    let (media, _) = config.site.routes.lookup("/media/x.jpg").unwrap();
     assert_eq!(media.key_prefix, "media/");
     let offload = media.offload.as_ref().expect("/media opts in to offload");
     assert_eq!(offload.min_age, std::time::Duration::from_secs(600));
-    assert_eq!(offload.after, spillway::config::After::Delete);
-    let (uploads, _) = config.routes.lookup("/uploads/hello.txt").unwrap();
+    assert_eq!(offload.after, spillway::core::site::After::Delete);
+    let (uploads, _) = config.site.routes.lookup("/uploads/hello.txt").unwrap();
     assert!(
         uploads.offload.is_none(),
         "/uploads has no offload: block, so offload never touches it"
@@ -128,7 +128,7 @@ fn the_shipped_proxy_yaml_compiles_to_what_it_documents() {
 fn a_good_config_compiles() {
     let dir = base();
     let config = config::parse(GOOD, dir.path(), &NO_ENV).unwrap_or_else(|e| panic!("{e:?}"));
-    assert_eq!(config.routes.len(), 1);
+    assert_eq!(config.site.routes.len(), 1);
     assert_eq!(
         config.shutdown.grace_period.as_secs(),
         60,
@@ -396,7 +396,7 @@ fn buckets_without_credentials_use_the_provider_chain_once() {
     let yaml = format!("{NO_CREDENTIALS}  - prefix: /more\n    root: www\n    bucket: media\n");
     let config = config::parse(&yaml, dir.path(), &env).unwrap_or_else(|e| panic!("{e:?}"));
     assert_eq!(calls.get(), 1, "fetched once for two private routes");
-    let (route, _) = config.routes.lookup("/files/a.pdf").unwrap();
+    let (route, _) = config.site.routes.lookup("/files/a.pdf").unwrap();
     let keys = route
         .bucket
         .as_ref()
@@ -467,14 +467,14 @@ fn with_offload(block: &str) -> String {
 
 #[test]
 fn offload_blocks_compile_to_their_settings() {
-    use spillway::config::After;
+    use spillway::core::site::After;
     let dir = base();
     std::fs::create_dir(dir.path().join("archive")).unwrap();
     let yaml = with_offload(
         "      min_age: 1h\n      after: archive\n      archive: archive\n      concurrency: 3\n      multipart_threshold: 100MiB\n",
     );
     let config = config::parse(&yaml, dir.path(), &NO_ENV).unwrap_or_else(|e| panic!("{e:?}"));
-    let (_, route) = config.routes.iter().next().unwrap();
+    let (_, route) = config.site.routes.iter().next().unwrap();
     let offload = route.offload.as_ref().expect("an offload: block");
     assert_eq!(offload.min_age, std::time::Duration::from_secs(3600));
     assert_eq!(offload.after, After::Archive(dir.path().join("archive")));
@@ -484,7 +484,7 @@ fn offload_blocks_compile_to_their_settings() {
     );
     // An empty block opts in with the documented defaults.
     let empty = config::parse(&with_offload("      {}\n"), dir.path(), &NO_ENV).unwrap();
-    let (_, route) = empty.routes.iter().next().unwrap();
+    let (_, route) = empty.site.routes.iter().next().unwrap();
     let offload = route.offload.as_ref().expect("offload: {} opts in");
     assert_eq!(offload.min_age, std::time::Duration::from_secs(600));
     assert_eq!(offload.after, After::Delete);
@@ -494,7 +494,7 @@ fn offload_blocks_compile_to_their_settings() {
     );
     // Without a block: not offloaded at all.
     let plain = config::parse(GOOD, dir.path(), &NO_ENV).unwrap();
-    let (_, route) = plain.routes.iter().next().unwrap();
+    let (_, route) = plain.site.routes.iter().next().unwrap();
     assert!(route.offload.is_none());
 }
 

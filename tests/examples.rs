@@ -240,7 +240,7 @@ fn the_kubernetes_manifest_probes_the_admin_port_and_its_config_compiles() {
     };
     let compiled = config::parse(&yaml, dir.path(), &env).unwrap_or_else(|e| panic!("{e:?}"));
     assert_eq!(compiled.admin, Some("0.0.0.0:9901".parse().unwrap()));
-    let (_, uploads) = compiled.routes.iter().next().unwrap();
+    let (_, uploads) = compiled.site.routes.iter().next().unwrap();
     assert!(
         uploads.bucket.as_ref().unwrap().credentials().from_chain(),
         "IRSA, no keys"

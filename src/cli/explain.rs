@@ -6,7 +6,8 @@ use std::time::SystemTime;
 use http::{HeaderMap, Method};
 use serde::Serialize;
 
-use crate::config::{Config, Route};
+use crate::config::Config;
+use crate::core::site::Route;
 use crate::core::answer::{Answer, Reject};
 use crate::core::authorize::{original_uri, Authorize};
 use crate::core::decide::{decide, Decided, Decision, Request};
@@ -68,7 +69,7 @@ pub fn explain(
         query,
         headers,
     };
-    let Ok(decided) = decide(config, &request, now, &MayBlock);
+    let Ok(decided) = decide(&config.site, &request, now, &MayBlock);
     let mut e = context(method, target, &decided);
     match decided.decision {
         Decision::Upstream(upstream) => {

@@ -17,12 +17,13 @@ use super::raw::{
 };
 use super::tls::{self, Certificates};
 use super::{
-    AccessLog, After, ChainCredentials, Config, Dotfiles, Environment, Limits, Listener, LogFormat,
-    LogSink, Offload, Problem, Route, Shutdown, Upstream, DEFAULT_REDIRECT_MAX_AGE, DEFAULT_TTL,
+    AccessLog, ChainCredentials, Config, Environment, Limits, Listener, LogFormat, LogSink,
+    Problem, Shutdown, DEFAULT_REDIRECT_MAX_AGE, DEFAULT_TTL,
 };
 use crate::core::authorize::{AppliesTo, Authorize, SET_BY_SPILLWAY};
 use crate::core::policy::{Access, Policy, Signing};
 use crate::core::route::RouteTable;
+use crate::core::site::{After, Dotfiles, Offload, Route, Site, Upstream};
 use crate::fs::docroot::Docroot;
 use crate::fs::open_cache::CacheSettings;
 use crate::http::negotiate::Encoding;
@@ -163,8 +164,10 @@ impl Compiler<'_> {
             runtime_dir_setting: raw.runtime_dir.as_ref().map(|d| self.base.join(d)),
             admin,
             access_log,
-            routes,
-            default_upstream,
+            site: Site {
+                routes,
+                default_upstream,
+            },
             chain_credentials,
         }
     }

@@ -2,7 +2,8 @@
 
 use std::fmt::Write as _;
 
-use super::{After, Config, Offload};
+use super::Config;
+use crate::core::site::{After, Offload};
 
 pub fn describe(config: &Config) -> String {
     let mut out = String::new();
@@ -19,7 +20,7 @@ pub fn describe(config: &Config) -> String {
             listener.address, config.threads
         );
     }
-    match &config.default_upstream {
+    match &config.site.default_upstream {
         Some(u) => {
             let _ = writeln!(out, "default upstream {} at {}", u.name, u.address);
         }
@@ -27,7 +28,7 @@ pub fn describe(config: &Config) -> String {
             let _ = writeln!(out, "no default upstream: paths outside the routes get 404");
         }
     }
-    for (prefix, route) in config.routes.iter() {
+    for (prefix, route) in config.site.routes.iter() {
         let shown = if prefix.is_empty() { "/" } else { prefix };
         let _ = writeln!(out, "route {shown}");
         let containment = if route.docroot.kernel_contained() {

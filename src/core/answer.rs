@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use http::{HeaderValue, StatusCode};
 
-use crate::config::Route;
+use crate::core::site::Route;
 use crate::core::authorize::Denial;
 use crate::core::outcome::Outcome;
 use crate::core::path::PathError;

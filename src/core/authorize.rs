@@ -8,7 +8,7 @@ use std::time::Duration;
 use http::{HeaderMap, HeaderName, StatusCode};
 use sha2::{Digest, Sha256};
 
-use crate::config::Upstream;
+use crate::core::site::Upstream;
 use crate::core::answer::Answer;
 use crate::core::path::encode_relative;
 

@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::{HeaderMap, Method};
 
-use crate::config::{Config, Route, Upstream};
+use crate::core::site::{Route, Site, Upstream};
 use crate::core::answer::{
     Answer, CacheControl, LocalFile, Redirect, Reject, REDIRECT_CACHE_MARGIN,
 };
@@ -64,12 +64,12 @@ pub enum Decision<'c> {
 /// Decides what to do with `request` at time `now`. `io` says whether file lookups may wait
 /// for the disk; when they may not, a lookup that would have to is returned as `Err`.
 pub fn decide<'c, 'p, I: Io>(
-    config: &'c Config,
+    site: &'c Site,
     request: &Request<'p>,
     now: SystemTime,
     io: &I,
 ) -> Result<Decided<'c, 'p>, I::Pending> {
-    decide_as(Shadow::Honour, config, request, now, io)
+    decide_as(Shadow::Honour, site, request, now, io)
 }
 
 /// Whether a `shadow: true` route sends everything upstream (as it does) or is decided as if
@@ -83,16 +83,16 @@ pub enum Shadow {
 /// [`decide`], with shadow routes taken as `shadow` says.
 pub fn decide_as<'c, 'p, I: Io>(
     shadow: Shadow,
-    config: &'c Config,
+    site: &'c Site,
     request: &Request<'p>,
     now: SystemTime,
     io: &I,
 ) -> Result<Decided<'c, 'p>, I::Pending> {
-    let upstream_or = |route, reject| match config.upstream_for(route) {
+    let upstream_or = |route, reject| match site.upstream_for(route) {
         Some(upstream) => Decision::Upstream(upstream),
         None => Decision::Answer(Answer::Reject(reject)),
     };
-    let Some((route, rest)) = config.routes.lookup(request.path) else {
+    let Some((route, rest)) = site.routes.lookup(request.path) else {
         return Ok(Decided {
             route: None,
             relative: None,

@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use crate::config::Route;
+use crate::core::site::Route;
 use crate::core::path::encode_relative;
 
 /// `key_prefix` + the canonical relative path, byte for byte: no Unicode normalisation, and

@@ -9,3 +9,4 @@ pub mod outcome;
 pub mod path;
 pub mod policy;
 pub mod route;
+pub mod site;

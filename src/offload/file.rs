@@ -9,7 +9,8 @@ use std::time::{Duration, SystemTime};
 use http::{HeaderMap, Method};
 use tokio::sync::Semaphore;
 
-use crate::config::{Config, Offload, Route};
+use crate::config::Config;
+use crate::core::site::{Offload, Route};
 use crate::core::answer::Answer;
 use crate::core::decide::{decide, Decision, Request};
 use crate::core::key::ObjectKey;
@@ -155,7 +156,7 @@ pub fn redirect_key(config: &Config, route: &Route, relative: &str) -> Result<St
         query: None,
         headers: &headers,
     };
-    let Ok(decided) = decide(config, &request, SystemTime::now(), &AsIfGone);
+    let Ok(decided) = decide(&config.site, &request, SystemTime::now(), &AsIfGone);
     let same_route = decided.route.is_some_and(|r| std::ptr::eq(r, route));
     let key = ObjectKey::of(route, relative);
     match &decided.decision {

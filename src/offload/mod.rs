@@ -41,7 +41,8 @@ use futures_util::future::join_all;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::{mpsc, watch as signal_watch, Semaphore};
 
-use crate::config::{Config, Offload, Route};
+use crate::config::Config;
+use crate::core::site::{Offload, Route};
 use crate::core::path::encode_relative;
 use bwlimit::Limiter;
 use file::{Job, Trace};
@@ -107,6 +108,7 @@ pub fn routes<'c>(
 ) -> Result<Vec<(&'c Route, &'c Offload)>, OffloadError> {
     if asked.is_empty() {
         let routes: Vec<_> = config
+            .site
             .routes
             .iter()
             .filter_map(|(_, r)| Some((r, r.offload.as_ref()?)))
@@ -121,12 +123,13 @@ pub fn routes<'c>(
         .map(|prefix| {
             let wanted = prefix.trim_end_matches('/');
             let route = config
+                .site
                 .routes
                 .iter()
                 .find(|(p, _)| *p == wanted)
                 .map(|(_, r)| r)
                 .ok_or_else(|| {
-                    let all: Vec<String> = config.routes.iter().map(|(p, _)| shown(p)).collect();
+                    let all: Vec<String> = config.site.routes.iter().map(|(p, _)| shown(p)).collect();
                     OffloadError::NoSuchRoute(prefix.clone(), all.join(", "))
                 })?;
             match &route.offload {

@@ -25,7 +25,7 @@ pub fn probe(config: &Config) -> std::io::Result<Vec<Probed>> {
         .build()?;
     let mut seen = HashSet::new();
     let mut results = Vec::new();
-    for (_, route) in config.routes.iter() {
+    for (_, route) in config.site.routes.iter() {
         let (Some(_), Some(name), Some(bucket)) =
             (&route.offload, &route.bucket_name, &route.bucket)
         else {

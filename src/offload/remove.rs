@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{AtFlags, FlockOperation, Mode, OFlags, RenameFlags};
 use rustix::io::Errno;
 
-use crate::config::{After, Route};
+use crate::core::site::{After, Route};
 use crate::offload::stamp::Stamp;
 
 /// Names a file gets while it is being removed. It starts with `.`, so the server never serves

@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 use std::fs::FileType;
 use std::path::{Path, PathBuf};
 
-use crate::config::{Dotfiles, Route};
+use crate::core::site::{Dotfiles, Route};
 use crate::offload::remove::QUARANTINE_PREFIX;
 
 /// One entry beneath the root.

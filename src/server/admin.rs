@@ -121,7 +121,7 @@ impl Admin {
 
     fn state(&self) -> State {
         let mut credential_expiry = Vec::new();
-        for (_, route) in self.config.routes.iter() {
+        for (_, route) in self.config.site.routes.iter() {
             let Some(bucket) = &route.bucket else {
                 continue;
             };

@@ -14,7 +14,7 @@ use pingora::http::RequestHeader;
 use pingora::prelude::HttpPeer;
 use pingora::protocols::http::v1::client::HttpSession;
 
-use crate::config::Route;
+use crate::core::site::Route;
 use crate::core::answer::{Answer, Reject};
 use crate::core::authorize::{original_uri, said, Authorize, Denial, Said, Verdict};
 use crate::core::decide::Request;

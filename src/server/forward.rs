@@ -25,7 +25,8 @@ use pingora::prelude::HttpPeer;
 use pingora::protocols::http::v1::client::HttpSession;
 use pingora::protocols::Stream;
 
-use crate::config::{Config, Route, Upstream};
+use crate::config::Config;
+use crate::core::site::{Route, Upstream};
 use crate::http::hop_by_hop::HopByHop;
 use crate::server::http1::{BodyLength, Persistence, RequestHead, ResponseHead, MAX_HEAD};
 use crate::server::proxy::{log_connect_failure, peers, upstream_error_kind};

@@ -341,7 +341,7 @@ impl Front {
                 .await
             }
             Decision::Upstream(_) => match (
-                self.config.upstream_for(route),
+                self.config.site.upstream_for(route),
                 forward::eligible(&head, route),
             ) {
                 (Some(upstream), Some(hop)) => {
@@ -407,7 +407,7 @@ impl Front {
         (stream, out, zero_copy): (&mut Stream, &mut Vec<u8>, &mut ZeroCopy),
         head: &RequestHead<'_>,
         asked: &Asked<'_>,
-        route: Option<&crate::config::Route>,
+        route: Option<&crate::core::site::Route>,
         answer: crate::core::answer::Answer<'_>,
         shutdown: &ShutdownWatch,
     ) -> After {

@@ -6,7 +6,8 @@ use std::time::{Instant, SystemTime};
 
 use http::{HeaderMap, Method};
 
-use crate::config::{Config, Route};
+use crate::config::Config;
+use crate::core::site::Route;
 use crate::core::answer::{Answer, Reject};
 use crate::core::decide::{decide_as, Decided, Decision, Request, Shadow};
 use crate::core::outcome::Outcome;
@@ -48,7 +49,7 @@ async fn decide_as_without_blocking<'c, 'p>(
 ) -> Decided<'c, 'p> {
     // Each round warms one more path (the file, then a precompressed variant or index file).
     for _ in 0..4 {
-        let warm = match decide_as(shadow, config, request, SystemTime::now(), &CachedOnly) {
+        let warm = match decide_as(shadow, &config.site, request, SystemTime::now(), &CachedOnly) {
             Ok(decided) => return decided,
             Err(warm) => warm,
         };
@@ -61,7 +62,7 @@ async fn decide_as_without_blocking<'c, 'p>(
     }
     // A file system whose lookups never stay cached (network file systems revalidate):
     // fall back to what nginx does, a blocking lookup here.
-    let Ok(decided) = decide_as(shadow, config, request, SystemTime::now(), &MayBlock);
+    let Ok(decided) = decide_as(shadow, &config.site, request, SystemTime::now(), &MayBlock);
     decided
 }
 

@@ -162,7 +162,7 @@ pub fn run(config: Config, upgrade: bool) -> Result<(), StartError> {
             address = %listener.address,
             tls = listener.tls.is_some(),
             threads = config.threads,
-            routes = config.routes.len(),
+            routes = config.site.routes.len(),
             "spillway listening"
         );
     }

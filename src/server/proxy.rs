@@ -13,7 +13,8 @@ use pingora::prelude::HttpPeer;
 use pingora::proxy::{ProxyHttp, Session};
 use pingora::{Error, ErrorSource, ErrorType, Result};
 
-use crate::config::{Config, Upstream};
+use crate::config::Config;
+use crate::core::site::Upstream;
 use crate::core::decide::Request;
 use crate::core::outcome::Outcome;
 use crate::server::local;
@@ -41,10 +42,12 @@ impl Spillway {
 /// A ready peer for every upstream a request can go to, by name.
 pub(super) fn peers(config: &Config) -> BTreeMap<String, HttpPeer> {
     let used = config
+        .site
         .routes
         .iter()
         .filter_map(|(_, r)| r.upstream.as_ref());
     config
+        .site
         .default_upstream
         .iter()
         .chain(used)
@@ -136,8 +139,8 @@ impl ProxyHttp for Spillway {
         let req = session.req_header();
         ctx.request_id = RequestId::for_request(&req.headers);
         let path = req.uri.path();
-        let route = self.config.routes.lookup(path).map(|(r, _)| r);
-        ctx.upstream = self.config.upstream_for(route).cloned();
+        let route = self.config.site.routes.lookup(path).map(|(r, _)| r);
+        ctx.upstream = self.config.site.upstream_for(route).cloned();
         if route.is_some_and(|r| r.shadow) {
             let request = Request {
                 method: &req.method,
@@ -223,7 +226,7 @@ impl ProxyHttp for Spillway {
                 .get(name)
                 .and_then(|v: &HeaderValue| v.to_str().ok())
         };
-        let route = self.config.routes.lookup(req.uri.path()).map(|(r, _)| r);
+        let route = self.config.site.routes.lookup(req.uri.path()).map(|(r, _)| r);
         let protocol = match req.version {
             http::Version::HTTP_2 => "HTTP/2.0",
             http::Version::HTTP_10 => "HTTP/1.0",

@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 
 use http::HeaderMap;
 
-use crate::config::Route;
+use crate::core::site::Route;
 use access_log::{AccessLog, Entry};
 use metrics::{Metrics, Observation};
 
