@@ -15,7 +15,7 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use spillway::core::key::ObjectKey;
+use spillway::s3::key::ObjectKey;
 use spillway::s3::credentials::CredentialCell;
 use spillway::s3::sigv4::{self, Keys, Presign};
 use spillway::s3::{Addressing, Bucket};
@@ -511,7 +511,7 @@ fn presigner_matches_aws_sigv4_full_signer() {
                         let through_bucket = bucket
                             .presign(
                                 method,
-                                &ObjectKey::from_parts(KEY_PREFIX, &key.relative),
+                                &ObjectKey::new(KEY_PREFIX, &key.relative),
                                 time,
                                 ttl,
                                 false,
@@ -549,7 +549,7 @@ fn presigner_matches_aws_sigv4_full_signer() {
                         let through_bucket = bucket
                             .presign(
                                 method,
-                                &ObjectKey::from_parts(KEY_PREFIX, &key.relative),
+                                &ObjectKey::new(KEY_PREFIX, &key.relative),
                                 time,
                                 ttl,
                                 true,

@@ -5,6 +5,7 @@
 //! private route needs), resolves host names once, opens the document roots and builds the
 //! matchers. Every problem names its key path and, through `locate`, its line.
 
+pub mod chain;
 mod compile;
 mod describe;
 mod expand;
@@ -22,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::core::site::Site;
-use crate::s3::credentials::{self, CredentialCell};
+use crate::s3::credentials::CredentialCell;
 use crate::s3::sigv4::Keys;
 
 /// Presigned links live this long unless a route says otherwise.
@@ -266,7 +267,7 @@ impl Environment<'static> {
     pub fn process() -> Environment<'static> {
         Environment {
             var: &process_var,
-            chain: &credentials::fetch_from_chain_blocking,
+            chain: &chain::fetch_from_chain_blocking,
         }
     }
 }

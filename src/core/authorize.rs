@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 
 use crate::core::site::Upstream;
 use crate::core::answer::Answer;
-use crate::core::path::encode_relative;
+use crate::http::percent::encode_path;
 
 /// `authorize:` on a route.
 #[derive(Debug, Clone)]
@@ -76,7 +76,7 @@ pub fn original_uri(prefix: &str, relative: &str) -> String {
     let mut uri = String::with_capacity(prefix.len() + 1 + 3 * relative.len());
     uri.push_str(prefix);
     uri.push('/');
-    uri.extend(encode_relative(relative));
+    uri.extend(encode_path(relative));
     uri
 }
 

@@ -17,10 +17,12 @@ use crate::core::site::{Route, Site, Upstream};
 use crate::core::answer::{
     Answer, CacheControl, LocalFile, Redirect, Reject, REDIRECT_CACHE_MARGIN,
 };
-use crate::core::key::ObjectKey;
+use crate::core::key;
+use crate::s3::key::ObjectKey;
 use crate::core::path::decode_relative;
 use crate::core::policy::Access;
-use crate::fs::docroot::{Io, Lookup, LookupError};
+use crate::fs::docroot::Io;
+use crate::fs::lookup::{Lookup, LookupError};
 use crate::http::content_type::content_type;
 use crate::http::negotiate;
 
@@ -47,7 +49,7 @@ impl Decided<'_, '_> {
     /// The S3 key the request names, for routes with a bucket.
     pub fn key(&self) -> Option<ObjectKey<'_>> {
         let route = self.route.filter(|r| r.bucket.is_some())?;
-        Some(ObjectKey::of(route, self.relative.as_deref()?))
+        Some(key::of(route, self.relative.as_deref()?))
     }
 }
 
@@ -235,7 +237,7 @@ fn miss<'c>(route: &Route, method: &Method, relative: &str, now: SystemTime) -> 
     let Some(bucket) = &route.bucket else {
         return Answer::Reject(Reject::NotFound);
     };
-    let key = ObjectKey::of(route, relative);
+    let key = key::of(route, relative);
     let verdict = route.policy.evaluate(relative);
     let redirect = match verdict.access {
         Access::Public => Redirect {

@@ -6,22 +6,6 @@
 
 use std::borrow::Cow;
 
-use percent_encoding::{utf8_percent_encode, AsciiSet, PercentEncode, NON_ALPHANUMERIC};
-
-/// Bytes that stay literal when a path is encoded: RFC 3986 unreserved characters and `/`.
-/// S3 encodes keys the same way (`+` is `%2B`, a space `%20`).
-pub(crate) const LITERAL: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~')
-    .remove(b'/');
-
-/// The inverse of `decode_relative`: the one canonical encoding of a relative path, for
-/// building a request path from a file name.
-pub fn encode_relative(relative: &str) -> PercentEncode<'_> {
-    utf8_percent_encode(relative, LITERAL)
-}
 
 /// Why a path was refused; each maps to `400 Bad Request`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -98,6 +82,7 @@ fn hex_digit(b: u8) -> Result<u8, PathError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::percent::encode_path;
 
     #[test]
     fn decodes_once_into_a_relative_path() {
@@ -138,14 +123,14 @@ mod tests {
             "(#?&=)",
             ".env",
         ] {
-            let encoded = format!("/{}", encode_relative(relative));
+            let encoded = format!("/{}", encode_path(relative));
             assert_eq!(
                 decode_relative(&encoded).as_deref(),
                 Ok(relative),
                 "{encoded}"
             );
         }
-        assert_eq!(encode_relative("a b/c?d").to_string(), "a%20b/c%3Fd");
+        assert_eq!(encode_path("a b/c?d").to_string(), "a%20b/c%3Fd");
     }
 
     #[test]

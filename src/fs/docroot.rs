@@ -6,7 +6,7 @@
 //! `openat2` (before 5.6) get a canonicalising check instead, announced in the log at startup.
 
 use std::convert::Infallible;
-use std::fs::{File, Metadata};
+use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -16,34 +16,8 @@ use std::time::Instant;
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
 
+use super::lookup::{Lookup, LookupError};
 use super::open_cache::{CacheSettings, OpenFileCache};
-
-/// What a relative path names beneath the root.
-#[derive(Debug, Clone)]
-pub enum Lookup {
-    /// A regular file, opened for reading, with its metadata from the open handle.
-    File(Arc<File>, Metadata),
-    /// A directory (served only through an index file; otherwise a miss).
-    Directory,
-    /// Nothing there: the redirect path.
-    Missing,
-    /// Something that must not be served and must not be redirected either: a FIFO, socket or
-    /// device, or a symlink that leads outside the root.
-    Refused,
-}
-
-/// Failures that are neither "missing" nor "refused", each with its own status.
-#[derive(Debug, thiserror::Error)]
-pub enum LookupError {
-    #[error("permission denied")]
-    PermissionDenied,
-    /// The process (or the system) has no file descriptor left: a moment's overload, not a
-    /// fault of the file.
-    #[error("out of file descriptors")]
-    NoDescriptors,
-    #[error("{0}")]
-    Io(#[from] io::Error),
-}
 
 /// How much a lookup may wait for the disk. `decide` is generic over it, so what a lookup may
 /// leave undone is part of the type: nothing under [`MayBlock`], a [`Warm`] under [`CachedOnly`].

@@ -15,7 +15,7 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use super::docroot::{Lookup, LookupError};
+use super::lookup::{Lookup, LookupError};
 
 /// `open_file_cache:`: how many lookups a root remembers, and for how long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

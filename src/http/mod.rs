@@ -6,4 +6,5 @@ pub mod content_type;
 pub mod file;
 pub mod hop_by_hop;
 pub mod negotiate;
+pub mod percent;
 pub mod range;

@@ -13,9 +13,10 @@ use crate::config::Config;
 use crate::core::site::{Offload, Route};
 use crate::core::answer::Answer;
 use crate::core::decide::{decide, Decision, Request};
-use crate::core::key::ObjectKey;
-use crate::core::path::encode_relative;
-use crate::fs::docroot::{Docroot, Io, Lookup, LookupError};
+use crate::core::key;
+use crate::http::percent::encode_path;
+use crate::fs::docroot::{Docroot, Io};
+use crate::fs::lookup::{Lookup, LookupError};
 use crate::http::content_type::content_type;
 use crate::offload::bwlimit::Limiter;
 use crate::offload::digest::{self, Sums};
@@ -148,7 +149,7 @@ impl Io for AsIfGone {
 /// The key the server will redirect `relative` to once its file is gone, computed by the
 /// server's own `decide`; or why it would not redirect there.
 pub fn redirect_key(config: &Config, route: &Route, relative: &str) -> Result<String, String> {
-    let path = format!("{}/{}", route.prefix, encode_relative(relative));
+    let path = format!("{}/{}", route.prefix, encode_path(relative));
     let headers = HeaderMap::new();
     let request = Request {
         method: &Method::GET,
@@ -158,7 +159,7 @@ pub fn redirect_key(config: &Config, route: &Route, relative: &str) -> Result<St
     };
     let Ok(decided) = decide(&config.site, &request, SystemTime::now(), &AsIfGone);
     let same_route = decided.route.is_some_and(|r| std::ptr::eq(r, route));
-    let key = ObjectKey::of(route, relative);
+    let key = key::of(route, relative);
     match &decided.decision {
         Decision::Answer(Answer::Redirect(_)) if same_route && decided.key() == Some(key) => {
             Ok(key.to_string())

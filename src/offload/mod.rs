@@ -17,6 +17,7 @@
 
 pub mod admin;
 pub mod bwlimit;
+pub mod client;
 pub mod digest;
 pub mod file;
 pub mod filter;
@@ -43,7 +44,7 @@ use tokio::sync::{mpsc, watch as signal_watch, Semaphore};
 
 use crate::config::Config;
 use crate::core::site::{Offload, Route};
-use crate::core::path::encode_relative;
+use crate::http::percent::encode_path;
 use bwlimit::Limiter;
 use file::{Job, Trace};
 use filter::Filter;
@@ -315,7 +316,7 @@ fn restore(route: &Route, report: &Report, dir: &str, name: &str) {
 
 /// The URL path of a file, as clients request it.
 pub fn url_path(route: &Route, relative: &str) -> String {
-    format!("{}/{}", route.prefix, encode_relative(relative))
+    format!("{}/{}", route.prefix, encode_path(relative))
 }
 
 /// A flag set on SIGTERM or SIGINT: no new file starts; files in flight finish.

@@ -5,7 +5,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use aws_sdk_s3::Client;
 
-use crate::s3::credentials::fetch_from_chain;
+use crate::config::chain::fetch_from_chain;
+use crate::offload::client;
 use crate::s3::Bucket;
 
 /// How long the credentials chain may take to answer before the run gives up.
@@ -58,7 +59,7 @@ impl Store {
             }
         }
         Ok(Store {
-            client: crate::s3::client::client(bucket).await,
+            client: client::client(bucket).await,
             bucket: bucket.name().to_owned(),
             endpoint: bucket
                 .client_addressing()

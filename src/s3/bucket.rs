@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
-use crate::core::key::ObjectKey;
+use crate::s3::key::ObjectKey;
 use crate::s3::credentials::{CredentialCell, EXPIRY_MARGIN};
 use crate::s3::sigv4::{self, Keys, Presign, QUERY_VALUE};
 
@@ -570,7 +570,7 @@ mod tests {
 
     #[test]
     fn object_urls_are_the_base_and_the_encoded_key() {
-        // The encoding itself is `core::key`'s, table-tested there.
+        // The encoding itself is `s3::key`'s, table-tested there.
         let b = bucket(
             "media",
             Addressing {
@@ -583,7 +583,7 @@ mod tests {
             ("a b+c.jpg", "http://s3.test/media/up/a%20b%2Bc.jpg"),
             ("dir//x/", "http://s3.test/media/up/dir//x/"),
         ] {
-            let key = ObjectKey::from_parts("up/", relative);
+            let key = ObjectKey::new("up/", relative);
             assert_eq!(b.public_url(&key), want, "key {relative:?}");
         }
     }
@@ -596,13 +596,13 @@ mod tests {
         };
         let b = Bucket::new("media", "eu-west-1", &cdn, keys(None)).unwrap();
         assert_eq!(
-            b.public_url(&ObjectKey::from_parts("up/", "a b.png")),
+            b.public_url(&ObjectKey::new("up/", "a b.png")),
             "https://cdn.example.com/media/up/a%20b.png"
         );
         let signed = b
             .presign(
                 "GET",
-                &ObjectKey::from_parts("up/", "a.png"),
+                &ObjectKey::new("up/", "a.png"),
                 SystemTime::UNIX_EPOCH,
                 Duration::from_secs(60),
                 false,
@@ -626,7 +626,7 @@ mod tests {
         let long = b(None)
             .presign(
                 "GET",
-                &ObjectKey::from_parts("", "a"),
+                &ObjectKey::new("", "a"),
                 now,
                 Duration::from_secs(30 * 24 * 3600),
                 false,
@@ -637,11 +637,11 @@ mod tests {
             "capped at 7 days"
         );
         let plenty = b(Some(now + Duration::from_secs(7200)))
-            .presign("GET", &ObjectKey::from_parts("", "a"), now, ttl, false)
+            .presign("GET", &ObjectKey::new("", "a"), now, ttl, false)
             .unwrap();
         assert_eq!(plenty.expires_at, now + ttl);
         let short = b(Some(now + Duration::from_secs(600)))
-            .presign("GET", &ObjectKey::from_parts("", "a"), now, ttl, false)
+            .presign("GET", &ObjectKey::new("", "a"), now, ttl, false)
             .unwrap();
         assert!(
             short.url.contains("X-Amz-Expires=540"),
@@ -650,7 +650,7 @@ mod tests {
         );
         let doomed = b(Some(now + Duration::from_secs(90))).presign(
             "GET",
-            &ObjectKey::from_parts("", "a"),
+            &ObjectKey::new("", "a"),
             now,
             ttl,
             false,
@@ -662,7 +662,7 @@ mod tests {
         let none =
             Bucket::new("media", "us-east-1", &Addressing::default(), Arc::default()).unwrap();
         assert!(matches!(
-            none.presign("GET", &ObjectKey::from_parts("", "a"), now, ttl, false),
+            none.presign("GET", &ObjectKey::new("", "a"), now, ttl, false),
             Err(SignError::NoCredentials)
         ));
     }
@@ -670,7 +670,7 @@ mod tests {
     #[test]
     fn attachment_names_are_rfc_6266_encoded() {
         let header = |name: &str| {
-            let encoded = content_disposition(ObjectKey::from_parts("", name).file_name());
+            let encoded = content_disposition(ObjectKey::new("", name).file_name());
             percent_encoding::percent_decode_str(&encoded)
                 .decode_utf8()
                 .unwrap()

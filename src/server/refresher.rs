@@ -8,7 +8,8 @@ use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
-use crate::s3::credentials::{fetch_from_chain, CredentialCell, EXPIRY_MARGIN};
+use crate::config::chain::fetch_from_chain;
+use crate::s3::credentials::{CredentialCell, EXPIRY_MARGIN};
 
 /// If a refresh fails, try again this soon (the old credentials stay in use while valid).
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(30);

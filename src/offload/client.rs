@@ -1,4 +1,4 @@
-//! The S3 client `offload` uploads with: the official SDK (`aws-sdk-s3`), addressing the bucket
+//! The S3 client offload uploads with: the official SDK (`aws-sdk-s3`), addressing the bucket
 //! the way its URLs do and signing with the same credentials as the proxy.
 
 use std::time::Duration;
@@ -12,13 +12,6 @@ use aws_sdk_s3::config::{
 use aws_sdk_s3::Client;
 
 use crate::s3::Bucket;
-
-/// S3's smallest part (all but the last) of a multipart upload.
-pub const MIN_PART: u64 = 5 << 20;
-/// S3's largest single PutObject.
-pub const MAX_SINGLE_PUT: u64 = 5 << 30;
-/// S3's most parts in one multipart upload.
-pub const MAX_PARTS: u64 = 10_000;
 
 /// Attempts per request, the first included: connection failures, 5xx and throttling are
 /// retried with jittered exponential backoff; 4xx answers are not.
