@@ -149,7 +149,14 @@ fn bench(c: &mut Criterion) {
         headers: &headers,
     };
     c.bench_function("decide/hit (openat2 + fstat)", |b| {
-        b.iter(|| decide(&config.site, &get(black_box("/uploads/hit.txt")), now, &MayBlock))
+        b.iter(|| {
+            decide(
+                &config.site,
+                &get(black_box("/uploads/hit.txt")),
+                now,
+                &MayBlock,
+            )
+        })
     });
     c.bench_function("decide/miss public redirect", |b| {
         b.iter(|| {

@@ -12,6 +12,8 @@ pub mod cli;
 pub mod config;
 /// From a request to a decision, as values: route, path, policy, key, outcome. No tokio, no Pingora.
 pub mod core;
+/// Client connections: HTTP/1 heads, h2 streams, answers made here.
+pub mod front;
 /// Beneath the document roots: openat2 lookups, non-blocking reads, zero-copy sends.
 pub mod fs;
 /// HTTP semantics of serving a file: validators, preconditions, ranges, negotiation, types.
@@ -20,7 +22,11 @@ pub mod http;
 pub mod offload;
 /// S3 addressing and URLs, SigV4 presigning, the credential cell and provider chain.
 pub mod s3;
-/// Client connections, the HTTP/1 wire format, responses, Pingora's proxy, startup.
+/// The process: listeners, signals and reloads, the runtime directory, readiness, admin.
 pub mod server;
 /// The request log line (and what operators observe).
 pub mod telemetry;
+/// The legacy upstream: the short way, Pingora's proxy, the authorization subrequest.
+pub mod upstream;
+/// What front and upstream share: HTTP/1 on the wire, the response writer, deciding off-disk.
+pub mod wire;

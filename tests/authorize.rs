@@ -149,7 +149,7 @@ fn no_answer_is_a_503_never_a_link() {
             .lines()
             .find(|l| l.contains(" ERROR ") && l.contains(why))
             .unwrap_or_else(|| panic!("no error line for {cookie}:\n{logs}"));
-        let message = error.split_once("spillway::server::local: ").map(|(_, m)| m);
+        let message = error.split_once("spillway::front::local: ").map(|(_, m)| m);
         assert_eq!(message, Some(format!("{why} path=\"/private/a.pdf\"").as_str()));
     }
     // The application down.

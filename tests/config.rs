@@ -74,7 +74,11 @@ fn the_shipped_proxy_yaml_compiles_to_what_it_documents() {
     assert_eq!(addresses, vec!["127.0.0.1:8080".parse().unwrap()]);
     assert!(config.listen[0].tls.is_none());
     assert_eq!(config.threads, 2);
-    let upstream = config.site.default_upstream.as_ref().expect("default upstream");
+    let upstream = config
+        .site
+        .default_upstream
+        .as_ref()
+        .expect("default upstream");
     assert_eq!(
         (
             upstream.name.as_str(),

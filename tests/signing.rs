@@ -15,8 +15,8 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use spillway::s3::key::ObjectKey;
 use spillway::s3::credentials::CredentialCell;
+use spillway::s3::key::ObjectKey;
 use spillway::s3::sigv4::{self, Keys, Presign};
 use spillway::s3::{Addressing, Bucket};
 use support::{

@@ -7,14 +7,14 @@ use http::{HeaderMap, Method};
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::core::site::Route;
 use crate::core::answer::{Answer, Reject};
 use crate::core::authorize::{original_uri, Authorize};
 use crate::core::decide::{decide, Decided, Decision, Request};
 use crate::core::outcome::Outcome;
 use crate::core::policy::Access;
+use crate::core::site::Route;
 use crate::fs::docroot::MayBlock;
-use crate::server::authorize::{Asker, Authorizer};
+use crate::upstream::authorize::{Asker, Authorizer};
 
 /// Everything `explain` reports. Field names are the `--json` interface.
 #[derive(Debug, Serialize)]

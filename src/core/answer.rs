@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use http::{HeaderValue, StatusCode};
 
-use crate::core::site::Route;
 use crate::core::authorize::Denial;
 use crate::core::outcome::Outcome;
 use crate::core::path::PathError;
 use crate::core::policy::{Access, Verdict};
+use crate::core::site::Route;
 use crate::http::negotiate::Encoding;
 use crate::s3::SignError;
 

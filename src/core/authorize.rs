@@ -8,8 +8,8 @@ use std::time::Duration;
 use http::{HeaderMap, HeaderName, StatusCode};
 use sha2::{Digest, Sha256};
 
-use crate::core::site::Upstream;
 use crate::core::answer::Answer;
+use crate::core::site::Upstream;
 use crate::http::percent::encode_path;
 
 /// `authorize:` on a route.

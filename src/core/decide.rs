@@ -13,18 +13,18 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::{HeaderMap, Method};
 
-use crate::core::site::{Route, Site, Upstream};
 use crate::core::answer::{
     Answer, CacheControl, LocalFile, Redirect, Reject, REDIRECT_CACHE_MARGIN,
 };
 use crate::core::key;
-use crate::s3::key::ObjectKey;
 use crate::core::path::decode_relative;
 use crate::core::policy::Access;
+use crate::core::site::{Route, Site, Upstream};
 use crate::fs::docroot::Io;
 use crate::fs::lookup::{Lookup, LookupError};
 use crate::http::content_type::content_type;
 use crate::http::negotiate;
+use crate::s3::key::ObjectKey;
 
 /// The parts of a request a decision depends on.
 #[derive(Debug, Clone, Copy)]

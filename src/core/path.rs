@@ -6,7 +6,6 @@
 
 use std::borrow::Cow;
 
-
 /// Why a path was refused; each maps to `400 Bad Request`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum PathError {

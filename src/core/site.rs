@@ -85,10 +85,7 @@ impl Route {
 
     /// The authorization check `answer` must wait for, if any: the deciding rule's own, else
     /// the route's.
-    pub fn check_for(
-        &self,
-        answer: &Answer,
-    ) -> Option<&Authorize> {
+    pub fn check_for(&self, answer: &Answer) -> Option<&Authorize> {
         let by_rule = match answer {
             Answer::Redirect(r) => r
                 .verdict
@@ -149,4 +146,3 @@ pub enum After {
     /// Left in place: upload and verify only.
     Keep,
 }
-

@@ -10,14 +10,14 @@ use http::{HeaderMap, Method};
 use tokio::sync::Semaphore;
 
 use crate::config::Config;
-use crate::core::site::{Offload, Route};
 use crate::core::answer::Answer;
 use crate::core::decide::{decide, Decision, Request};
 use crate::core::key;
-use crate::http::percent::encode_path;
+use crate::core::site::{Offload, Route};
 use crate::fs::docroot::{Docroot, Io};
 use crate::fs::lookup::{Lookup, LookupError};
 use crate::http::content_type::content_type;
+use crate::http::percent::encode_path;
 use crate::offload::bwlimit::Limiter;
 use crate::offload::digest::{self, Sums};
 use crate::offload::filter::Filter;

@@ -130,7 +130,8 @@ pub fn routes<'c>(
                 .find(|(p, _)| *p == wanted)
                 .map(|(_, r)| r)
                 .ok_or_else(|| {
-                    let all: Vec<String> = config.site.routes.iter().map(|(p, _)| shown(p)).collect();
+                    let all: Vec<String> =
+                        config.site.routes.iter().map(|(p, _)| shown(p)).collect();
                     OffloadError::NoSuchRoute(prefix.clone(), all.join(", "))
                 })?;
             match &route.offload {

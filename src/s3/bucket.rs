@@ -8,8 +8,8 @@ use std::time::{Duration, SystemTime};
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
-use crate::s3::key::ObjectKey;
 use crate::s3::credentials::{CredentialCell, EXPIRY_MARGIN};
+use crate::s3::key::ObjectKey;
 use crate::s3::sigv4::{self, Keys, Presign, QUERY_VALUE};
 
 /// RFC 5987 `attr-char`: what may stay literal in `filename*=UTF-8''...`.

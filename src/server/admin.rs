@@ -14,12 +14,12 @@ use pingora::server::ShutdownWatch;
 use tokio::io::AsyncReadExt;
 
 use crate::config::Config;
+use crate::front::connections::Connections;
 use crate::s3::credentials::EXPIRY_MARGIN;
-use crate::server::connections::Connections;
-use crate::server::http1::{self, MAX_HEAD};
-use crate::server::respond::{self, Reply, ZeroCopy};
 use crate::telemetry::metrics::State;
 use crate::telemetry::Telemetry;
+use crate::wire::http1::{self, MAX_HEAD};
+use crate::wire::respond::{self, Reply, ZeroCopy};
 
 /// A scraper that has not sent its request head by then is dropped.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);

@@ -1,20 +1,11 @@
-//! The server: client connections (`front`, `h2`) answered locally (`local`, `respond`, over
-//! `http1`) or through Pingora's proxy (`proxy`); the background services (credential
-//! refresher, readiness, drain); signals and reloads; and starting it all from a compiled
-//! config: no second config file, no surprises at bind time.
+//! The process: starting the front (`crate::front`) and the upstream clients
+//! (`crate::upstream`) from a compiled config on Pingora's listeners, the background services
+//! (credential refresher, readiness, drain), the admin listener, signals and reloads, and the
+//! private runtime directory. No second config file, no surprises at bind time.
 
 pub mod admin;
-pub mod authorize;
-pub mod connections;
-pub mod forward;
-pub mod front;
-pub mod h2;
-pub mod http1;
-pub mod local;
-pub mod proxy;
 pub mod ready;
 pub mod refresher;
-pub mod respond;
 pub mod runtime_dir;
 pub mod signals;
 
@@ -32,13 +23,13 @@ use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 
 use crate::config::Config;
+use crate::front::connection::Front;
+use crate::front::connections::{Connections, ExitWhenDrained};
 use crate::telemetry::access_log::AccessLog;
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::Telemetry;
+use crate::upstream::proxy::Spillway;
 use admin::Admin;
-use connections::{Connections, ExitWhenDrained};
-use front::Front;
-use proxy::Spillway;
 use ready::Ready;
 use refresher::Refresher;
 use runtime_dir::{RuntimeDir, RuntimeDirError};

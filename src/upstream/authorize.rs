@@ -14,12 +14,12 @@ use pingora::http::RequestHeader;
 use pingora::prelude::HttpPeer;
 use pingora::protocols::http::v1::client::HttpSession;
 
-use crate::core::site::Route;
 use crate::core::answer::{Answer, Reject};
 use crate::core::authorize::{original_uri, said, Authorize, Denial, Said, Verdict};
 use crate::core::decide::Request;
+use crate::core::site::Route;
 use crate::http::hop_by_hop::HopByHop;
-use crate::server::proxy::peer;
+use crate::upstream::proxy::peer;
 
 /// The most of a "no" page relayed to the client; a longer one fails closed.
 const LARGEST_DENIAL: usize = 64 * 1024;

@@ -21,7 +21,7 @@ use crate::core::authorize::Denial;
 use crate::fs::read::read_at;
 use crate::fs::zero_copy;
 use crate::http::file::{self, Body, FilePlan};
-use crate::server::http1::{Persistence, ResponseHead};
+use crate::wire::http1::{Persistence, ResponseHead};
 
 /// Large enough to keep syscalls per byte low, small enough that many concurrent downloads stay
 /// within a few MiB: each connection holds at most one chunk.
@@ -34,7 +34,7 @@ const ZERO_COPY_MIN: u64 = CHUNK as u64;
 const ZERO_COPY_PIECE: u64 = 4 << 20;
 
 /// Writes all of `bytes` to an HTTP/1 client, which must take them within `send_timeout`.
-pub(super) async fn send_all(
+pub(crate) async fn send_all(
     stream: &mut Stream,
     bytes: &[u8],
     send_timeout: Duration,

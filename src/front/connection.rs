@@ -29,15 +29,15 @@ use tokio::time::Sleep;
 use crate::config::Config;
 use crate::core::decide::{Decision, Request};
 use crate::core::outcome::Outcome;
-use crate::server::authorize::{Asker, Authorizer};
-use crate::server::connections::Connections;
-use crate::server::forward::{self, Client, Forwarder};
-use crate::server::h2::H2;
-use crate::server::http1::{self, BodyLength, HeadError, Persistence, RequestHead, MAX_HEAD};
-use crate::server::local::{self, Asked};
-use crate::server::proxy::Spillway;
-use crate::server::respond::{self, Reply, Sent, To, ZeroCopy};
+use crate::front::connections::Connections;
+use crate::front::h2::H2;
+use crate::front::local::{self, Asked};
 use crate::telemetry::{RequestId, Telemetry};
+use crate::upstream::authorize::{Asker, Authorizer};
+use crate::upstream::forward::{self, Client, Forwarder};
+use crate::upstream::proxy::Spillway;
+use crate::wire::http1::{self, BodyLength, HeadError, Persistence, RequestHead, MAX_HEAD};
+use crate::wire::respond::{self, Reply, Sent, To, ZeroCopy};
 
 /// Request bodies up to this size are read and discarded after a local answer, so a rejected
 /// upload does not cost the client its keep-alive connection; larger ones close it instead.
@@ -306,7 +306,7 @@ impl Front {
             query: head.query,
             headers: &head.headers,
         };
-        let decided = local::decide_without_blocking(&self.config, &request).await;
+        let decided = crate::wire::decide::decide_without_blocking(&self.config, &request).await;
         let route = decided.route;
         let asked = Asked {
             method: &head.method,

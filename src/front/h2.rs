@@ -15,11 +15,11 @@ use pingora::server::ShutdownWatch;
 
 use crate::config::Config;
 use crate::core::decide::{Decision, Request};
-use crate::server::authorize::{Asker, Authorizer};
-use crate::server::local::{self, Asked};
-use crate::server::proxy::Spillway;
-use crate::server::respond::{Reply, To};
+use crate::front::local::{self, Asked};
 use crate::telemetry::{RequestId, Telemetry};
+use crate::upstream::authorize::{Asker, Authorizer};
+use crate::upstream::proxy::Spillway;
+use crate::wire::respond::{Reply, To};
 
 /// Streams a client may have open at once (RFC 9113 suggests at least 100).
 const MAX_CONCURRENT_STREAMS: u32 = 100;
@@ -81,7 +81,7 @@ impl HttpServerApp for H2 {
             query: query.as_deref(),
             headers: &headers,
         };
-        let decided = local::decide_without_blocking(&self.config, &request).await;
+        let decided = crate::wire::decide::decide_without_blocking(&self.config, &request).await;
         let answer = match decided.decision {
             Decision::Answer(answer) => answer,
             Decision::Upstream(_) => return self.proxy.process_new_http(session, shutdown).await,

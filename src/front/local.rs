@@ -1,4 +1,5 @@
-//! Deciding a request and answering it without the upstream: the steps HTTP/1 and HTTP/2 share.
+//! Answering a decided request without the upstream, and its log line: the steps HTTP/1 and
+//! HTTP/2 share.
 
 use std::fmt::Display;
 use std::net::IpAddr;
@@ -6,65 +7,13 @@ use std::time::{Instant, SystemTime};
 
 use http::{HeaderMap, Method};
 
-use crate::config::Config;
-use crate::core::site::Route;
 use crate::core::answer::{Answer, Reject};
-use crate::core::decide::{decide_as, Decided, Decision, Request, Shadow};
 use crate::core::outcome::Outcome;
-use crate::fs::docroot::{CachedOnly, MayBlock};
+use crate::core::site::Route;
 use crate::s3::SignError;
-use crate::server::respond::{self, Reply, Sent};
 use crate::telemetry::access_log::Entry;
 use crate::telemetry::{RequestId, Telemetry};
-
-/// Runs `decide` on the event loop with cached-only lookups. A path the kernel must read from
-/// disk to resolve is resolved on the blocking pool instead, and the decision retried, so a cold
-/// disk never stalls the other requests on this worker.
-pub async fn decide_without_blocking<'c, 'p>(
-    config: &'c Config,
-    request: &Request<'p>,
-) -> Decided<'c, 'p> {
-    decide_as_without_blocking(Shadow::Honour, config, request).await
-}
-
-/// Under a shadow route: what spillway would have answered, had it been live (it is never
-/// sent: the upstream answers).
-pub async fn would_answer(config: &Config, request: &Request<'_>) -> Outcome {
-    let decided = decide_as_without_blocking(Shadow::AsIfLive, config, request).await;
-    match decided.decision {
-        Decision::Answer(Answer::Serve(local)) => {
-            let status =
-                crate::http::file::plan(request.method, request.headers, &local.meta).status;
-            Answer::Serve(local).outcome(status)
-        }
-        Decision::Answer(answer) => answer.outcome(http::StatusCode::OK),
-        Decision::Upstream(_) => Outcome::Upstream,
-    }
-}
-
-async fn decide_as_without_blocking<'c, 'p>(
-    shadow: Shadow,
-    config: &'c Config,
-    request: &Request<'p>,
-) -> Decided<'c, 'p> {
-    // Each round warms one more path (the file, then a precompressed variant or index file).
-    for _ in 0..4 {
-        let warm = match decide_as(shadow, &config.site, request, SystemTime::now(), &CachedOnly) {
-            Ok(decided) => return decided,
-            Err(warm) => warm,
-        };
-        if tokio::task::spawn_blocking(move || warm.run())
-            .await
-            .is_err()
-        {
-            break;
-        }
-    }
-    // A file system whose lookups never stay cached (network file systems revalidate):
-    // fall back to what nginx does, a blocking lookup here.
-    let Ok(decided) = decide_as(shadow, &config.site, request, SystemTime::now(), &MayBlock);
-    decided
-}
+use crate::wire::respond::{self, Reply, Sent};
 
 /// Who asked what, and how: what the log line says besides the answer.
 pub struct Asked<'a> {

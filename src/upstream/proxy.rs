@@ -14,10 +14,9 @@ use pingora::proxy::{ProxyHttp, Session};
 use pingora::{Error, ErrorSource, ErrorType, Result};
 
 use crate::config::Config;
-use crate::core::site::Upstream;
 use crate::core::decide::Request;
 use crate::core::outcome::Outcome;
-use crate::server::local;
+use crate::core::site::Upstream;
 use crate::telemetry::access_log::Entry;
 use crate::telemetry::{RequestId, Telemetry};
 
@@ -40,7 +39,7 @@ impl Spillway {
 }
 
 /// A ready peer for every upstream a request can go to, by name.
-pub(super) fn peers(config: &Config) -> BTreeMap<String, HttpPeer> {
+pub(crate) fn peers(config: &Config) -> BTreeMap<String, HttpPeer> {
     let used = config
         .site
         .routes
@@ -56,12 +55,12 @@ pub(super) fn peers(config: &Config) -> BTreeMap<String, HttpPeer> {
 }
 
 /// The one log line of a failed connect, naming the upstream and its address.
-pub(super) fn log_connect_failure(upstream: &Upstream, peer: &HttpPeer, e: &Error) {
+pub(crate) fn log_connect_failure(upstream: &Upstream, peer: &HttpPeer, e: &Error) {
     tracing::warn!(upstream = upstream.name, address = %peer._address, "cannot connect to upstream: {e}");
 }
 
 /// A ready peer for `upstream`, with its timeouts.
-pub(super) fn peer(upstream: &Upstream) -> HttpPeer {
+pub(crate) fn peer(upstream: &Upstream) -> HttpPeer {
     let mut peer = HttpPeer::new(upstream.address, false, String::new());
     // Pingora sets no upstream timeouts by default: a dead backend would hold requests forever.
     peer.options.connection_timeout = Some(upstream.connect_timeout);
@@ -84,7 +83,7 @@ fn client_went_away(error: &Error) -> bool {
 }
 
 /// The `kind` label of a failed exchange with the upstream.
-pub(super) fn upstream_error_kind(error: &Error) -> &'static str {
+pub(crate) fn upstream_error_kind(error: &Error) -> &'static str {
     match error.etype() {
         ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
             "timeout"
@@ -148,7 +147,7 @@ impl ProxyHttp for Spillway {
                 query: req.uri.query(),
                 headers: &req.headers,
             };
-            ctx.would = Some(local::would_answer(&self.config, &request).await);
+            ctx.would = Some(crate::wire::decide::would_answer(&self.config, &request).await);
         }
         Ok(())
     }
@@ -226,7 +225,12 @@ impl ProxyHttp for Spillway {
                 .get(name)
                 .and_then(|v: &HeaderValue| v.to_str().ok())
         };
-        let route = self.config.site.routes.lookup(req.uri.path()).map(|(r, _)| r);
+        let route = self
+            .config
+            .site
+            .routes
+            .lookup(req.uri.path())
+            .map(|(r, _)| r);
         let protocol = match req.version {
             http::Version::HTTP_2 => "HTTP/2.0",
             http::Version::HTTP_10 => "HTTP/1.0",

@@ -28,10 +28,10 @@ use pingora::protocols::Stream;
 use crate::config::Config;
 use crate::core::site::{Route, Upstream};
 use crate::http::hop_by_hop::HopByHop;
-use crate::server::http1::{BodyLength, Persistence, RequestHead, ResponseHead, MAX_HEAD};
-use crate::server::proxy::{log_connect_failure, peers, upstream_error_kind};
-use crate::server::respond::{self, Reply, Sent, To, ZeroCopy};
 use crate::telemetry::{RequestId, Telemetry};
+use crate::upstream::proxy::{log_connect_failure, peers, upstream_error_kind};
+use crate::wire::http1::{BodyLength, Persistence, RequestHead, ResponseHead, MAX_HEAD};
+use crate::wire::respond::{self, Reply, Sent, To, ZeroCopy};
 
 /// Body bytes gathered before they are written to the client: a page that fits goes out with
 /// its head in one write, a larger body streams in pieces of about this size.
