@@ -50,10 +50,22 @@ impl<T> RouteTable<T> {
     /// The route for `path` and the rest of the path after its prefix (empty, or starting
     /// with `/`).
     pub fn lookup<'p>(&self, path: &'p str) -> Option<(&T, &'p str)> {
-        self.entries.iter().find_map(|(prefix, value)| {
-            let rest = path.strip_prefix(prefix.as_str())?;
-            (rest.is_empty() || rest.starts_with('/')).then_some((value, rest))
+        let (prefix, value) = &self.entries[self.position(path)?];
+        Some((value, &path[prefix.len()..]))
+    }
+
+    /// Where [`RouteTable::lookup`]'s route is in the table: a handle that outlives a borrow of
+    /// it (a request's context in Pingora's proxy), for [`RouteTable::get`].
+    pub fn position(&self, path: &str) -> Option<usize> {
+        self.entries.iter().position(|(prefix, _)| {
+            path.strip_prefix(prefix.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
         })
+    }
+
+    /// The route at a [`RouteTable::position`].
+    pub fn get(&self, position: usize) -> Option<&T> {
+        self.entries.get(position).map(|(_, value)| value)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&str, &T)> {

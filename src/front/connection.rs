@@ -27,13 +27,14 @@ use tokio::io::AsyncReadExt;
 use tokio::time::Sleep;
 
 use crate::config::Config;
+use crate::core::answer::Answer;
 use crate::core::decide::{Decision, Request};
 use crate::core::outcome::Outcome;
 use crate::front::connections::Connections;
 use crate::front::h2::H2;
 use crate::front::local::{self, Asked};
 use crate::telemetry::{RequestId, Telemetry};
-use crate::upstream::authorize::{Asker, Authorizer};
+use crate::upstream::authorize::Authorizer;
 use crate::upstream::forward::{self, Client, Forwarder};
 use crate::upstream::proxy::Spillway;
 use crate::wire::http1::{self, BodyLength, HeadError, Persistence, RequestHead, MAX_HEAD};
@@ -321,30 +322,19 @@ impl Front {
         let mut early = Vec::new();
         let after = match decided.decision {
             Decision::Answer(answer) => {
-                let asker = Asker {
-                    request: &request,
-                    client,
-                };
-                let relative = decided.relative.as_deref();
-                let answer = self
-                    .authorizer
-                    .authorized(route, relative, &asker, answer)
-                    .await;
+                let decided = (&request, decided.relative.as_deref(), answer);
                 self.answer_locally(
                     (stream, &mut conn.out, &mut conn.zero_copy),
                     &head,
                     &asked,
                     route,
-                    answer,
+                    decided,
                     shutdown,
                 )
                 .await
             }
-            Decision::Upstream(_) => match (
-                self.config.site.upstream_for(route),
-                forward::eligible(&head, route),
-            ) {
-                (Some(upstream), Some(hop)) => {
+            Decision::Upstream(upstream) => match forward::eligible(&head, route) {
+                Some(hop) => {
                     // From the listener the request came in on, never from the client.
                     let tls = stream.get_ssl_digest().is_some();
                     let mut client = Client {
@@ -401,14 +391,15 @@ impl Front {
         }
     }
 
-    /// Answers a request spillway decided itself, and says whether the connection lives on.
+    /// Answers a request spillway decided itself (the request, its canonical path below the
+    /// route, and the decided answer), and says whether the connection lives on.
     async fn answer_locally(
         &self,
         (stream, out, zero_copy): (&mut Stream, &mut Vec<u8>, &mut ZeroCopy),
         head: &RequestHead<'_>,
         asked: &Asked<'_>,
         route: Option<&crate::core::site::Route>,
-        answer: crate::core::answer::Answer<'_>,
+        (request, relative, answer): (&Request<'_>, Option<&str>, Answer<'_>),
         shutdown: &ShutdownWatch,
     ) -> After {
         // A body we would have to wait for, or cannot delimit cheaply, ends the connection.
@@ -430,7 +421,17 @@ impl Front {
             send_timeout: self.config.limits.send_timeout,
             body_bytes: 0,
         };
-        let sent = local::answer(&self.telemetry, &mut reply, asked, route, answer).await;
+        let sent = local::authorize_and_answer(
+            &self.authorizer,
+            &self.telemetry,
+            &mut reply,
+            asked,
+            request,
+            route,
+            relative,
+            answer,
+        )
+        .await;
         match (sent.cut_short, drain) {
             (Some(_), _) => After::Gone,
             (None, Some(body)) if keep_alive => After::KeepAlive { body },

@@ -17,7 +17,7 @@ use crate::config::Config;
 use crate::core::decide::{Decision, Request};
 use crate::front::local::{self, Asked};
 use crate::telemetry::{RequestId, Telemetry};
-use crate::upstream::authorize::{Asker, Authorizer};
+use crate::upstream::authorize::Authorizer;
 use crate::upstream::proxy::Spillway;
 use crate::wire::respond::{Reply, To};
 
@@ -90,15 +90,6 @@ impl HttpServerApp for H2 {
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
-        let asker = Asker {
-            request: &request,
-            client,
-        };
-        let relative = decided.relative.as_deref();
-        let answer = self
-            .authorizer
-            .authorized(decided.route, relative, &asker, answer)
-            .await;
         let asked = Asked {
             method: &method,
             path: &path,
@@ -119,7 +110,17 @@ impl HttpServerApp for H2 {
             send_timeout,
             body_bytes: 0,
         };
-        local::answer(&self.telemetry, &mut reply, &asked, decided.route, answer).await;
+        local::authorize_and_answer(
+            &self.authorizer,
+            &self.telemetry,
+            &mut reply,
+            &asked,
+            &request,
+            decided.route,
+            decided.relative.as_deref(),
+            answer,
+        )
+        .await;
         // An h2 stream is never reused; the connection goes on with its other streams.
         None
     }

@@ -3,16 +3,18 @@
 
 use std::fmt::Display;
 use std::net::IpAddr;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use http::{HeaderMap, Method};
 
 use crate::core::answer::{Answer, Reject};
+use crate::core::decide::Request;
 use crate::core::outcome::Outcome;
 use crate::core::site::Route;
 use crate::s3::SignError;
 use crate::telemetry::access_log::Entry;
 use crate::telemetry::{RequestId, Telemetry};
+use crate::upstream::authorize::{Asker, Authorizer};
 use crate::wire::respond::{self, Reply, Sent};
 
 /// Who asked what, and how: what the log line says besides the answer.
@@ -29,10 +31,6 @@ pub struct Asked<'a> {
 }
 
 impl Asked<'_> {
-    fn header(&self, name: http::header::HeaderName) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-
     /// Counts and logs the request, answered with `sent`.
     pub fn record(
         &self,
@@ -42,28 +40,52 @@ impl Asked<'_> {
         sent: &Sent,
         reason: Option<&dyn Display>,
     ) {
-        telemetry.record(
-            route,
-            &Entry {
-                time: SystemTime::now(),
-                client: self.client,
-                method: self.method.as_str(),
-                path: self.path,
-                protocol: self.protocol,
-                outcome,
-                status: Some(sent.status),
-                body_bytes: sent.body_bytes,
-                duration: self.start.elapsed(),
-                route: route.map(|r| r.prefix.as_str()),
-                user_agent: self.header(http::header::USER_AGENT),
-                referer: self.header(http::header::REFERER),
-                request_id: self.request_id.as_str(),
-                reason,
-                cut_short: sent.cut_short.as_ref().map(|e| e as &dyn Display),
-                would: None,
-            },
+        let entry = Entry::asked(
+            self.client,
+            self.method.as_str(),
+            self.path,
+            self.protocol,
+            self.request_id.as_str(),
+            self.start,
+        )
+        .headers(self.headers)
+        .answered(
+            route.map(|r| r.prefix.as_str()),
+            outcome,
+            Some(sent.status),
+            sent.body_bytes,
+        )
+        .why(
+            reason,
+            sent.cut_short.as_ref().map(|e| e as &dyn Display),
+            None,
         );
+        telemetry.record(route, &entry);
     }
+}
+
+/// The one way a decided answer goes out, for HTTP/1 and h2 alike: the application's check,
+/// when the route (or the deciding rule) has one that applies, then the answer, counted and
+/// logged. `relative` is the request's canonical path below the route.
+#[allow(clippy::too_many_arguments)] // one request's parts, passed as they are held
+pub async fn authorize_and_answer(
+    authorizer: &Authorizer,
+    telemetry: &Telemetry,
+    reply: &mut Reply<'_>,
+    asked: &Asked<'_>,
+    request: &Request<'_>,
+    route: Option<&Route>,
+    relative: Option<&str>,
+    decided: Answer<'_>,
+) -> Sent {
+    let asker = Asker {
+        request,
+        client: asked.client,
+    };
+    let decided = authorizer
+        .authorized(route, relative, &asker, decided)
+        .await;
+    answer(telemetry, reply, asked, route, decided).await
 }
 
 /// Sends `answer` to the request, counts and logs it, and returns what went out.
@@ -103,25 +125,12 @@ pub fn record_refusal(
     reason: &dyn Display,
 ) {
     let request_id = RequestId::new();
-    telemetry.record(
-        None,
-        &Entry {
-            time: SystemTime::now(),
-            client,
-            method: "-",
-            path: "-",
-            protocol: "-",
-            outcome: Outcome::Rejected,
-            status: Some(sent.status),
-            body_bytes: sent.body_bytes,
-            duration: start.elapsed(),
-            route: None,
-            user_agent: None,
-            referer: None,
-            request_id: request_id.as_str(),
-            reason: Some(reason),
-            cut_short: sent.cut_short.as_ref().map(|e| e as &dyn Display),
-            would: None,
-        },
-    );
+    let entry = Entry::asked(client, "-", "-", "-", request_id.as_str(), start)
+        .answered(None, Outcome::Rejected, Some(sent.status), sent.body_bytes)
+        .why(
+            Some(reason),
+            sent.cut_short.as_ref().map(|e| e as &dyn Display),
+            None,
+        );
+    telemetry.record(None, &entry);
 }

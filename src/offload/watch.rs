@@ -5,7 +5,7 @@
 //! leave nothing to move. A changed file is due `min_age` after its last change and waits in a
 //! timer wheel (`DelayQueue`) until then; a new or renamed-in directory is walked, since files
 //! can land in it before its watch exists. A full walk runs at the start, every `RESCAN`, and
-//! when events were lost (the kernel's queue overflowed, or more paths were pending than
+//! when events were lost (the kernel's queue walk_owed, or more paths were pending than
 //! `MAX_PENDING`). Idle, the loop sleeps on its timers and the inotify descriptor: no CPU.
 //!
 //! The loop owns every file's state, so a path is never in flight twice: waiting (a timer), due
@@ -70,8 +70,9 @@ struct Queue {
     /// Files in the order they were first noticed; stale entries are skipped lazily.
     noticed: VecDeque<(u64, String)>,
     retrying: usize,
-    /// Something was dropped (too many pending): a walk must find it.
-    overflowed: bool,
+    /// A full walk is owed: something was dropped (too many pending, lost events), or the
+    /// rescan interval passed.
+    walk_owed: bool,
 }
 
 fn unix_ms() -> u64 {
@@ -83,7 +84,7 @@ fn unix_ms() -> u64 {
 impl Queue {
     fn insert(&mut self, relative: String, state: State) {
         if self.files.len() >= MAX_PENDING {
-            self.overflowed = true;
+            self.walk_owed = true;
             if let State::Waiting(key) = state {
                 self.timers.remove(&key);
             }
@@ -240,14 +241,10 @@ pub async fn watch(
     let root = job.route.docroot.path().to_owned();
     let changes = Arc::new(Mutex::new(Changes::default()));
     let wake = Arc::new(Notify::new());
-    let watcher = start_watcher(&root, Arc::clone(&changes), Arc::clone(&wake));
-    let _watcher = match watcher {
+    let _watcher = match start_watcher(&root, Arc::clone(&changes), Arc::clone(&wake)) {
         Ok(watcher) => {
-            report.line(format!(
-                "watching   {} ({})",
-                shown(&job.route.prefix),
-                root.display()
-            ));
+            let prefix = shown(&job.route.prefix);
+            report.line(format!("watching   {prefix} ({})", root.display()));
             Some(watcher)
         }
         Err(e) => {
@@ -260,41 +257,24 @@ pub async fn watch(
         }
     };
     watching();
-
-    let walker = Walk::of(job.route);
     let (walk_tx, mut walked) = mpsc::channel::<Found>(1024);
-    let mut walks = 0usize;
-    let start_walk = |below: Option<String>, walks: &mut usize| {
-        *walks += 1;
-        if let Some(metrics) = report.metrics() {
-            let kind = if below.is_some() { "directory" } else { "full" };
-            metrics.walked(&job.route.prefix, kind);
-        }
-        let walker = walker.clone();
-        let tx = walk_tx.clone();
-        tokio::task::spawn_blocking(move || {
-            let send = |found: Found| tx.blocking_send(found).is_ok();
-            match below {
-                None => walker.run(send),
-                Some(dir) => walker.run_below(dir, send),
-            }
-            // The end of this walk.
-            let _ = tx.blocking_send(Found::End);
-        });
+    let mut state = RouteWatch {
+        job,
+        report,
+        root,
+        walker: Walk::of(job.route),
+        walk_tx,
+        walks: 0,
+        queue: Queue::default(),
+        was_idle: false,
     };
-    start_walk(None, &mut walks);
-    let mut queue = Queue::default();
+    state.start_walk(None);
     let mut in_flight = FuturesUnordered::new();
     let mut next_rescan = tokio::time::Instant::now() + RESCAN;
     let mut stopping = *stop.borrow();
-    let concurrency = job.settings.concurrency;
-    let mut was_idle = false;
-    loop {
-        if stopping && in_flight.is_empty() {
-            break;
-        }
-        while !stopping && in_flight.len() < concurrency {
-            let Some(relative) = queue.next_due() else {
+    while !(stopping && in_flight.is_empty()) {
+        while !stopping && in_flight.len() < job.settings.concurrency {
+            let Some(relative) = state.queue.next_due() else {
                 break;
             };
             in_flight.push(async move {
@@ -304,93 +284,147 @@ pub async fn watch(
                 (relative, done, trace, started.elapsed())
             });
         }
-        let idle = walks == 0 && in_flight.is_empty() && queue.due.is_empty();
-        if let Some(metrics) = report.metrics() {
-            queue.compact();
-            let oldest = queue.oldest();
-            metrics.pending(&job.route.prefix, queue.files.len(), oldest);
-            if idle && !was_idle && queue.retrying == 0 {
-                metrics.succeeded();
-            }
-        }
-        was_idle = idle;
-        if queue.overflowed && walks == 0 {
-            queue.overflowed = false;
-            start_walk(None, &mut walks);
-        }
+        state.settle(in_flight.is_empty());
         tokio::select! {
             changed = stop.changed(), if !stopping => {
                 stopping = changed.is_err() || *stop.borrow();
             }
             Some((relative, done, trace, took)) = in_flight.next(), if !in_flight.is_empty() => {
-                let path = url_path(job.route, &relative);
-                let say_waiting = queue.finished(&relative, &done, job.min_age);
-                match &done {
-                    Done::TooYoung { wait } => {
-                        if say_waiting {
-                            report.waiting(&path, *wait);
-                        }
-                    }
-                    // Gone before its turn (a temporary file, or another replica moved it):
-                    // counted, not said, or every short-lived file would make a line.
-                    Done::MovedElsewhere => {
-                        if let Some(metrics) = report.metrics() {
-                            metrics.done(&job.route.prefix, &done);
-                        }
-                    }
-                    _ => report.done(&Finished {
-                        route: &job.route.prefix,
-                        path: &path,
-                        bytes: trace.size,
-                        done: &done,
-                        trace: &trace,
-                        took,
-                    }),
-                }
+                state.finished(&relative, &done, &trace, took);
             }
-            Some(found) = walked.recv() => {
-                match found {
-                    Found::File { relative, .. } if job.filter.admits(&relative) => {
-                        queue.found(relative)
-                    }
-                    Found::File { .. } => {}
-                    Found::Skipped { relative, why } => {
-                        report.skipped(&job.route.prefix, &url_path(job.route, &relative), why)
-                    }
-                    Found::SetAside { dir, name } => restore(job.route, report, &dir, &name),
-                    Found::End => walks -= 1,
-                }
-            }
-            Some(expired) = queue.timers.next(), if !queue.timers.is_empty() => {
-                queue.expired(expired.into_inner());
+            Some(found) = walked.recv() => state.found(found),
+            Some(expired) = state.queue.timers.next(), if !state.queue.timers.is_empty() => {
+                state.queue.expired(expired.into_inner());
             }
             () = wake.notified() => {
                 let (paths, lost) = match changes.lock() {
                     Ok(mut changes) => (std::mem::take(&mut changes.paths), std::mem::take(&mut changes.lost)),
                     Err(_) => (HashSet::new(), true),
                 };
-                if lost {
-                    if walks == 0 {
-                        start_walk(None, &mut walks);
-                    }
-                    continue;
-                }
-                for path in paths {
-                    match classify(job, &root, &path) {
-                        Some(Change::File(relative)) if queue.changed(&relative, job.min_age) => {
-                            report.waiting(&url_path(job.route, &relative), job.min_age);
-                        }
-                        Some(Change::File(_)) => {}
-                        Some(Change::Directory(relative)) => start_walk(Some(relative), &mut walks),
-                        None => {}
-                    }
-                }
+                state.changed(paths, lost);
             }
             () = tokio::time::sleep_until(next_rescan) => {
                 next_rescan = tokio::time::Instant::now() + RESCAN;
-                if walks == 0 {
-                    start_walk(None, &mut walks);
+                state.queue.walk_owed = true;
+            }
+        }
+    }
+}
+
+/// One route's watch between events: its queue, its walks, and what it tells.
+struct RouteWatch<'j, 'c> {
+    job: &'j Job<'c>,
+    report: &'j Report,
+    root: PathBuf,
+    walker: Walk,
+    /// Every walk sends what it finds here, then `Found::End`.
+    walk_tx: mpsc::Sender<Found>,
+    /// Walks under way.
+    walks: usize,
+    queue: Queue,
+    /// Nothing was due, in flight or being walked when last looked.
+    was_idle: bool,
+}
+
+impl RouteWatch<'_, '_> {
+    /// Walks the whole root (`None`) or below a directory, on the blocking pool.
+    fn start_walk(&mut self, below: Option<String>) {
+        self.walks += 1;
+        if let Some(metrics) = self.report.metrics() {
+            let kind = if below.is_some() { "directory" } else { "full" };
+            metrics.walked(&self.job.route.prefix, kind);
+        }
+        let walker = self.walker.clone();
+        let tx = self.walk_tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let send = |found: Found| tx.blocking_send(found).is_ok();
+            match below {
+                None => walker.run(send),
+                Some(dir) => walker.run_below(dir, send),
+            }
+            let _ = tx.blocking_send(Found::End);
+        });
+    }
+
+    /// Between events: a full walk if one is owed (the rescan interval, lost events, or too
+    /// many pending) and none runs; the metrics; a success once the queue drains cleanly.
+    fn settle(&mut self, nothing_in_flight: bool) {
+        if self.queue.walk_owed && self.walks == 0 {
+            self.queue.walk_owed = false;
+            self.start_walk(None);
+        }
+        let idle = self.walks == 0 && nothing_in_flight && self.queue.due.is_empty();
+        if let Some(metrics) = self.report.metrics() {
+            self.queue.compact();
+            let oldest = self.queue.oldest();
+            metrics.pending(&self.job.route.prefix, self.queue.files.len(), oldest);
+            if idle && !self.was_idle && self.queue.retrying == 0 {
+                metrics.succeeded();
+            }
+        }
+        self.was_idle = idle;
+    }
+
+    /// A file went as far as it could.
+    fn finished(&mut self, relative: &str, done: &Done, trace: &Trace, took: Duration) {
+        let job = self.job;
+        let path = url_path(job.route, relative);
+        let say_waiting = self.queue.finished(relative, done, job.min_age);
+        match done {
+            Done::TooYoung { wait } if say_waiting => self.report.waiting(&path, *wait),
+            Done::TooYoung { .. } => {}
+            // Gone before its turn (a temporary file, or another replica moved it): counted,
+            // not said, or every short-lived file would make a line.
+            Done::MovedElsewhere => {
+                if let Some(metrics) = self.report.metrics() {
+                    metrics.done(&job.route.prefix, done);
                 }
+            }
+            _ => self.report.done(&Finished {
+                route: &job.route.prefix,
+                path: &path,
+                bytes: trace.size,
+                done,
+                trace,
+                took,
+            }),
+        }
+    }
+
+    /// A walk found something.
+    fn found(&mut self, found: Found) {
+        let job = self.job;
+        match found {
+            Found::File { relative, .. } if job.filter.admits(&relative) => {
+                self.queue.found(relative)
+            }
+            Found::File { .. } => {}
+            Found::Skipped { relative, why } => {
+                let path = url_path(job.route, &relative);
+                self.report.skipped(&job.route.prefix, &path, why)
+            }
+            Found::SetAside { dir, name } => restore(job.route, self.report, &dir, &name),
+            Found::End => self.walks -= 1,
+        }
+    }
+
+    /// inotify said these paths changed (or that it lost track: then a full walk is owed).
+    fn changed(&mut self, paths: HashSet<PathBuf>, lost: bool) {
+        if lost {
+            self.queue.walk_owed = true;
+            return;
+        }
+        let job = self.job;
+        for path in paths {
+            match classify(job, &self.root, &path) {
+                Some(Change::File(relative)) => {
+                    if self.queue.changed(&relative, job.min_age) {
+                        self.report
+                            .waiting(&url_path(job.route, &relative), job.min_age);
+                    }
+                }
+                Some(Change::Directory(relative)) => self.start_walk(Some(relative)),
+                None => {}
             }
         }
     }

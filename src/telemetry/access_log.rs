@@ -13,9 +13,9 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
-use http::StatusCode;
+use http::{HeaderMap, HeaderValue, StatusCode};
 use prometheus::IntCounter;
 use serde::Serialize;
 
@@ -54,6 +54,78 @@ pub struct Entry<'a> {
     pub cut_short: Option<&'a dyn std::fmt::Display>,
     /// Under a shadow route: what spillway would have done.
     pub would: Option<Outcome>,
+}
+
+impl<'a> Entry<'a> {
+    /// A request's entry, from who asked what; how it was answered is added with the methods
+    /// below (until then: rejected, nothing sent, no route).
+    pub fn asked(
+        client: Option<IpAddr>,
+        method: &'a str,
+        path: &'a str,
+        protocol: &'a str,
+        request_id: &'a str,
+        started: Instant,
+    ) -> Entry<'a> {
+        Entry {
+            time: SystemTime::now(),
+            client,
+            method,
+            path,
+            protocol,
+            outcome: Outcome::Rejected,
+            status: None,
+            body_bytes: 0,
+            duration: started.elapsed(),
+            route: None,
+            user_agent: None,
+            referer: None,
+            request_id,
+            reason: None,
+            cut_short: None,
+            would: None,
+        }
+    }
+
+    /// The request's `User-Agent` and `Referer`.
+    pub fn headers(mut self, headers: &'a HeaderMap) -> Entry<'a> {
+        let text = |name| {
+            headers
+                .get(name)
+                .and_then(|v: &HeaderValue| v.to_str().ok())
+        };
+        self.user_agent = text(http::header::USER_AGENT);
+        self.referer = text(http::header::REFERER);
+        self
+    }
+
+    /// How it was answered: `status` (`None`: no response was started) and body bytes sent.
+    pub fn answered(
+        mut self,
+        route: Option<&'a str>,
+        outcome: Outcome,
+        status: Option<StatusCode>,
+        body_bytes: u64,
+    ) -> Entry<'a> {
+        self.route = route;
+        self.outcome = outcome;
+        self.status = status;
+        self.body_bytes = body_bytes;
+        self
+    }
+
+    /// Why it was rejected, why its answer was cut short, what a shadow route would have done.
+    pub fn why(
+        mut self,
+        reason: Option<&'a dyn std::fmt::Display>,
+        cut_short: Option<&'a dyn std::fmt::Display>,
+        would: Option<Outcome>,
+    ) -> Entry<'a> {
+        self.reason = reason;
+        self.cut_short = cut_short;
+        self.would = would;
+        self
+    }
 }
 
 pub struct AccessLog {

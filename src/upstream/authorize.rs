@@ -19,6 +19,7 @@ use crate::core::authorize::{original_uri, said, Authorize, Denial, Said, Verdic
 use crate::core::decide::Request;
 use crate::core::site::Route;
 use crate::http::hop_by_hop::HopByHop;
+use crate::upstream::headers::forwarded_for;
 use crate::upstream::proxy::peer;
 
 /// The most of a "no" page relayed to the client; a longer one fails closed.
@@ -192,10 +193,7 @@ fn subrequest(check: &Authorize, uri: &str, asker: &Asker<'_>) -> pingora::Resul
     request.insert_header("x-original-uri", uri)?;
     request.insert_header("x-original-method", asker.request.method.as_str())?;
     if let Some(client) = asker.client {
-        let forwarded = match headers.get("x-forwarded-for") {
-            Some(prior) => format!("{}, {client}", String::from_utf8_lossy(prior.as_bytes())),
-            None => client.to_string(),
-        };
+        let forwarded = forwarded_for(headers.get("x-forwarded-for"), client);
         request.insert_header("x-forwarded-for", forwarded)?;
     }
     Ok(request)

@@ -17,7 +17,7 @@ use std::pin::pin;
 use std::task::Poll;
 use std::time::Duration;
 
-use http::header::{self, HeaderValue};
+use http::header;
 use http::{Method, StatusCode};
 use pingora::connectors::http::v1::Connector;
 use pingora::http::{HeaderNameVariant, RequestHeader};
@@ -29,6 +29,7 @@ use crate::config::Config;
 use crate::core::site::{Route, Upstream};
 use crate::http::hop_by_hop::HopByHop;
 use crate::telemetry::{RequestId, Telemetry};
+use crate::upstream::headers::add_forwarding;
 use crate::upstream::proxy::{log_connect_failure, peers, upstream_error_kind};
 use crate::wire::http1::{BodyLength, Persistence, RequestHead, ResponseHead, MAX_HEAD};
 use crate::wire::respond::{self, Reply, Sent, To, ZeroCopy};
@@ -530,18 +531,12 @@ impl Outgoing<'_> {
                 request.append_header(name.clone(), value.clone())?;
             }
         }
-        if let Some(address) = client.address {
-            let forwarded = match head.headers.get("x-forwarded-for") {
-                Some(prior) => {
-                    format!("{}, {address}", String::from_utf8_lossy(prior.as_bytes()))
-                }
-                None => address.to_string(),
-            };
-            request.insert_header("x-forwarded-for", forwarded)?;
-        }
-        let proto = HeaderValue::from_static(if client.tls { "https" } else { "http" });
-        request.insert_header("x-forwarded-proto", proto)?;
-        request.insert_header("x-request-id", self.request_id.as_str())?;
+        add_forwarding(
+            &mut request,
+            client.address,
+            client.tls,
+            self.request_id.as_str(),
+        )?;
         Ok(request)
     }
 }

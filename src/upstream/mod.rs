@@ -1,6 +1,8 @@
 //! The legacy upstream: the short way for bodyless GET/HEAD (`forward`), Pingora's proxy for the
-//! rest (`proxy`), and the authorization subrequest (`authorize`).
+//! rest (`proxy`), the authorization subrequest (`authorize`), and the fields all of them add
+//! (`headers`).
 
 pub mod authorize;
 pub mod forward;
+pub mod headers;
 pub mod proxy;

@@ -5,10 +5,9 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use async_trait::async_trait;
-use http::header::HeaderValue;
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{ProxyHttp, Session};
 use pingora::{Error, ErrorSource, ErrorType, Result};
@@ -19,6 +18,7 @@ use crate::core::outcome::Outcome;
 use crate::core::site::Upstream;
 use crate::telemetry::access_log::Entry;
 use crate::telemetry::{RequestId, Telemetry};
+use crate::upstream::headers::add_forwarding;
 
 /// The proxy service: what Pingora needs to reach the upstreams.
 pub struct Spillway {
@@ -103,7 +103,9 @@ pub(crate) fn upstream_error_kind(error: &Error) -> &'static str {
 pub struct RequestCtx {
     start: Instant,
     request_id: RequestId,
-    /// The request's upstream (its route's, else the default), chosen once.
+    /// The request's route (its place in the route table) and upstream (the route's, else the
+    /// default), chosen once.
+    route: Option<usize>,
     upstream: Option<Arc<Upstream>>,
     /// Set when `fail_to_connect` already logged the failure with the upstream's name.
     connect_failed: bool,
@@ -119,6 +121,7 @@ impl ProxyHttp for Spillway {
         RequestCtx {
             start: Instant::now(),
             request_id: RequestId::new(),
+            route: None,
             upstream: None,
             connect_failed: false,
             would: None,
@@ -138,7 +141,8 @@ impl ProxyHttp for Spillway {
         let req = session.req_header();
         ctx.request_id = RequestId::for_request(&req.headers);
         let path = req.uri.path();
-        let route = self.config.site.routes.lookup(path).map(|(r, _)| r);
+        ctx.route = self.config.site.routes.position(path);
+        let route = ctx.route.and_then(|at| self.config.site.routes.get(at));
         ctx.upstream = self.config.site.upstream_for(route).cloned();
         if route.is_some_and(|r| r.shadow) {
             let request = Request {
@@ -169,23 +173,14 @@ impl ProxyHttp for Spillway {
         upstream_request: &mut pingora::http::RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        if let Some(client) = session.client_addr().and_then(|a| a.as_inet()) {
-            let ip = client.ip().to_string();
-            let forwarded = match upstream_request.headers.get("x-forwarded-for") {
-                Some(prior) => format!("{}, {ip}", String::from_utf8_lossy(prior.as_bytes())),
-                None => ip,
-            };
-            upstream_request.insert_header("x-forwarded-for", forwarded)?;
-        }
-        // From the listener the request came in on, never from the client.
+        let client = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
         let tls = session
             .digest()
             .is_some_and(|digest| digest.ssl_digest.is_some());
-        let proto = HeaderValue::from_static(if tls { "https" } else { "http" });
-        upstream_request.insert_header("x-forwarded-proto", proto)?;
-        // The id the access log has, so the two logs can be joined.
-        upstream_request.insert_header("x-request-id", ctx.request_id.as_str())?;
-        Ok(())
+        add_forwarding(upstream_request, client, tls, ctx.request_id.as_str())
     }
 
     fn fail_to_connect(
@@ -220,46 +215,35 @@ impl ProxyHttp for Spillway {
         }
         let status = session.response_written().map(|r| r.status);
         let req = session.req_header();
-        let header = |name| {
-            req.headers
-                .get(name)
-                .and_then(|v: &HeaderValue| v.to_str().ok())
-        };
-        let route = self
-            .config
-            .site
-            .routes
-            .lookup(req.uri.path())
-            .map(|(r, _)| r);
+        let route = ctx
+            .route
+            .and_then(|index| self.config.site.routes.get(index));
         let protocol = match req.version {
             http::Version::HTTP_2 => "HTTP/2.0",
             http::Version::HTTP_10 => "HTTP/1.0",
             _ => "HTTP/1.1",
         };
-        self.telemetry.record(
-            route,
-            &Entry {
-                time: SystemTime::now(),
-                client: session
-                    .client_addr()
-                    .and_then(|a| a.as_inet())
-                    .map(|a| a.ip()),
-                method: req.method.as_str(),
-                path: req.uri.path(),
-                protocol,
-                outcome: Outcome::Upstream,
-                status,
-                body_bytes: session.body_bytes_sent() as u64,
-                duration: ctx.start.elapsed(),
-                route: route.map(|r| r.prefix.as_str()),
-                user_agent: header(http::header::USER_AGENT),
-                referer: header(http::header::REFERER),
-                request_id: ctx.request_id.as_str(),
-                reason: None,
-                cut_short: error.map(|e| e as &dyn std::fmt::Display),
-                would: ctx.would,
-            },
-        );
+        let client = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        let entry = Entry::asked(
+            client,
+            req.method.as_str(),
+            req.uri.path(),
+            protocol,
+            ctx.request_id.as_str(),
+            ctx.start,
+        )
+        .headers(&req.headers)
+        .answered(
+            route.map(|r| r.prefix.as_str()),
+            Outcome::Upstream,
+            status,
+            session.body_bytes_sent() as u64,
+        )
+        .why(None, error.map(|e| e as &dyn std::fmt::Display), ctx.would);
+        self.telemetry.record(route, &entry);
         if let (Some(would), Some(route)) = (ctx.would, route) {
             self.telemetry.metrics.shadow(&route.prefix, would, status);
         }

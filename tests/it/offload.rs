@@ -1,7 +1,7 @@
 //! `spillway offload` against a real S3 server (s3s-fs, verifying signatures and checksums),
 //! with the real proxy answering for the moved files afterwards.
 
-mod support;
+use crate::support;
 
 use std::os::unix::fs::symlink;
 use std::path::PathBuf;

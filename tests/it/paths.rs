@@ -1,6 +1,6 @@
 //! Malformed or ambiguous paths under a route get 400, never a file, a redirect or a 5xx.
 
-mod support;
+use crate::support;
 
 use support::{get, Stack};
 

@@ -17,7 +17,7 @@
 //! are parallel-safe; nothing sleeps. Timestamps that a row depends on are pinned with
 //! `set_modified` instead of relying on the clock.
 
-mod support;
+use crate::support;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;

@@ -1,6 +1,6 @@
 //! Paths outside the routes, and non-GET methods under them, go to the legacy upstream.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

@@ -3,7 +3,7 @@
 //! The upstream here is a scripted HTTP/1.1 server on a real socket, so each test controls
 //! exactly what comes back on the wire.
 
-mod support;
+use crate::support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};

@@ -2,7 +2,7 @@
 //! that changes nothing, SIGTERM letting a download finish, its private runtime dir, and the
 //! limits that keep a slow or greedy client from tying it up.
 
-mod support;
+use crate::support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -1,6 +1,6 @@
 //! `authorize:`: private objects are presigned only when the legacy application says yes.
 
-mod support;
+use crate::support;
 
 use support::{request, AuthApp, Response, Spillway};
 

@@ -1,7 +1,7 @@
 //! HTTPS: TLS listeners with certificates made here, HTTP/2 (by ALPN) and HTTP/1.1 through a
 //! real client, and SNI choosing between two certificates.
 
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -6,7 +6,7 @@
 //! and read exactly one framed response at a time, so a stray byte (a HEAD body, an undrained
 //! request body) shows up as a garbled next response.
 
-mod support;
+use crate::support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;

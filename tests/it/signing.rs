@@ -10,7 +10,7 @@
 //!   other query parameter, so a token changed after signing is `SignatureDoesNotMatch`;
 //! - `response-content-disposition`: echoed as `Content-Disposition` on GET, not on HEAD.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};

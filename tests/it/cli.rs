@@ -1,6 +1,6 @@
 //! The command line: `check`, config errors, bind errors, the default command and signals.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::process::{Command, Stdio};

@@ -1,7 +1,7 @@
 //! Misses redirect to S3: public objects plainly, private ones presigned. Every presigned
 //! Location is followed to a real S3 server that checks signatures.
 
-mod support;
+use crate::support;
 
 use support::{follow, get, request, Conn, Stack};
 

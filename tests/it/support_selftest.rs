@@ -1,7 +1,7 @@
 //! Tests of the test fixtures themselves (tests/support), so a broken
 //! fixture shows up here rather than as a confusing spillway failure.
 
-mod support;
+use crate::support;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;

@@ -1,7 +1,7 @@
 //! `shadow: true`: everything goes to the upstream unchanged; spillway logs and counts what it
 //! would have done, and whether the upstream agreed.
 
-mod support;
+use crate::support;
 
 use support::{free_port, get, request, Legacy, Spillway};
 

@@ -1,6 +1,6 @@
 //! Files under a route's root are served directly, with correct HTTP.
 
-mod support;
+use crate::support;
 
 use support::{get, patterned, read_rest, request, start_download, Conn, Stack, StackOptions};
 

@@ -1,7 +1,7 @@
 //! Nothing outside a route's root is ever read: a generated traversal corpus, symlinks,
 //! dotfiles, special files and permission errors, over real sockets.
 
-mod support;
+use crate::support;
 
 use std::os::unix::fs::{symlink, PermissionsExt};
 

@@ -1,7 +1,7 @@
 //! What an operator sees: `/metrics` counting exactly what was sent, `/healthz` and `/readyz`,
 //! and access logs in the formats log tools read, with no secret in any of them.
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::time::Duration;

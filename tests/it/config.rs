@@ -544,8 +544,7 @@ fn offload_mistakes_name_the_key_and_line() {
     );
 }
 
-#[path = "support/mod.rs"]
-mod support;
+use crate::support;
 
 #[test]
 fn tls_certificates_are_read_and_checked_at_load() {
