@@ -108,6 +108,8 @@ impl Compiler<'_> {
         });
     }
 
+    // Long on purpose: the top-level keys in the order of the reference; each delegates to its
+    // own method.
     fn compile(&mut self, raw: RawConfig) -> Config {
         let listen = self.listen(&raw.listen);
         let threads = match raw.threads {
@@ -464,6 +466,7 @@ impl Compiler<'_> {
         }
     }
 
+    // Long on purpose: one pass over a route's keys in the order of the reference, each checked where it is read, so every problem is found in one run.
     fn route(
         &mut self,
         at: &[Step],
@@ -571,6 +574,7 @@ impl Compiler<'_> {
         })
     }
 
+    // Long on purpose: an `authorize:` block's keys checked in the order of the reference.
     /// A route's authorization check.
     fn authorize(
         &mut self,

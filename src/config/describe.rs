@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use super::Config;
 use crate::core::site::{After, Offload};
 
+// Long on purpose: what `check` prints, in the order it prints it.
 pub fn describe(config: &Config) -> String {
     let mut out = String::new();
     // Writing to a String cannot fail; the results are ignored below for that reason.

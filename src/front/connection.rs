@@ -30,9 +30,11 @@ use crate::config::Config;
 use crate::core::answer::Answer;
 use crate::core::decide::{Decision, Request};
 use crate::core::outcome::Outcome;
+use crate::core::site::{Route, Upstream};
 use crate::front::connections::Connections;
 use crate::front::h2::H2;
 use crate::front::local::{self, Asked};
+use crate::http::hop_by_hop::HopByHop;
 use crate::telemetry::{RequestId, Telemetry};
 use crate::upstream::authorize::Authorizer;
 use crate::upstream::forward::{self, Client, Forwarder};
@@ -285,6 +287,7 @@ impl Front {
         }
     }
 
+    // Long on purpose: one request's way through parse, decide and the three ways out (answered here, the short way upstream, Pingora's proxy), which share the connection's buffers.
     /// Answers the request whose complete head is in `conn.buf`, or hands it on.
     async fn request(
         &self,
@@ -335,35 +338,18 @@ impl Front {
             }
             Decision::Upstream(upstream) => match forward::eligible(&head, route) {
                 Some(hop) => {
-                    // From the listener the request came in on, never from the client.
-                    let tls = stream.get_ssl_digest().is_some();
-                    let mut client = Client {
+                    let client = Client {
+                        // From the listener the request came in on, never from the client.
+                        tls: stream.get_ssl_digest().is_some(),
                         stream,
                         out: &mut conn.out,
                         address: client,
-                        tls,
                         keep_alive: head.keep_alive && !*shutdown.borrow(),
                         send_timeout: self.config.limits.send_timeout,
                         early: &mut early,
                     };
-                    let forwarded = self
-                        .forwarder
-                        .forward(
-                            upstream,
-                            &head,
-                            &hop,
-                            &asked.request_id,
-                            &mut client,
-                            &self.telemetry,
-                        )
-                        .await;
-                    let sent = &forwarded.sent;
-                    asked.record(&self.telemetry, route, Outcome::Upstream, sent, None);
-                    match (&sent.cut_short, forwarded.keep_alive) {
-                        (Some(_), _) => After::Gone,
-                        (None, true) => After::KeepAlive { body: 0 },
-                        (None, false) => After::Close,
-                    }
+                    self.forward(client, upstream, &head, &hop, &asked, route)
+                        .await
                 }
                 _ => {
                     // Pingora parses the request again from these bytes (that path pays for
@@ -391,6 +377,37 @@ impl Front {
         }
     }
 
+    /// Sends a bodyless GET or HEAD the short way upstream, relays the answer, and says whether
+    /// the connection lives on.
+    async fn forward(
+        &self,
+        mut client: Client<'_>,
+        upstream: &Upstream,
+        head: &RequestHead<'_>,
+        hop: &HopByHop,
+        asked: &Asked<'_>,
+        route: Option<&Route>,
+    ) -> After {
+        let forwarded = self
+            .forwarder
+            .forward(
+                upstream,
+                head,
+                hop,
+                &asked.request_id,
+                &mut client,
+                &self.telemetry,
+            )
+            .await;
+        let sent = &forwarded.sent;
+        asked.record(&self.telemetry, route, Outcome::Upstream, sent, None);
+        match (&sent.cut_short, forwarded.keep_alive) {
+            (Some(_), _) => After::Gone,
+            (None, true) => After::KeepAlive { body: 0 },
+            (None, false) => After::Close,
+        }
+    }
+
     /// Answers a request spillway decided itself (the request, its canonical path below the
     /// route, and the decided answer), and says whether the connection lives on.
     async fn answer_locally(
@@ -398,7 +415,7 @@ impl Front {
         (stream, out, zero_copy): (&mut Stream, &mut Vec<u8>, &mut ZeroCopy),
         head: &RequestHead<'_>,
         asked: &Asked<'_>,
-        route: Option<&crate::core::site::Route>,
+        route: Option<&Route>,
         (request, relative, answer): (&Request<'_>, Option<&str>, Answer<'_>),
         shutdown: &ShutdownWatch,
     ) -> After {

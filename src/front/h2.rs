@@ -55,6 +55,7 @@ impl H2 {
 
 #[async_trait]
 impl HttpServerApp for H2 {
+    // Long on purpose: one stream's steps in order (head, decide, the proxy or the answer); they share the stream's borrowed session.
     async fn process_new_http(
         self: &Arc<Self>,
         mut session: ServerSession,

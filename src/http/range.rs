@@ -29,6 +29,7 @@ pub enum Ranges {
     Unsatisfiable,
 }
 
+// Long on purpose: the Range grammar of RFC 9110 14.1.2, case by case.
 /// Interprets a Range header for a representation of `len` bytes, allowing at most
 /// `max_ranges` ranges.
 pub fn parse(header: &str, len: u64, max_ranges: usize) -> Ranges {

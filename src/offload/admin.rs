@@ -52,6 +52,7 @@ pub async fn serve(
     Ok(bound)
 }
 
+// Long on purpose: a request head read and its three pages answered, as a table of paths.
 async fn answer(
     mut stream: TcpStream,
     metrics: &OffloadMetrics,

@@ -185,6 +185,7 @@ pub fn part_size(len: u64) -> u64 {
 }
 
 impl Job<'_> {
+    // Long on purpose: the steps that earn a removal, in the order the module's evidence list gives them.
     /// Takes `relative` as far as the evidence allows, noting in `trace` what it learns.
     pub async fn offload(&self, relative: &str, trace: &mut Trace) -> Done {
         let (file, stamp) = match self.open(relative).await {

@@ -44,6 +44,7 @@ fn unix_now() -> f64 {
 }
 
 impl OffloadMetrics {
+    // Long on purpose: a table of metric definitions, one per metric.
     pub fn new() -> OffloadMetrics {
         let registry = Registry::new();
         let files = must(IntCounterVec::new(

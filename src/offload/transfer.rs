@@ -175,6 +175,7 @@ fn permission(operation: &'static str) -> &'static str {
     }
 }
 
+// Long on purpose: a table from S3's answers to what an operator can act on.
 fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
     target: &Target,
     operation: &'static str,
@@ -436,6 +437,7 @@ pub async fn put_multipart(
     result
 }
 
+// Long on purpose: the parts' pipeline (read, checksum, send, collect) with its early stop on the first failure.
 async fn send_parts(
     target: &Target<'_>,
     upload_id: &str,

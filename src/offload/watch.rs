@@ -230,6 +230,7 @@ impl Queue {
     }
 }
 
+// Long on purpose: the event loop: its branches are one line each into RouteWatch, kept together so the loop reads whole.
 /// Watches `job`'s route until `stop` is set. `watching` is called once the route's watch is
 /// in place (or it fell back to walks alone).
 pub async fn watch(
@@ -241,21 +242,7 @@ pub async fn watch(
     let root = job.route.docroot.path().to_owned();
     let changes = Arc::new(Mutex::new(Changes::default()));
     let wake = Arc::new(Notify::new());
-    let _watcher = match start_watcher(&root, Arc::clone(&changes), Arc::clone(&wake)) {
-        Ok(watcher) => {
-            let prefix = shown(&job.route.prefix);
-            report.line(format!("watching   {prefix} ({})", root.display()));
-            Some(watcher)
-        }
-        Err(e) => {
-            report.line(format!(
-                "warning    cannot watch {}: {e}; walking it every {}s instead",
-                root.display(),
-                RESCAN.as_secs()
-            ));
-            None
-        }
-    };
+    let _watcher = watch_root(job, report, &root, Arc::clone(&changes), Arc::clone(&wake));
     watching();
     let (walk_tx, mut walked) = mpsc::channel::<Found>(1024);
     let mut state = RouteWatch {
@@ -307,6 +294,32 @@ pub async fn watch(
                 next_rescan = tokio::time::Instant::now() + RESCAN;
                 state.queue.walk_owed = true;
             }
+        }
+    }
+}
+
+/// Starts the inotify watch of `root` and says so; without one, the route is walked every
+/// `RESCAN` only, and the operator is told.
+fn watch_root(
+    job: &Job<'_>,
+    report: &Report,
+    root: &Path,
+    changes: Arc<Mutex<Changes>>,
+    wake: Arc<Notify>,
+) -> Option<notify::RecommendedWatcher> {
+    match start_watcher(root, changes, wake) {
+        Ok(watcher) => {
+            let prefix = shown(&job.route.prefix);
+            report.line(format!("watching   {prefix} ({})", root.display()));
+            Some(watcher)
+        }
+        Err(e) => {
+            report.line(format!(
+                "warning    cannot watch {}: {e}; walking it every {}s instead",
+                root.display(),
+                RESCAN.as_secs()
+            ));
+            None
         }
     }
 }

@@ -114,6 +114,7 @@ pub struct Presign<'a> {
     pub expires: Duration,
 }
 
+// Long on purpose: the SigV4 steps in the order of the specification (canonical request, string to sign, signature, URL).
 /// Returns the presigned URL.
 pub fn presign(keys: &Keys, p: &Presign) -> String {
     let (date, stamp) = amz_date(p.time);

@@ -107,6 +107,7 @@ fn raise_open_file_limit() {
     }
 }
 
+// Long on purpose: the startup sequence in the order it must happen (listeners, services, readiness, upgrade), read top to bottom.
 /// Runs the server until it is stopped or replaced by a reload. With `upgrade`, it takes the
 /// listening sockets over from the running process instead of binding them.
 pub fn run(config: Config, upgrade: bool) -> Result<(), StartError> {

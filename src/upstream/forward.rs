@@ -112,6 +112,7 @@ impl Forwarder {
         }
     }
 
+    // Long on purpose: the exchange's outcomes side by side (sent, retried on a closed pooled connection, timed out, refused), each with its log line.
     /// Sends `head` to `upstream` and its answer to the client, and counts what failed.
     pub async fn forward(
         &self,
@@ -211,6 +212,7 @@ impl Forwarder {
         }
     }
 
+    // Long on purpose: one upstream answer's framing cases side by side (length, chunked, until close, none), so the strict framing rules read as one table.
     async fn relay(
         &self,
         mut session: HttpSession,

@@ -379,6 +379,7 @@ async fn file_response(
     reply.finish().await
 }
 
+// Long on purpose: a file response's header fields in the order they are written.
 /// Writes a file response's head; returns the body's length.
 fn file_head(reply: &mut Reply<'_>, plan: &FilePlan, local: &LocalFile<'_>) -> u64 {
     let FilePlan {
