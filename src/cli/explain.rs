@@ -28,6 +28,8 @@ pub struct Explanation {
     /// The file looked for under the route's root.
     pub file: Option<String>,
     pub exists: bool,
+    /// The path is a directory without an index file.
+    pub directory: bool,
     /// The policy rule that decided the access (`None`: the route default).
     pub rule: Option<String>,
     /// `public` or `private`, for misses that go to a bucket.
@@ -153,6 +155,7 @@ fn context(method: &Method, target: &str, decided: &Decided) -> Explanation {
             .zip(relative)
             .map(|(r, rel)| r.docroot.path().join(rel).display().to_string()),
         exists: false,
+        directory: false,
         rule: None,
         access: None,
         key: decided.key().map(|k| k.to_string()),
@@ -203,6 +206,7 @@ fn describe_answer(e: &mut Explanation, route: Option<&Route>, answer: &Answer) 
             http::StatusCode::FOUND
         }
         Answer::Reject(reject) => {
+            e.directory = matches!(reject, Reject::NoIndex);
             e.reason = Some(reject.to_string());
             reject.status()
         }
@@ -238,7 +242,11 @@ impl Explanation {
                 "file",
                 Some(&format!(
                     "{file} ({})",
-                    if self.exists { "exists" } else { "missing" }
+                    match (self.directory, self.exists) {
+                        (true, _) => "directory, no index",
+                        (false, true) => "exists",
+                        (false, false) => "missing",
+                    }
                 )),
             );
         }

@@ -118,6 +118,10 @@ pub enum Reject {
     NotFound,
     #[error("a path segment starts with '.' (dotfiles are not served)")]
     Hidden,
+    /// A directory is never an object: without an index file it is refused, as nginx does
+    /// with `autoindex off`.
+    #[error("a directory without an index file (directories are not listed)")]
+    NoIndex,
     #[error("refused: not a regular file, or a link out of the root")]
     Refused,
     #[error("permission denied reading the file")]
@@ -142,7 +146,7 @@ impl Reject {
             }
             Reject::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Reject::BadPath(_) => StatusCode::BAD_REQUEST,
-            Reject::PermissionDenied => StatusCode::FORBIDDEN,
+            Reject::PermissionDenied | Reject::NoIndex => StatusCode::FORBIDDEN,
             Reject::Io(_) | Reject::Sign(SignError::NoCredentials) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }

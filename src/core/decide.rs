@@ -140,7 +140,7 @@ fn local<'c, I: Io>(
 ) -> Result<Answer<'c>, I::Pending> {
     Ok(match io.lookup(&route.docroot, relative)? {
         Ok(Lookup::File(file, meta)) => serve(route, request, relative, file, meta, io)?,
-        Ok(Lookup::Directory) => directory(route, request, relative, now, io)?,
+        Ok(Lookup::Directory) => directory(route, request, relative, io)?,
         Ok(Lookup::Missing) => miss(route, request.method, relative, now),
         Ok(Lookup::Refused) => Answer::Reject(Reject::Refused),
         Err(LookupError::PermissionDenied) => Answer::Reject(Reject::PermissionDenied),
@@ -189,12 +189,12 @@ fn serve<'c, I: Io>(
 }
 
 /// A directory: its index file when it has one (after a redirect that adds the trailing
-/// slash, so relative links in the page resolve), a miss otherwise.
+/// slash, so relative links in the page resolve), else 403. Never a redirect: a directory is
+/// not an object, and its key (`uploads/`) would name none.
 fn directory<'c, I: Io>(
     route: &'c Route,
     request: &Request,
     relative: &str,
-    now: SystemTime,
     io: &I,
 ) -> Result<Answer<'c>, I::Pending> {
     // The request path, not `relative`: `/site` and `/site/` both have an empty relative path.
@@ -217,7 +217,7 @@ fn directory<'c, I: Io>(
             return Ok(Answer::AddSlash(with_slash(request)));
         }
     }
-    Ok(miss(route, request.method, relative, now))
+    Ok(Answer::Reject(Reject::NoIndex))
 }
 
 /// The request's path and query with a `/` after the path.

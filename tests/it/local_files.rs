@@ -160,11 +160,35 @@ fn a_large_file_streams_completely() {
 }
 
 #[test]
-fn a_directory_is_a_miss_and_a_missing_static_file_is_404() {
+fn a_directory_without_an_index_is_403_never_a_redirect_and_a_missing_static_file_is_404() {
     let stack = Stack::start();
     std::fs::create_dir_all(stack.www("uploads").join("albums")).unwrap();
-    let resp = get(stack.port(), "/uploads/albums");
-    assert_eq!(resp.status, 302, "a directory is not served");
+    // A directory is not an object: never redirected to a key like `uploads/albums/`, as
+    // nginx with `autoindex off` answers 403.
+    for path in [
+        "/uploads/albums",
+        "/uploads/albums/",
+        "/uploads",
+        "/uploads/",
+    ] {
+        let resp = get(stack.port(), path);
+        assert_eq!(resp.status, 403, "{path}");
+        assert_eq!(resp.header("location"), None, "{path}");
+    }
+    let config = stack.proxy.config_path().display().to_string();
+    let explained = crate::support::run_cli(&["explain", "--config", &config, "/uploads/albums/"]);
+    let text = String::from_utf8_lossy(&explained.stdout);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("file ") && l.ends_with("albums/ (directory, no index)")),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "reason        a directory without an index file (directories are not listed)\n"
+        ),
+        "{text}"
+    );
     let resp = get(stack.port(), "/static/missing.css");
     assert_eq!(resp.status, 404, "no bucket on /static");
     assert_eq!(
@@ -262,12 +286,12 @@ fn directories_serve_their_index_after_adding_the_slash() {
     assert_eq!(resp.body, b"<h1>home</h1>");
     assert_eq!(
         get(stack.port(), "/site/empty/").status,
-        404,
-        "no index, no listing, no bucket: 404"
+        403,
+        "no index, no listing: 403"
     );
     assert_eq!(
         get(stack.port(), "/site/empty").status,
-        404,
+        403,
         "no index: no slash redirect either"
     );
 }
