@@ -102,7 +102,7 @@ impl HttpServerApp for H2 {
         };
         let mut out = Vec::new();
         let mut reply = Reply {
-            to: To::H2 {
+            to: To::Session {
                 session: &mut session,
                 head: None,
             },

@@ -29,8 +29,9 @@ use crate::config::Config;
 use crate::core::site::{Route, Upstream};
 use crate::http::hop_by_hop::HopByHop;
 use crate::telemetry::{RequestId, Telemetry};
+use crate::upstream::failure::{described, log_connect_failure, upstream_error_kind};
 use crate::upstream::headers::add_forwarding;
-use crate::upstream::proxy::{log_connect_failure, peers, upstream_error_kind};
+use crate::upstream::proxy::peers;
 use crate::wire::http1::{BodyLength, Persistence, RequestHead, ResponseHead, MAX_HEAD};
 use crate::wire::respond::{self, Reply, Sent, To, ZeroCopy};
 
@@ -548,23 +549,6 @@ async fn write(client: &mut Client<'_>) -> io::Result<()> {
     let sent = respond::send_all(client.stream, client.out, client.send_timeout).await;
     client.out.clear();
     sent
-}
-
-/// What went wrong, as an operator reads it: Pingora's context and cause, without its error
-/// type's name (`a transfer coding other than chunked`, not
-/// ` InvalidHTTPHeader context: a transfer coding other than chunked`).
-fn described(error: &pingora::Error) -> String {
-    match (&error.context, &error.cause) {
-        (Some(context), Some(cause)) => format!("{}: {cause}", context.as_str()),
-        (Some(context), None) => match error.etype() {
-            pingora::ErrorType::ReadTimedout | pingora::ErrorType::WriteTimedout => {
-                format!("{}: timed out", context.as_str())
-            }
-            _ => context.as_str().to_owned(),
-        },
-        (None, Some(cause)) => cause.to_string(),
-        (None, None) => error.etype().as_str().to_owned(),
-    }
 }
 
 /// Whether `error` says a pooled connection had been closed by the upstream before it

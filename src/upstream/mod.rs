@@ -3,6 +3,7 @@
 //! (`headers`).
 
 pub mod authorize;
+pub mod failure;
 pub mod forward;
 pub mod headers;
 pub mod proxy;

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use pingora::prelude::HttpPeer;
-use pingora::proxy::{ProxyHttp, Session};
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, ErrorType, Result};
 
 use crate::config::Config;
@@ -18,7 +18,9 @@ use crate::core::outcome::Outcome;
 use crate::core::site::Upstream;
 use crate::telemetry::access_log::Entry;
 use crate::telemetry::{RequestId, Telemetry};
+use crate::upstream::failure::{client_went_away, log_connect_failure, upstream_error_kind};
 use crate::upstream::headers::add_forwarding;
+use crate::wire::respond::{self, Reply, To};
 
 /// The proxy service: what Pingora needs to reach the upstreams.
 pub struct Spillway {
@@ -54,11 +56,6 @@ pub(crate) fn peers(config: &Config) -> BTreeMap<String, HttpPeer> {
         .collect()
 }
 
-/// The one log line of a failed connect, naming the upstream and its address.
-pub(crate) fn log_connect_failure(upstream: &Upstream, peer: &HttpPeer, e: &Error) {
-    tracing::warn!(upstream = upstream.name, address = %peer._address, "cannot connect to upstream: {e}");
-}
-
 /// A ready peer for `upstream`, with its timeouts.
 pub(crate) fn peer(upstream: &Upstream) -> HttpPeer {
     let mut peer = HttpPeer::new(upstream.address, false, String::new());
@@ -70,36 +67,6 @@ pub(crate) fn peer(upstream: &Upstream) -> HttpPeer {
     peer
 }
 
-/// Whether `error` only means the client closed its connection or stopped reading.
-fn client_went_away(error: &Error) -> bool {
-    *error.esource() == ErrorSource::Downstream
-        && matches!(
-            error.etype(),
-            ErrorType::WriteError
-                | ErrorType::ReadError
-                | ErrorType::ConnectionClosed
-                | ErrorType::WriteTimedout
-        )
-}
-
-/// The `kind` label of a failed exchange with the upstream.
-pub(crate) fn upstream_error_kind(error: &Error) -> &'static str {
-    match error.etype() {
-        ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
-            "timeout"
-        }
-        ErrorType::ConnectRefused
-        | ErrorType::ConnectNoRoute
-        | ErrorType::ConnectError
-        | ErrorType::BindError
-        | ErrorType::SocketError => "connect",
-        ErrorType::ConnectionClosed => "closed",
-        ErrorType::ReadError | ErrorType::WriteError => "reset",
-        ErrorType::InvalidHTTPHeader | ErrorType::H1Error | ErrorType::H2Error => "protocol",
-        _ => "other",
-    }
-}
-
 pub struct RequestCtx {
     start: Instant,
     request_id: RequestId,
@@ -109,6 +76,8 @@ pub struct RequestCtx {
     upstream: Option<Arc<Upstream>>,
     /// Set when `fail_to_connect` already logged the failure with the upstream's name.
     connect_failed: bool,
+    /// Set when `fail_to_proxy` answered the failure itself: nothing was cut short.
+    answered_failure: bool,
     /// Under a shadow route: what spillway would have done.
     would: Option<Outcome>,
 }
@@ -124,6 +93,7 @@ impl ProxyHttp for Spillway {
             route: None,
             upstream: None,
             connect_failed: false,
+            answered_failure: false,
             would: None,
         }
     }
@@ -199,6 +169,45 @@ impl ProxyHttp for Spillway {
         e
     }
 
+    /// The answer to a request that could not be relayed: the one a refused or silent upstream
+    /// gets on the short way too (`502 Bad Gateway`, plain text, through the one response
+    /// writer), not Pingora's own (an empty body with `Server: Pingora`). A response already
+    /// under way is left as it is: the connection closes.
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        let code = match (e.etype(), e.esource()) {
+            (ErrorType::HTTPStatus(code), _) => *code,
+            (_, ErrorSource::Upstream) => 502,
+            _ if client_went_away(e) => 0,
+            (_, ErrorSource::Downstream) => 400,
+            _ => 500,
+        };
+        let status = http::StatusCode::from_u16(code).ok();
+        if let (Some(status), None) = (status, session.response_written()) {
+            let head_only = session.req_header().method == http::Method::HEAD;
+            let mut out = Vec::new();
+            let mut reply = Reply {
+                to: To::Session {
+                    session: &mut session.downstream_session,
+                    head: None,
+                },
+                out: &mut out,
+                head_only,
+                send_timeout: self.config.limits.send_timeout,
+                body_bytes: 0,
+            };
+            ctx.answered_failure = respond::error(&mut reply, status, None).await.is_ok();
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
     /// Pingora logs every failed request at ERROR. A client that hung up mid-response is not
     /// an error of ours (the request line still records it), and a failed connect was already
     /// logged with the upstream's name.
@@ -214,6 +223,10 @@ impl ProxyHttp for Spillway {
                 .upstream_error(name, upstream_error_kind(error));
         }
         let status = session.response_written().map(|r| r.status);
+        // A failure answered with a whole 502 cut nothing short.
+        let cut_short = error
+            .filter(|_| !ctx.answered_failure)
+            .map(|e| e as &dyn std::fmt::Display);
         let req = session.req_header();
         let route = ctx
             .route
@@ -242,7 +255,7 @@ impl ProxyHttp for Spillway {
             status,
             session.body_bytes_sent() as u64,
         )
-        .why(None, error.map(|e| e as &dyn std::fmt::Display), ctx.would);
+        .why(None, cut_short, ctx.would);
         self.telemetry.record(route, &entry);
         if let (Some(would), Some(route)) = (ctx.would, route) {
             self.telemetry.metrics.shadow(&route.prefix, would, status);

@@ -86,7 +86,9 @@ pub enum To<'a> {
         persistence: Persistence,
         zero_copy: &'a mut ZeroCopy,
     },
-    H2 {
+    /// Through a Pingora server session: an h2 stream, or an HTTP/1 request that Pingora's
+    /// proxy failed to relay.
+    Session {
         session: &'a mut ServerSession,
         head: Option<Box<ResponseHeader>>,
     },
@@ -121,7 +123,7 @@ impl Reply<'_> {
             To::H1 { .. } => {
                 ResponseHead::start(self.out, status);
             }
-            To::H2 { head, .. } => {
+            To::Session { head, .. } => {
                 *head = ResponseHeader::build(status, Some(8)).ok().map(Box::new)
             }
         }
@@ -135,7 +137,7 @@ impl Reply<'_> {
             To::H1 { .. } => {
                 ResponseHead::on(self.out).header(name.as_ref(), value);
             }
-            To::H2 { head, .. } => {
+            To::Session { head, .. } => {
                 if let (Some(head), Ok(value)) =
                     (head, http::HeaderValue::from_bytes(value.as_ref()))
                 {
@@ -157,7 +159,7 @@ impl Reply<'_> {
                 ResponseHead::on(self.out).finish(*persistence);
                 Ok(())
             }
-            To::H2 { session, head } => {
+            To::Session { session, head } => {
                 let head = head
                     .take()
                     .ok_or_else(|| io::Error::other("no response head"))?;
@@ -173,7 +175,7 @@ impl Reply<'_> {
     async fn flush(&mut self) -> io::Result<()> {
         match &mut self.to {
             To::H1 { stream, .. } => send_all(stream, self.out, self.send_timeout).await?,
-            To::H2 { session, .. } => {
+            To::Session { session, .. } => {
                 // The buffer itself goes to h2, not a copy; the next piece gets a new one.
                 let bytes = Bytes::from(std::mem::take(self.out));
                 session
@@ -191,7 +193,7 @@ impl Reply<'_> {
         match &mut self.to {
             To::H1 { .. } if self.out.is_empty() => Ok(()),
             To::H1 { .. } => self.flush().await,
-            To::H2 { session, .. } => {
+            To::Session { session, .. } => {
                 let bytes = Bytes::from(std::mem::take(self.out));
                 session
                     .write_response_body(bytes, true)

@@ -4,7 +4,7 @@ use crate::support;
 
 use std::time::{Duration, Instant};
 
-use support::{get, request, Conn, Spillway, Stack, StackOptions};
+use support::{get, request, wait_until, Conn, Spillway, Stack, StackOptions};
 
 #[test]
 fn requests_outside_the_routes_are_proxied_faithfully() {
@@ -163,4 +163,68 @@ fn a_down_upstream_is_a_quick_502_with_a_log_line_naming_it() {
         line.contains("legacy") && line.contains(&format!("127.0.0.1:{dead}")),
         "{line}"
     );
+}
+
+#[test]
+fn a_refused_upstream_gets_the_same_502_on_both_upstream_paths() {
+    let dead = support::free_port();
+    let proxy = Spillway::start_custom(&[], |port, _| {
+        format!(
+            "listen: \"127.0.0.1:{port}\"\nthreads: 1\naccess_log:\n  format: json\n  path: access.log\nupstreams:\n  legacy:\n    address: \"127.0.0.1:{dead}\"\ndefault_upstream: legacy\n"
+        )
+    });
+    // A bodyless GET takes the short way; a POST with a body, Pingora's proxy.
+    let short = support::request(proxy.port, "GET", "/page", &[], b"");
+    let proxied = support::request(
+        proxy.port,
+        "POST",
+        "/form",
+        &[("Content-Type", "text/plain")],
+        b"field=1",
+    );
+    for (path, resp) in [("GET /page", &short), ("POST /form", &proxied)] {
+        assert_eq!(resp.status, 502, "{path}");
+        assert_eq!(resp.text(), "502 Bad Gateway\n", "{path}");
+        assert_eq!(
+            resp.header("content-type"),
+            Some("text/plain; charset=utf-8"),
+            "{path}"
+        );
+        assert_eq!(resp.header("server"), None, "{path}: no Server: Pingora");
+    }
+    let named = |resp: &support::Response| {
+        let mut names: Vec<String> = resp
+            .headers
+            .iter()
+            .map(|(n, _)| n.to_ascii_lowercase())
+            .filter(|n| n != "connection")
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(named(&short), named(&proxied));
+    // The same log fields: an upstream answer, nothing cut short.
+    let access = proxy.spillway_dir().join("access.log");
+    wait_until("both requests logged", || {
+        std::fs::read_to_string(&access).is_ok_and(|t| t.lines().count() >= 2)
+    });
+    let text = std::fs::read_to_string(&access).unwrap();
+    for line in text.lines() {
+        let entry: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(entry["status"], 502, "{line}");
+        assert_eq!(entry["outcome"], "upstream", "{line}");
+        assert_eq!(entry.get("cut_short"), None, "{line}");
+    }
+    // And the same one-line warning, in an operator's words.
+    let logs = proxy.wait_for_log("cannot connect to upstream");
+    let warnings: Vec<&str> = logs
+        .lines()
+        .filter_map(|l| {
+            l.split_once("cannot connect to upstream: ")
+                .map(|(_, why)| why)
+        })
+        .collect();
+    assert_eq!(warnings.len(), 2, "{logs}");
+    assert_eq!(warnings[0], warnings[1], "{logs}");
+    assert!(!warnings[0].contains("context:"), "{logs}");
 }
