@@ -133,6 +133,13 @@ struct ConfigArg {
     config: PathBuf,
 }
 
+/// What is logged without `RUST_LOG`: spillway's own lines at info; Pingora's only when they
+/// warn (its start and stop narration is there at `RUST_LOG=debug`). The new process of a
+/// reload polls the upgrade socket and Pingora logs every empty poll as an error, though the
+/// sockets come a moment later: a failed hand-over is said by spillway itself.
+const DEFAULT_LOG: &str =
+    "info,pingora_core=warn,pingora_proxy=warn,pingora_core::server::transfer_fd=off";
+
 /// `--bwlimit`: a size per second.
 fn parse_rate(text: &str) -> Result<u64, String> {
     let size = text.strip_suffix("/s").unwrap_or(text);
@@ -150,7 +157,7 @@ pub fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG)),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())

@@ -196,6 +196,12 @@ pub fn run(config: Config, upgrade: bool) -> Result<(), StartError> {
     server.add_service(background_service("drain", drain));
     let signals = Signals {
         command: signals::own_command(&config.source),
+        listeners: config
+            .listen
+            .iter()
+            .map(|l| l.address)
+            .chain(config.admin)
+            .collect(),
         runtime: runtime.clone(),
         telemetry: Arc::clone(&telemetry),
     };

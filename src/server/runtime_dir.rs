@@ -8,6 +8,8 @@ use std::fs;
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeDirError {
@@ -23,6 +25,8 @@ pub enum RuntimeDirError {
 #[derive(Debug, Clone)]
 pub struct RuntimeDir {
     dir: PathBuf,
+    /// Set once a reload handed the listeners over: the directory is the new process's then.
+    handed_over: Arc<AtomicBool>,
 }
 
 impl RuntimeDir {
@@ -78,7 +82,10 @@ impl RuntimeDir {
                 meta.mode() & 0o777
             )));
         }
-        Ok(RuntimeDir { dir })
+        Ok(RuntimeDir {
+            dir,
+            handed_over: Arc::default(),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -103,7 +110,16 @@ impl RuntimeDir {
 
     /// On exit: removes the pid file, the socket and the directory, if the pid file still
     /// names this process (after an upgrade it names the new one, which keeps them).
+    /// The listeners went to the process that reloaded this one, which is starting in this
+    /// directory: nothing here may be removed any more.
+    pub fn hand_over(&self) {
+        self.handed_over.store(true, Ordering::Release);
+    }
+
     pub fn clean_up(&self) {
+        if self.handed_over.load(Ordering::Acquire) {
+            return;
+        }
         if read_pid(&self.pid_file()).ok() == Some(std::process::id()) {
             let _ = fs::remove_file(self.pid_file());
             let _ = fs::remove_file(self.upgrade_socket());

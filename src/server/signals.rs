@@ -3,18 +3,19 @@
 //! - SIGHUP reloads: a new process is started with the same command line plus `--upgrade`. It
 //!   loads and checks the config; if that fails it exits, its error is in the log, and this
 //!   process keeps serving. If it succeeds it waits on the runtime dir's upgrade socket, and
-//!   this process hands it the listening sockets (Pingora's upgrade), finishes what is in
-//!   flight, and exits.
+//!   this process hands it the listening sockets (Pingora's upgrade protocol), stops
+//!   accepting at once, finishes what is in flight, and exits.
 //! - SIGTERM stops gracefully (see `Shutdown`), SIGINT at once.
 //! - SIGQUIT, which Pingora would take as "hand the sockets to whoever waits on the upgrade
 //!   socket", only says how to reload or stop: the sockets are never handed over unasked.
 
+use std::os::fd::{BorrowedFd, RawFd};
 use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use pingora::server::{ShutdownSignal, ShutdownSignalWatch};
+use pingora::server::{Fds, ShutdownSignal, ShutdownSignalWatch};
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::server::runtime_dir::RuntimeDir;
@@ -42,6 +43,9 @@ pub fn hold_until_handled() {
 pub struct Signals {
     /// The program and arguments to start a reloaded process with (`--upgrade` is added).
     pub command: Vec<String>,
+    /// Every listening address (public and admin), as the listeners were added: the keys the
+    /// new process finds its sockets under.
+    pub listeners: Vec<std::net::SocketAddr>,
     pub runtime: RuntimeDir,
     pub telemetry: std::sync::Arc<Telemetry>,
 }
@@ -72,10 +76,20 @@ impl ShutdownSignalWatch for Signals {
                     tracing::warn!("SIGQUIT ignored: SIGHUP (or `spillway reload`) reloads, SIGTERM stops");
                 }
                 _ = hup.recv() => match self.start_new_process().await {
-                    Ok(pid) => {
-                        tracing::info!(pid, "reload: the new process has the config; handing over the listeners");
-                        return ShutdownSignal::GracefulUpgrade;
-                    }
+                    Ok(pid) => match self.hand_over() {
+                        // The new process accepts from the same sockets; connections that
+                        // arrive until it does wait in their backlog, so this one stops
+                        // accepting now, not after Pingora's fixed 5 s of both accepting: a
+                        // connection made after `reload` returns gets the new config.
+                        Ok(()) => {
+                            tracing::info!(pid, "reload: the new process has the config and the listeners");
+                            return ShutdownSignal::GracefulTerminate;
+                        }
+                        Err(e) => {
+                            self.telemetry.metrics.reload(false);
+                            tracing::error!("reload failed, still serving with the running config: cannot hand the listeners to pid {pid}: {e}");
+                        }
+                    },
                     Err(e) => {
                         self.telemetry.metrics.reload(false);
                         tracing::error!("reload failed, still serving with the running config: {e}");
@@ -87,6 +101,33 @@ impl ShutdownSignalWatch for Signals {
 }
 
 impl Signals {
+    /// Sends this process's listening sockets to the new one waiting on the upgrade socket,
+    /// as Pingora's upgrade does (the same keys, the same message), found among this process's
+    /// descriptors by the addresses they listen on.
+    fn hand_over(&self) -> Result<(), String> {
+        let mut fds = Fds::new();
+        let mut missing: Vec<String> = Vec::new();
+        let listening = listening_sockets();
+        for address in &self.listeners {
+            match listening.iter().find(|(_, bound)| bound == address) {
+                Some((fd, _)) => fds.add(address.to_string(), *fd),
+                None => missing.push(address.to_string()),
+            }
+        }
+        if !missing.is_empty() {
+            return Err(format!(
+                "no listening socket found for {}",
+                missing.join(", ")
+            ));
+        }
+        let socket = self.runtime.upgrade_socket();
+        let path = socket.to_string_lossy().into_owned();
+        fds.send_to_sock(path.as_str())
+            .map_err(|e| format!("sending them to {path}: {e}"))?;
+        self.runtime.hand_over();
+        Ok(())
+    }
+
     /// Starts the process that takes over, and waits until it is ready for the sockets.
     async fn start_new_process(&self) -> Result<u32, String> {
         let socket = self.runtime.upgrade_socket();
@@ -126,6 +167,27 @@ impl Signals {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+}
+
+/// This process's listening sockets and the addresses they are bound to.
+fn listening_sockets() -> Vec<(RawFd, std::net::SocketAddr)> {
+    let Ok(entries) = std::fs::read_dir("/proc/self/fd") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<RawFd>().ok())
+        .filter_map(|fd| {
+            // SAFETY: the descriptor is open for this call (it is listed in /proc/self/fd, and
+            // a listener is never closed while the server runs); it is only borrowed.
+            let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+            if !rustix::net::sockopt::socket_acceptconn(borrowed).ok()? {
+                return None;
+            }
+            let address = rustix::net::getsockname(borrowed).ok()?;
+            Some((fd, std::net::SocketAddr::try_from(address).ok()?))
+        })
+        .collect()
 }
 
 fn exited(child: &mut Child) -> Option<std::process::ExitStatus> {

@@ -100,14 +100,11 @@ impl Spillway {
             None => PathBuf::from(SPILLWAY_BIN),
         };
         let mut cmd = Command::new(&exe);
+        // The server logs as deployed (its own default filter) unless RUST_LOG says otherwise.
         cmd.arg("run")
             .arg("--config")
             .arg(&config)
             .current_dir(dir.path())
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-            )
             // Plain logs, so tests can search them for messages.
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
