@@ -235,7 +235,7 @@ impl Explanation {
             }
         };
         line("request", Some(&format!("{} {}", self.method, self.path)));
-        line("route", Some(self.route.as_deref().unwrap_or("(none)")));
+        line("route", Some(self.route.as_deref().unwrap_or("-")));
         line("relative", self.relative.as_deref());
         if let Some(file) = &self.file {
             line(

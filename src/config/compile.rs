@@ -433,7 +433,7 @@ impl Compiler<'_> {
             Some(t) => Some(expanded("session_token", t)?),
             None => None,
         };
-        Some(Keys::new(id?, secret?, token, None, "proxy.yaml"))
+        Some(Keys::new(id?, secret?, token, None, "`credentials:`"))
     }
 
     /// Fetches chain credentials if a private route needs them; reports each route that cannot

@@ -1,89 +1,174 @@
-//! The human summary `spillway check` prints: what the server will do, route by route.
+//! The human summary `spillway check` prints: everything the config sets, listener by listener
+//! and route by route, in words an operator can paste into a ticket.
 
 use std::fmt::Write as _;
+use std::time::{Duration, SystemTime};
 
-use super::Config;
-use crate::core::site::{After, Offload};
+use super::{AccessLog, Config, Listener, LogFormat, LogSink};
+use crate::core::authorize::{AppliesTo, Authorize};
+use crate::core::site::{After, Offload, Route};
 
-// Long on purpose: what `check` prints, in the order it prints it.
+/// A certificate this close to its end is a warning.
+const EXPIRY_WARNING: Duration = Duration::from_secs(14 * 24 * 3600);
+
+// Writing to a String cannot fail: the results of `writeln!` below are ignored for that reason.
+
 pub fn describe(config: &Config) -> String {
+    describe_at(config, SystemTime::now())
+}
+
+/// [`describe`], with certificate lifetimes counted from `now`.
+pub fn describe_at(config: &Config, now: SystemTime) -> String {
     let mut out = String::new();
-    // Writing to a String cannot fail; the results are ignored below for that reason.
     let _ = writeln!(out, "config ok: {}", config.source.display());
     for listener in &config.listen {
-        let tls = match listener.tls {
-            Some(_) => " TLS (h2, http/1.1)",
-            None => "",
-        };
-        let _ = writeln!(
-            out,
-            "listen {}{tls} ({} threads)",
-            listener.address, config.threads
-        );
+        describe_listener(&mut out, listener, config.threads, now);
     }
-    match &config.site.default_upstream {
-        Some(u) => {
-            let _ = writeln!(out, "default upstream {} at {}", u.name, u.address);
-        }
-        None => {
-            let _ = writeln!(out, "no default upstream: paths outside the routes get 404");
-        }
-    }
+    let _ = match config.admin {
+        Some(address) => writeln!(out, "admin {address}: /metrics, /healthz, /readyz"),
+        None => writeln!(out, "admin off (no `admin:`)"),
+    };
+    let _ = writeln!(out, "access log {}", access_log(&config.access_log));
+    let _ = match &config.site.default_upstream {
+        Some(u) => writeln!(out, "default upstream {} at {}", u.name, u.address),
+        None => writeln!(out, "no default upstream: paths outside the routes get 404"),
+    };
     for (prefix, route) in config.site.routes.iter() {
-        let shown = if prefix.is_empty() { "/" } else { prefix };
-        let _ = writeln!(out, "route {shown}");
-        let containment = if route.docroot.kernel_contained() {
-            "openat2 RESOLVE_BENEATH"
-        } else {
-            "canonicalising check"
-        };
+        describe_route(&mut out, prefix, route);
+    }
+    out
+}
+
+fn describe_listener(out: &mut String, listener: &Listener, threads: usize, now: SystemTime) {
+    let tls = if listener.tls.is_some() {
+        " TLS (h2, http/1.1)"
+    } else {
+        ""
+    };
+    let _ = writeln!(out, "listen {}{tls} ({threads} threads)", listener.address);
+    let Some(certificates) = &listener.tls else {
+        return;
+    };
+    for cert in certificates.describe() {
+        let left = cert.not_after.duration_since(now).unwrap_or_default();
+        let days = left.as_secs() / (24 * 3600);
+        let expires = humantime::format_rfc3339_seconds(cert.not_after);
         let _ = writeln!(
             out,
-            "  root {} ({containment})",
-            route.docroot.path().display()
+            "  certificate {}: issuer {}; expires {expires} ({days} days left)",
+            cert.names.join(", "),
+            cert.issuer
         );
-        match (&route.bucket, &route.bucket_name) {
-            (Some(bucket), Some(name)) => {
-                let signer = match bucket.credentials().current() {
-                    Some(keys) => format!("signs as {} from {}", keys.access_key_id, keys.source),
-                    None => "no credentials".to_owned(),
-                };
-                let _ = writeln!(
-                    out,
-                    "  miss -> bucket {name}: {}{} ({signer})",
-                    bucket.base_url(),
-                    route.key_prefix
-                );
-                if bucket.public_base_url() != bucket.base_url() {
-                    let _ = writeln!(
-                        out,
-                        "  public objects via {}{}",
-                        bucket.public_base_url(),
-                        route.key_prefix
-                    );
-                }
-                let _ = writeln!(out, "  access {}", route.policy.default_access());
-                for (pattern, access) in route.policy.rules() {
-                    let _ = writeln!(out, "    {pattern} -> {access}");
-                }
-                let _ = match &route.offload {
-                    Some(settings) => writeln!(out, "  offload {}", offload(settings)),
-                    None => writeln!(out, "  offload off (no `offload:` block)"),
-                };
-            }
-            _ => {
-                let _ = writeln!(out, "  miss -> 404 (no bucket)");
-            }
-        }
-        if let Some(u) = &route.upstream {
+        if left < EXPIRY_WARNING {
             let _ = writeln!(
                 out,
-                "  other methods -> upstream {} at {}",
-                u.name, u.address
+                "  warning: the certificate for {} expires in {days} days: renew it and reload",
+                cert.names.join(", ")
             );
         }
     }
-    out
+}
+
+fn access_log(log: &AccessLog) -> String {
+    let format = match log.format {
+        LogFormat::Json => "json",
+        LogFormat::Combined => "combined",
+        LogFormat::Text => "text",
+        LogFormat::Off => return "off".to_owned(),
+    };
+    match &log.sink {
+        LogSink::Stderr => format!("{format} to stderr"),
+        LogSink::Stdout => format!("{format} to stdout"),
+        LogSink::File(path) => format!("{format} to {} (reopened on SIGUSR1)", path.display()),
+    }
+}
+
+fn describe_route(out: &mut String, prefix: &str, route: &Route) {
+    let shown = if prefix.is_empty() { "/" } else { prefix };
+    let _ = writeln!(out, "route {shown}");
+    let containment = if route.docroot.kernel_contained() {
+        "openat2 RESOLVE_BENEATH"
+    } else {
+        "canonicalising check"
+    };
+    let root = route.docroot.path().display();
+    let _ = writeln!(out, "  root {root} ({containment})");
+    // Shadow: what follows is what spillway would do, logged, never sent.
+    let would = if route.shadow {
+        let _ = writeln!(
+            out,
+            "  shadow: every request goes upstream; spillway logs what it would have done:"
+        );
+        "  would: "
+    } else {
+        "  "
+    };
+    match (&route.bucket, &route.bucket_name) {
+        (Some(bucket), Some(name)) => {
+            let signer = match bucket.credentials().current() {
+                Some(keys) => format!("signs as {} from {}", keys.access_key_id, keys.source),
+                None => "no credentials".to_owned(),
+            };
+            let (base, key_prefix) = (bucket.base_url(), &route.key_prefix);
+            let _ = writeln!(
+                out,
+                "{would}miss -> bucket {name}: {base}{key_prefix} ({signer})"
+            );
+            if bucket.public_base_url() != base {
+                let public = bucket.public_base_url();
+                let _ = writeln!(out, "{would}public objects via {public}{key_prefix}");
+            }
+            let _ = writeln!(out, "{would}access {}", route.policy.default_access());
+            for (pattern, access) in route.policy.rules() {
+                let _ = writeln!(out, "{would}  {pattern} -> {access}");
+            }
+        }
+        _ => {
+            let _ = writeln!(out, "{would}miss -> 404 (no bucket)");
+        }
+    }
+    if let Some(check) = &route.authorize {
+        let _ = writeln!(out, "{would}authorize {}", authorize(check));
+    }
+    for (index, check) in route.authorize_by_rule.iter().enumerate() {
+        if let (Some(check), Some((pattern, _))) = (check, route.policy.rules().nth(index)) {
+            let _ = writeln!(out, "{would}  {pattern}: authorize {}", authorize(check));
+        }
+    }
+    if route.bucket.is_some() {
+        let _ = match &route.offload {
+            Some(settings) => writeln!(out, "  offload {}", offload(settings)),
+            None => writeln!(out, "  offload off (no `offload:` block)"),
+        };
+    }
+    if let Some(u) = &route.upstream {
+        let _ = writeln!(
+            out,
+            "  other methods -> upstream {} at {}",
+            u.name, u.address
+        );
+    }
+}
+
+/// One line on a route's authorization check.
+fn authorize(check: &Authorize) -> String {
+    let forwarded: Vec<&str> = check.forward.iter().map(|n| n.as_str()).collect();
+    let forwarding = match forwarded.is_empty() {
+        true => "no client headers".to_owned(),
+        false => forwarded.join(", "),
+    };
+    let applies = match check.applies_to {
+        AppliesTo::Private => "presigned redirects",
+        AppliesTo::All => "every answer of the route",
+    };
+    format!(
+        "GET {} ({}) {} forwarding {forwarding}, for {applies}; timeout {}, answers kept {}",
+        check.upstream.name,
+        check.upstream.address,
+        check.path,
+        humantime::format_duration(check.timeout),
+        humantime::format_duration(check.cache),
+    )
 }
 
 /// One line on what `spillway offload` does with the route's files.

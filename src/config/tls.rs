@@ -33,6 +33,55 @@ impl Certificates {
     }
 }
 
+/// What `check` says of one certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Described {
+    /// Its DNS names (subject alternative names), else its subject.
+    pub names: Vec<String>,
+    pub issuer: String,
+    pub not_after: std::time::SystemTime,
+}
+
+impl Certificates {
+    /// Each certificate's names, issuer and expiry, the default first.
+    pub fn describe(&self) -> Vec<Described> {
+        self.all
+            .iter()
+            .filter_map(|key| describe(key.end_entity_cert().ok()?))
+            .collect()
+    }
+}
+
+fn describe(der: &CertificateDer<'_>) -> Option<Described> {
+    use x509_parser::extensions::GeneralName;
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
+    let mut names: Vec<String> = cert
+        .subject_alternative_name()
+        .ok()
+        .flatten()
+        .map(|san| {
+            san.value
+                .general_names
+                .iter()
+                .filter_map(|name| match name {
+                    GeneralName::DNSName(dns) => Some((*dns).to_owned()),
+                    GeneralName::IPAddress(_) => None,
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if names.is_empty() {
+        names.push(cert.subject().to_string());
+    }
+    let seconds = u64::try_from(cert.validity().not_after.timestamp()).unwrap_or(0);
+    Some(Described {
+        names,
+        issuer: cert.issuer().to_string(),
+        not_after: std::time::UNIX_EPOCH + std::time::Duration::from_secs(seconds),
+    })
+}
+
 impl ResolvesServerCert for Certificates {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         Some(Arc::clone(self.for_name(hello.server_name())))

@@ -399,7 +399,8 @@ fn json(e: &Entry) -> String {
         protocol: e.protocol,
         status: status_number(e.status),
         bytes: e.body_bytes,
-        duration_ms: e.duration.as_secs_f64() * 1000.0,
+        // Whole microseconds: `0.123`, never `0.12300000000000001`.
+        duration_ms: e.duration.as_micros() as f64 / 1000.0,
         route: e.route,
         outcome: e.outcome,
         user_agent: e.user_agent,
@@ -457,6 +458,12 @@ mod tests {
         assert_eq!(value["status"], 200);
         assert_eq!(value["outcome"], "served");
         assert_eq!(value["duration_ms"], 1.5);
+        let odd = Entry {
+            duration: Duration::from_nanos(123_456_789),
+            ..entry()
+        };
+        let value: serde_json::Value = serde_json::from_str(&json(&odd)).unwrap();
+        assert_eq!(value["duration_ms"].to_string(), "123.456");
         assert!(value.get("reason").is_none());
     }
 }

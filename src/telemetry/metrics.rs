@@ -94,7 +94,7 @@ impl Metrics {
         let upstream_errors = must(IntCounterVec::new(
             Opts::new(
                 "spillway_upstream_errors_total",
-                "Failed exchanges with an upstream, by upstream and kind (connect, timeout, reset, closed, other).",
+                "Failed exchanges with an upstream, by upstream and kind (connect, timeout, reset, closed, protocol, other).",
             ),
             &["upstream", "kind"],
         ));
@@ -188,13 +188,14 @@ impl Metrics {
 
     /// Resolves the label set of `o` (once per thread).
     fn handles(&self, o: &Observation) -> Handles {
+        // No route, no status: `-`, as in the text and combined access logs.
         let route = o.route.map_or(
-            "none",
+            "-",
             |(_, prefix)| if prefix.is_empty() { "/" } else { prefix },
         );
         let status = o
             .status
-            .map_or_else(|| "none".to_owned(), |s| s.as_u16().to_string());
+            .map_or_else(|| "-".to_owned(), |s| s.as_u16().to_string());
         let outcome = o.outcome.as_str();
         Handles {
             requests: self.requests.with_label_values(&[route, outcome, &status]),

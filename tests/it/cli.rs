@@ -29,11 +29,16 @@ fn check_prints_the_compiled_routes_of_the_shipped_config() {
         "listen 127.0.0.1:8080 (2 threads)",
         "default upstream legacy at 127.0.0.1:8081",
         "route /uploads",
-        "miss -> bucket media: http://127.0.0.1:9000/example-media/uploads/ (signs as minioadmin from proxy.yaml)",
+        "miss -> bucket media: http://127.0.0.1:9000/example-media/uploads/ (signs as minioadmin from `credentials:`)",
         "access private (ttl 5m)",
         "avatars/** -> public",
         "route /static",
         "miss -> 404 (no bucket)",
+        "admin off (no `admin:`)",
+        "access log text to stderr",
+        "route /uploads\n  root ",
+        "  offload off (no `offload:` block)\nroute /static",
+        "  offload files unchanged for 10m, then delete (8 at a time, multipart from 64 MiB)\n",
     ] {
         assert!(stdout.contains(want), "{want:?} in:\n{stdout}");
     }
@@ -287,4 +292,98 @@ fn a_malformed_explain_header_or_cookie_is_named() {
         failure(&["explain", "--config", config, "--cookie", "a\u{1}", "/x"]),
         "spillway: --cookie \"a\\u{1}\": not a header value\n"
     );
+}
+
+#[test]
+fn check_shows_everything_the_config_sets_and_warns_of_a_certificate_near_its_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, lasting) = support::certificate(dir.path(), "lasting", &["files.example.com"]);
+    let (_, ending) = support::certificate_expiring(dir.path(), "ending", &["old.example.com"], 5);
+    std::fs::create_dir(dir.path().join("www")).unwrap();
+    let config = dir.path().join("edge.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"listen:
+  - address: "127.0.0.1:8443"
+    tls: {{ cert: {}, key: {} }}
+  - address: "127.0.0.1:9443"
+    tls: {{ cert: {}, key: {} }}
+admin: "127.0.0.1:9901"
+access_log: {{ format: json, path: stdout }}
+upstreams:
+  app: {{ address: "127.0.0.1:8081" }}
+default_upstream: app
+buckets:
+  media:
+    bucket: media
+    region: us-east-1
+    credentials: {{ access_key_id: AKID, secret_access_key: SK }}
+routes:
+  - prefix: /private
+    root: www
+    bucket: media
+    authorize: {{ upstream: app, path: /check, forward: [cookie], timeout: 2s }}
+  - prefix: /trial
+    root: www
+    bucket: media
+    shadow: true
+"#,
+            lasting.cert.display(),
+            lasting.key.display(),
+            ending.cert.display(),
+            ending.key.display(),
+        ),
+    )
+    .unwrap();
+    let out = run_cli(&["check", "--config", &config.display().to_string()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.starts_with(&format!("config ok: {}\n", config.display())),
+        "{stdout}"
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    let cert = |name: &str| {
+        lines
+            .iter()
+            .find(|l| l.starts_with(&format!("  certificate {name}: ")))
+            .unwrap_or_else(|| panic!("no certificate line for {name}:\n{stdout}"))
+            .to_string()
+    };
+    let lasting_line = cert("files.example.com");
+    assert!(
+        lasting_line
+            .contains(": issuer CN=spillway test CA lasting; expires 4096-01-01T00:00:00Z ("),
+        "{lasting_line}"
+    );
+    let ending_line = cert("old.example.com");
+    assert!(
+        ending_line.contains(": issuer CN=spillway test CA ending; expires ")
+            && (ending_line.ends_with("(4 days left)") || ending_line.ends_with("(5 days left)")),
+        "{ending_line}"
+    );
+    assert!(
+        stdout.contains("  warning: the certificate for old.example.com expires in "),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("warning: the certificate for files.example.com"),
+        "{stdout}"
+    );
+    for want in [
+        "listen 127.0.0.1:8443 TLS (h2, http/1.1) (",
+        "admin 127.0.0.1:9901: /metrics, /healthz, /readyz\n",
+        "access log json to stdout\n",
+        "default upstream app at 127.0.0.1:8081\n",
+        "  authorize GET app (127.0.0.1:8081) /check forwarding cookie, for presigned redirects; timeout 2s, answers kept 0s\n",
+        "route /trial\n",
+        "  shadow: every request goes upstream; spillway logs what it would have done:\n  would: miss -> bucket media: ",
+    ] {
+        assert!(stdout.contains(want), "{want:?} in:\n{stdout}");
+    }
 }
