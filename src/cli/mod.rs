@@ -12,10 +12,21 @@ use clap::{Parser, Subcommand};
 use crate::config;
 use crate::offload::report::exit as offload_exit;
 
+/// What `--help` ends with: how to steer a running server, and its log.
+const AFTER_HELP: &str = "\
+Signals to a running server: SIGHUP reloads the config without dropping a request (what \
+`spillway reload` sends), SIGTERM stops gracefully (requests in flight finish), SIGINT stops at \
+once, SIGUSR1 reopens the access log file (after logrotate).
+
+Logging: RUST_LOG sets what is written to stderr (default: spillway's own lines at info, the \
+libraries' warnings), e.g. RUST_LOG=debug or RUST_LOG=spillway=debug.";
+
 #[derive(Parser)]
 #[command(
+    name = "spillway",
     version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("SPILLWAY_GIT_HASH"), ")"),
     about = "Serve local files, redirect misses to S3 (presigned when private), proxy the rest",
+    after_help = AFTER_HELP,
     args_conflicts_with_subcommands = true
 )]
 struct Cli {
@@ -37,6 +48,13 @@ enum Command {
     Check(CheckArgs),
     /// Print what the server would do with one request, computed by the same code it runs.
     Explain(ExplainArgs),
+    /// Print a shell completion script: `spillway completions bash > /etc/bash_completion.d/spillway`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff): `spillway man > /usr/local/share/man/man1/spillway.1`.
+    Man,
     /// Move local files to the keys the server redirects to, prove they arrived, then remove
     /// them. Only routes with an `offload:` block are touched.
     ///
@@ -181,6 +199,8 @@ pub fn main() -> ExitCode {
         Some(Command::Check(arg)) => check(arg),
         Some(Command::Explain(args)) => explain(args),
         Some(Command::Offload(args)) => return offload(args),
+        Some(Command::Completions { shell }) => completions(shell),
+        Some(Command::Man) => man(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -231,6 +251,18 @@ fn reload(arg: ConfigArg) -> anyhow::Result<()> {
     anyhow::bail!("sent SIGHUP to pid {old}, but no new process took over within 30s; the server's log says why (it keeps serving)")
 }
 
+fn completions(shell: clap_complete::Shell) -> anyhow::Result<()> {
+    let mut command = <Cli as clap::CommandFactory>::command();
+    clap_complete::generate(shell, &mut command, "spillway", &mut std::io::stdout());
+    Ok(())
+}
+
+fn man() -> anyhow::Result<()> {
+    let command = <Cli as clap::CommandFactory>::command();
+    clap_mangen::Man::new(command).render(&mut std::io::stdout())?;
+    Ok(())
+}
+
 fn check(args: CheckArgs) -> anyhow::Result<()> {
     let config = config::load(&args.config.config)?;
     print!("{}", config::describe(&config));
@@ -255,6 +287,13 @@ fn check(args: CheckArgs) -> anyhow::Result<()> {
 }
 
 fn explain(args: ExplainArgs) -> anyhow::Result<()> {
+    // As the server would: a request target other than `*` or an absolute URL starts with `/`.
+    if !args.path.starts_with('/') {
+        anyhow::bail!(
+            "{:?} is not a request path: a request path starts with '/', as a client sends it (e.g. /uploads/a%20b.jpg)",
+            args.path
+        );
+    }
     let config = config::load(&args.config.config)?;
     let method: http::Method = args.method.parse()?;
     let now = args.at.unwrap_or_else(SystemTime::now);

@@ -387,3 +387,40 @@ routes:
         assert!(stdout.contains(want), "{want:?} in:\n{stdout}");
     }
 }
+
+#[test]
+fn completions_a_man_page_and_help_that_names_the_signals_and_rust_log() {
+    for (shell, marker) in [
+        ("bash", "_spillway()"),
+        ("zsh", "#compdef spillway"),
+        ("fish", "complete -c spillway"),
+    ] {
+        let out = run_cli(&["completions", shell]);
+        let script = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{shell}");
+        assert!(script.contains(marker), "{shell}: {script}");
+        assert!(
+            script.contains("offload") && script.contains("--bwlimit"),
+            "{shell}"
+        );
+    }
+    let man = run_cli(&["man"]);
+    let page = String::from_utf8_lossy(&man.stdout);
+    assert!(page.contains(".TH spillway 1"), "{page}");
+    assert!(page.contains("reload") && page.contains("SIGHUP"), "{page}");
+    let help = run_cli(&["--help"]);
+    let text = String::from_utf8_lossy(&help.stdout);
+    for signal in ["SIGHUP", "SIGTERM", "SIGINT", "SIGUSR1", "RUST_LOG"] {
+        assert!(text.contains(signal), "{signal} in:\n{text}");
+    }
+}
+
+#[test]
+fn explain_refuses_a_path_without_its_leading_slash_as_the_server_would() {
+    let out = run_cli(&["explain", "--config", &shipped_config(), "uploads/a.jpg"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "spillway: \"uploads/a.jpg\" is not a request path: a request path starts with '/', as a client sends it (e.g. /uploads/a%20b.jpg)\n"
+    );
+}
