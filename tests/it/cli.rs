@@ -400,7 +400,7 @@ fn completions_a_man_page_and_help_that_names_the_signals_and_rust_log() {
         assert!(out.status.success(), "{shell}");
         assert!(script.contains(marker), "{shell}: {script}");
         assert!(
-            script.contains("offload") && script.contains("--bwlimit"),
+            script.contains("offload") && script.contains("bwlimit"),
             "{shell}"
         );
     }
