@@ -60,12 +60,17 @@ pub enum HeadError {
     Version,
     #[error("missing, repeated or invalid Host")]
     Host,
+    /// A byte RFC 3986 never leaves unencoded in a path or query (a space, `"`, `<`, `>`, `\`,
+    /// `^`, a backtick, `{`, `|`, `}`, `#`, `[`, `]`, a control or non-ASCII byte): refused at
+    /// the front, so the upstream is never blamed for a target nothing could relay.
+    #[error("a character that must be percent-encoded in the request target")]
+    Target,
 }
 
 impl HeadError {
     pub fn status(self) -> StatusCode {
         match self {
-            HeadError::Malformed | HeadError::BadFraming | HeadError::Host => {
+            HeadError::Malformed | HeadError::BadFraming | HeadError::Host | HeadError::Target => {
                 StatusCode::BAD_REQUEST
             }
             HeadError::TooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
@@ -184,10 +189,42 @@ fn split_target(target: &str) -> Result<(&str, Option<&str>), HeadError> {
     } else {
         return Err(HeadError::Malformed);
     };
+    if !path_and_query.bytes().all(allowed_in_target) {
+        return Err(HeadError::Target);
+    }
     Ok(match path_and_query.split_once('?') {
         Some((path, query)) => (path, Some(query)),
         None => (path_and_query, None),
     })
+}
+
+/// RFC 3986's unreserved and reserved characters and `%`: what a path or a query may hold as
+/// it is. (`#` starts a fragment, which a client never sends; `[` and `]` only bracket an IPv6
+/// host, which is not part of a path.)
+fn allowed_in_target(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'-' | b'.'
+                | b'_'
+                | b'~'
+                | b'!'
+                | b'$'
+                | b'&'
+                | b'\''
+                | b'('
+                | b')'
+                | b'*'
+                | b'+'
+                | b','
+                | b';'
+                | b'='
+                | b':'
+                | b'@'
+                | b'/'
+                | b'?'
+                | b'%'
+        )
 }
 
 fn strip_scheme(target: &str) -> Option<&str> {

@@ -952,3 +952,46 @@ fn a_request_pipelined_behind_a_proxied_one_is_answered_or_the_close_is_announce
         );
     }
 }
+
+/// Targets with a byte RFC 3986 never leaves unencoded are the client's mistake: 400 at the
+/// front, before routing, on every way a request can go (the short way upstream, Pingora's
+/// proxy, a route's files); never a 502 that blames the upstream.
+#[test]
+fn targets_with_bytes_that_must_be_encoded_are_400_before_routing() {
+    let stack = Stack::start();
+    stack.put_local("static", "a.txt", b"a");
+    let targets = [
+        "/legacy/`age",
+        "/legacy/page>q=1",
+        "/files<a.txt",
+        "/ub/x.jpg\"",
+        "/a{b}",
+        "/a|b",
+        "/a\\b",
+        "/a^b",
+        "/static/a.txt#frag",
+        "/a[1]",
+        "/q?x=<script>",
+        "/caf\u{e9}",
+    ];
+    for target in targets {
+        for method in ["GET", "HEAD", "POST"] {
+            let head = if method == "POST" {
+                req(method, target, &["Content-Length: 1"]) + "x"
+            } else {
+                req(method, target, &[])
+            };
+            let resp = support::send_raw(stack.port(), head.as_bytes(), method == "HEAD")
+                .unwrap_or_else(|e| panic!("{method} {target}: {e}"));
+            assert_eq!(resp.status, 400, "{method} {target}");
+            assert_eq!(
+                resp.header("x-legacy"),
+                None,
+                "{method} {target}: not forwarded"
+            );
+        }
+    }
+    // Encoded, the same targets go their way as usual.
+    let resp = support::send_raw(stack.port(), get("/legacy/%60age").as_bytes(), false).unwrap();
+    assert_upstream(&resp, "GET", "/legacy/%60age");
+}
