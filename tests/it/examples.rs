@@ -339,3 +339,47 @@ fn the_dockerfile_builds_in_one_stage_and_runs_unprivileged_in_another() {
     assert!(user != "root" && user != "0", "USER {user}");
     assert!(lines.contains(&r#"ENTRYPOINT ["/usr/local/bin/spillway"]"#));
 }
+
+/// Both units are hardened as `systemd-analyze security` measures it (4 or lower is "OK"),
+/// and parse as units (`systemd-analyze verify`, with the binary's path standing in).
+#[test]
+fn the_units_are_hardened_to_an_exposure_of_4_or_less() {
+    for name in ["spillway.service", "spillway-offload.service"] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("examples")
+            .join(name);
+        let out = std::process::Command::new("systemd-analyze")
+            .args(["security", "--offline=yes"])
+            .arg(&path)
+            .output()
+            .expect("systemd-analyze (Debian's systemd package; .ci/run installs it)");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let score: f64 = text
+            .lines()
+            .find_map(|l| {
+                l.split_once("Overall exposure level for ")?
+                    .1
+                    .split_once(": ")
+            })
+            .and_then(|(_, rest)| rest.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no exposure level for {name}:\n{text}"));
+        assert!(score <= 4.0, "{name}: exposure {score}\n{text}");
+        let dir = tempfile::tempdir().unwrap();
+        let unit = dir.path().join(name);
+        std::fs::write(
+            &unit,
+            read(&path).replace("/usr/local/bin/spillway", "/bin/true"),
+        )
+        .unwrap();
+        let verify = std::process::Command::new("systemd-analyze")
+            .arg("verify")
+            .arg(&unit)
+            .output()
+            .unwrap();
+        assert!(
+            verify.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&verify.stderr)
+        );
+    }
+}
