@@ -430,12 +430,11 @@ impl RouteWatch<'_, '_> {
         let job = self.job;
         for path in paths {
             match classify(job, &self.root, &path) {
-                Some(Change::File(relative)) => {
-                    if self.queue.changed(&relative, job.min_age) {
-                        self.report
-                            .waiting(&url_path(job.route, &relative), job.min_age);
-                    }
+                Some(Change::File(relative)) if self.queue.changed(&relative, job.min_age) => {
+                    let path = url_path(job.route, &relative);
+                    self.report.waiting(&path, job.min_age);
                 }
+                Some(Change::File(_)) => {}
                 Some(Change::Directory(relative)) => self.start_walk(Some(relative)),
                 None => {}
             }
