@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Hold N idle keep-alive connections to one server, for benches/load/run.sh's memory test.
+"""Hold N idle keep-alive connections to one server, for benches/load/bench.py's memory test.
 
     python3 idle_connections.py HOST PORT N PATH EXPECTED_BODY_BYTES
 
@@ -10,7 +10,7 @@ overflows), sends one complete `GET PATH HTTP/1.1` on each, and reads each full 
 
     READY open=N
 
-and waits for one line on stdin (run.sh measures the server's memory in between). On that
+and waits for one line on stdin (bench.py measures the server's memory in between). On that
 line it checks that the server has closed none of the N (a connection the server closed reads
 as end-of-file), prints
 

@@ -1,4 +1,4 @@
--- lighttpd mod_magnet script (copied by benches/load/run.sh): spillway's /uploads route in
+-- lighttpd mod_magnet script (copied by benches/load/bench.py): spillway's /uploads route in
 -- lighttpd 1.4, the seed of the project. "Stat the file, else 302 to S3."
 --
 -- It runs at the physical-path stage (magnet.attract-physical-path-to, only for URLs under

@@ -18,6 +18,7 @@
 #   bash benches/offload/run.sh            (as root on Debian: installs rclone when missing,
 #                                           and awscli into target/offload-bench/venv)
 #   SMALL=2000 BIG_MIB=256 ROUNDS=1 WATCH_FILES=20000 bash benches/offload/run.sh   (quicker)
+#   WATCH_ONLY=1 SMALL=1 BIG_MIB=1 bash benches/offload/run.sh  ((c) alone)
 # Results: target/offload-bench/results.md
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -167,7 +168,10 @@ one() {  # tool data
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 declare -A secs rss
-for data in small big; do
+# WATCH_ONLY=1: (c) alone.
+copies="small big"
+[ "${WATCH_ONLY:-0}" = 1 ] && copies=""
+for data in $copies; do
   for round in $(seq "$ROUNDS"); do
     for tool in rclone aws keep delete; do
       one "$tool" "$data"
@@ -246,6 +250,7 @@ watch_run
 {
   echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, $ROUNDS alternating rounds, medians; SMALL=$SMALL BIG_MIB=$BIG_MIB WATCH_FILES=$WATCH_FILES; rclone $(rclone version 2>/dev/null | head -1 | awk '{print $2}'), $("$aws" --version 2>&1 | awk '{print $1}')"
   echo
+  if [ -n "$copies" ]; then
   echo "| workload | tool | seconds | rate | peak RSS |"
   echo "|---|---|---:|---:|---:|"
   for data in small big; do
@@ -271,6 +276,7 @@ watch_run
   echo "spillway (keep) / aws s3 cp, by rate: (a) $(echo "$med_small_aws / $med_small_keep" | bc -l | xargs printf '%.2f')×," \
        "(b) $(echo "$med_big_aws / $med_big_keep" | bc -l | xargs printf '%.2f')×"
   echo
+  fi
   echo "(c) --watch at scale, one run: after delete, min_age 0s, concurrency 8; 10 bursts, half \`mv\`'d in, half written in place"
   echo
   echo "| workload | tool | seconds | rate | peak RSS (VmHWM) | exit after SIGTERM |"

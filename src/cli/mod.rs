@@ -90,6 +90,10 @@ struct OffloadArgs {
     /// `admin:`; `off` for none).
     #[arg(long, value_name = "ADDRESS", requires = "watch")]
     admin: Option<String>,
+    /// With --watch: walk every route in full at least this often, for changes inotify does
+    /// not see (writes from other hosts on NFS).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "10m", requires = "watch")]
+    rescan: std::time::Duration,
     /// Print what would move, and to which key; change nothing.
     #[arg(long)]
     dry_run: bool,
@@ -354,6 +358,7 @@ fn offload_run(args: OffloadArgs) -> anyhow::Result<crate::offload::report::Summ
         exclude: args.exclude,
         bwlimit: args.bwlimit,
         admin,
+        rescan: args.rescan,
     };
     let json = options.json;
     let summary = crate::offload::run(config, options)?;

@@ -57,6 +57,8 @@ pub struct Trace {
     pub checksum: Option<String>,
     /// Its size when it was opened.
     pub size: u64,
+    /// Its stamp when it was opened.
+    pub stamp: Option<Stamp>,
 }
 
 /// How one file ended.
@@ -194,6 +196,7 @@ impl Job<'_> {
             Err(e) => return Done::Failed(Failure::Read(e)),
         };
         trace.size = stamp.size;
+        trace.stamp = Some(stamp);
         let age = stamp.unchanged_for(SystemTime::now());
         if age < self.min_age {
             return Done::TooYoung {

@@ -54,7 +54,7 @@ use store::Store;
 use walk::Found;
 
 /// What the command line asks for.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Options {
     /// Route prefixes; empty: every route with an `offload:` block.
     pub routes: Vec<String>,
@@ -71,6 +71,8 @@ pub struct Options {
     pub bwlimit: Option<u64>,
     /// With `watch`: where to serve `/metrics`, `/healthz` and `/readyz`.
     pub admin: Option<SocketAddr>,
+    /// With `watch`: a full walk at least this often.
+    pub rescan: Duration,
 }
 
 /// Why a run could not start. Each is a configuration, credentials or usage problem (exit
@@ -192,7 +194,7 @@ pub fn run(config: Config, options: Options) -> Result<Summary, OffloadError> {
             let _watchdog = crate::telemetry::systemd::keep_watchdog_fed();
             join_all(
                 jobs.iter()
-                    .map(|job| watch::watch(job, &report, stop.clone(), watching)),
+                    .map(|job| watch::watch(job, &report, options.rescan, stop.clone(), watching)),
             )
             .await;
         } else {
@@ -259,7 +261,7 @@ pub async fn offload_all(
         tokio::select! {
             next = found.recv(), if walking && !stopping && in_flight.len() < concurrency => {
                 match next {
-                    Some(Found::File { relative, size }) if job.filter.admits(&relative) => {
+                    Some(Found::File { relative, size, .. }) if job.filter.admits(&relative) => {
                         report.found(size);
                         in_flight.push(async move {
                             let started = Instant::now();

@@ -11,12 +11,17 @@ use std::path::{Path, PathBuf};
 
 use crate::core::site::{Dotfiles, Route};
 use crate::offload::remove::QUARANTINE_PREFIX;
+use crate::offload::stamp::Stamp;
 
 /// One entry beneath the root.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Found {
-    /// A regular file the server could serve: a candidate to move.
-    File { relative: String, size: u64 },
+    /// A regular file the server could serve: a candidate to move. `stamp` as the walk saw it.
+    File {
+        relative: String,
+        size: u64,
+        stamp: Stamp,
+    },
     /// Something that is never moved, and why.
     Skipped { relative: String, why: Skip },
     /// A file an interrupted run set aside while removing it (see `remove`), in `dir`.
@@ -127,6 +132,7 @@ fn walk(root: &Path, dotfiles: Dotfiles, start: String, mut found: impl FnMut(Fo
                     Ok(meta) => Found::File {
                         relative,
                         size: meta.len(),
+                        stamp: Stamp::of(&meta),
                     },
                     Err(_) => continue,
                 },

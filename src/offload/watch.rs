@@ -4,7 +4,7 @@
 //! closes without a write are what the walk and the uploads themselves cause, and removals
 //! leave nothing to move. A changed file is due `min_age` after its last change and waits in a
 //! timer wheel (`DelayQueue`) until then; a new or renamed-in directory is walked, since files
-//! can land in it before its watch exists. A full walk runs at the start, every `RESCAN`, and
+//! can land in it before its watch exists. A full walk runs at the start, every `--rescan`, and
 //! when events were lost (the kernel's queue walk_owed, or more paths were pending than
 //! `MAX_PENDING`). Idle, the loop sleeps on its timers and the inotify descriptor: no CPU.
 //!
@@ -24,16 +24,17 @@ use tokio::sync::{mpsc, watch as signal_watch, Notify};
 use tokio_util::time::{delay_queue, DelayQueue};
 
 use crate::offload::file::{Done, Job, Trace};
-use crate::offload::remove::QUARANTINE_PREFIX;
+use crate::offload::remove::{Removed, QUARANTINE_PREFIX};
 use crate::offload::report::{Finished, Report};
+use crate::offload::stamp::Stamp;
 use crate::offload::walk::{Found, Walk};
 use crate::offload::{restore, url_path};
 
 /// Paths pending at most (about 150 bytes each); past it, changes are dropped and a full walk
 /// finds them instead.
 pub const MAX_PENDING: usize = 250_000;
-/// A full walk at least this often, for anything notifications missed.
-const RESCAN: Duration = Duration::from_secs(600);
+/// A full walk at least this often, for anything notifications missed (`--rescan`).
+pub const RESCAN: Duration = Duration::from_secs(600);
 /// A file that failed is tried again after this long.
 const RETRY: Duration = Duration::from_secs(60);
 
@@ -236,28 +237,38 @@ impl Queue {
 pub async fn watch(
     job: &Job<'_>,
     report: &Report,
+    rescan: Duration,
     mut stop: signal_watch::Receiver<bool>,
     watching: impl FnOnce(),
 ) {
     let root = job.route.docroot.path().to_owned();
     let changes = Arc::new(Mutex::new(Changes::default()));
     let wake = Arc::new(Notify::new());
-    let _watcher = watch_root(job, report, &root, Arc::clone(&changes), Arc::clone(&wake));
+    let watcher = watch_root(
+        job,
+        report,
+        &root,
+        rescan,
+        Arc::clone(&changes),
+        Arc::clone(&wake),
+    );
     watching();
     let (walk_tx, mut walked) = mpsc::channel::<Found>(1024);
     let mut state = RouteWatch {
         job,
         report,
         root,
+        watcher,
         walker: Walk::of(job.route),
         walk_tx,
         walks: 0,
+        kept: HashMap::new(),
         queue: Queue::default(),
         was_idle: false,
     };
     state.start_walk(None);
     let mut in_flight = FuturesUnordered::new();
-    let mut next_rescan = tokio::time::Instant::now() + RESCAN;
+    let mut next_rescan = tokio::time::Instant::now() + rescan;
     let mut stopping = *stop.borrow();
     while !(stopping && in_flight.is_empty()) {
         while !stopping && in_flight.len() < job.settings.concurrency {
@@ -291,7 +302,7 @@ pub async fn watch(
                 state.changed(paths, lost);
             }
             () = tokio::time::sleep_until(next_rescan) => {
-                next_rescan = tokio::time::Instant::now() + RESCAN;
+                next_rescan = tokio::time::Instant::now() + rescan;
                 state.queue.walk_owed = true;
             }
         }
@@ -299,11 +310,12 @@ pub async fn watch(
 }
 
 /// Starts the inotify watch of `root` and says so; without one, the route is walked every
-/// `RESCAN` only, and the operator is told.
+/// `rescan` only, and the operator is told.
 fn watch_root(
     job: &Job<'_>,
     report: &Report,
     root: &Path,
+    rescan: Duration,
     changes: Arc<Mutex<Changes>>,
     wake: Arc<Notify>,
 ) -> Option<notify::RecommendedWatcher> {
@@ -317,7 +329,7 @@ fn watch_root(
             report.line(format!(
                 "warning    cannot watch {}: {e}; walking it every {}s instead",
                 root.display(),
-                RESCAN.as_secs()
+                rescan.as_secs()
             ));
             None
         }
@@ -329,11 +341,16 @@ struct RouteWatch<'j, 'c> {
     job: &'j Job<'c>,
     report: &'j Report,
     root: PathBuf,
+    /// `None` when inotify could not be used: walks alone, every `--rescan`.
+    watcher: Option<notify::RecommendedWatcher>,
     walker: Walk,
     /// Every walk sends what it finds here, then `Found::End`.
     walk_tx: mpsc::Sender<Found>,
     /// Walks under way.
     walks: usize,
+    /// With `after: keep`: files proven in the bucket, as they were then. A walk passes over
+    /// them while they stay so, instead of asking the bucket again every rescan.
+    kept: HashMap<String, Stamp>,
     queue: Queue,
     /// Nothing was due, in flight or being walked when last looked.
     was_idle: bool,
@@ -383,6 +400,20 @@ impl RouteWatch<'_, '_> {
         let job = self.job;
         let path = url_path(job.route, relative);
         let say_waiting = self.queue.finished(relative, done, job.min_age);
+        let kept = matches!(
+            done,
+            Done::Uploaded {
+                removed: Removed::Kept,
+                ..
+            } | Done::AlreadyThere {
+                removed: Removed::Kept
+            }
+        );
+        if let (true, Some(stamp)) = (kept, trace.stamp) {
+            if self.kept.len() < MAX_PENDING || self.kept.contains_key(relative) {
+                self.kept.insert(relative.to_owned(), stamp);
+            }
+        }
         match done {
             Done::TooYoung { wait } if say_waiting => self.report.waiting(&path, *wait),
             Done::TooYoung { .. } => {}
@@ -408,6 +439,10 @@ impl RouteWatch<'_, '_> {
     fn found(&mut self, found: Found) {
         let job = self.job;
         match found {
+            // Proven and kept, and unchanged since.
+            Found::File {
+                relative, stamp, ..
+            } if self.kept.get(&relative) == Some(&stamp) => {}
             Found::File { relative, .. } if job.filter.admits(&relative) => {
                 self.queue.found(relative)
             }
@@ -435,7 +470,18 @@ impl RouteWatch<'_, '_> {
                     self.report.waiting(&path, job.min_age);
                 }
                 Some(Change::File(_)) => {}
-                Some(Change::Directory(relative)) => self.start_walk(Some(relative)),
+                Some(Change::Directory(relative)) => {
+                    // Watched before it is walked: a file made in it (or in a directory made in
+                    // it) after the walk listed it has an event then. notify adds watches for new
+                    // directories itself, but only for those whose creation it saw, and a tree
+                    // made with `mkdir -p` is faster than that.
+                    if let Some(watcher) = self.watcher.as_mut() {
+                        if watcher.watch(&path, RecursiveMode::Recursive).is_err() {
+                            self.queue.walk_owed = true;
+                        }
+                    }
+                    self.start_walk(Some(relative))
+                }
                 None => {}
             }
         }
