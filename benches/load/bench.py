@@ -227,18 +227,19 @@ def running(pid):
 
 class Procs:
     def __init__(self):
-        self.tracked = []  # (Popen, stop signal, name)
+        self.tracked = []  # (Popen, the signal that stops it)
 
-    def start(self, argv, name, sig, log_path, stdin=subprocess.DEVNULL, env=None):
+    def start(self, argv, sig, log_path, stdin=subprocess.DEVNULL, env=None):
+        """Starts argv in the background, its output to log_path."""
         with open(log_path, "wb") as out:
             p = subprocess.Popen([str(a) for a in argv], stdin=stdin, stdout=out,
                                  stderr=subprocess.STDOUT, env=env, process_group=0)
-        self.tracked.append((p, sig, name))
+        self.tracked.append((p, sig))
         return p
 
-    def run(self, argv, name, log_path):
+    def run(self, argv, log_path):
         """Runs a bounded command to its end (tracked: a signal meanwhile stops it too)."""
-        p = self.start(argv, name, signal.SIGTERM, log_path)
+        p = self.start(argv, signal.SIGTERM, log_path)
         rc = p.wait()
         self.forget(p)
         return rc
@@ -274,7 +275,7 @@ class Procs:
                     pass
 
     def stop_all(self):
-        for p, sig, _ in reversed(self.tracked):
+        for p, sig in reversed(self.tracked):
             self.stop(p, sig)
         self.tracked = []
 
@@ -286,7 +287,6 @@ class Procs:
 class Run:
     cfg: Config
     procs: Procs
-    out_dir: Path  # target/load
     raw: Path  # target/load/raw
     nginx: str = ""
     lighttpd: str = ""
@@ -513,7 +513,7 @@ def cpu_idle_pct():
 def start_nginx(run, prefix, name, port, logname):
     logf = run.raw / f"{logname}.log"
     p = run.procs.start([run.nginx, "-e", prefix / "startup-error.log", "-p", prefix, "-c", prefix / "nginx.conf"],
-                        name, signal.SIGTERM, logf)
+                        signal.SIGTERM, logf)
     wait_port(port, p, name, logf, prefix / "startup-error.log", prefix / "error.log")
     return p
 
@@ -566,7 +566,7 @@ def start_servers(run, n):
     log(f"starting spillway on 127.0.0.1:{port} (threads: {n}, access_log off, RUST_LOG=warn)")
     logf = raw / f"spillway-w{n}.log"
     run.server["spillway"] = p = run.procs.start(
-        [run.spillway, "run", "--config", d / "spillway.yaml"], "spillway", STOP_SIGNAL["spillway"], logf,
+        [run.spillway, "run", "--config", d / "spillway.yaml"], STOP_SIGNAL["spillway"], logf,
         env={**os.environ, "RUST_LOG": "warn"})
     wait_port(port, p, "spillway", logf)
 
@@ -579,7 +579,7 @@ def start_servers(run, n):
     log(f"starting lighttpd on 127.0.0.1:{port} ({lw}, mod_magnet, no access log)")
     logf = raw / f"lighttpd-w{n}.log"
     run.server["lighttpd"] = p = run.procs.start(
-        [run.lighttpd, "-D", "-f", d / "lighttpd/lighttpd.conf"], "lighttpd", STOP_SIGNAL["lighttpd"], logf)
+        [run.lighttpd, "-D", "-f", d / "lighttpd/lighttpd.conf"], STOP_SIGNAL["lighttpd"], logf)
     wait_port(port, p, "lighttpd", logf)
     # the workers are forked after the parent has bound the port
     if n > 1 and not wait_until(lambda: len(children(p.pid)) >= n, 10):
@@ -665,7 +665,7 @@ def stream_big(run, s, n):
     out = run.raw / f"stream-w{n}-{s}.txt"
     rc = run.procs.run(["curl", "-s", "-o", "/dev/null", "--limit-rate", cfg.mem_rate,
                         "--max-time", cfg.mem_seconds, "-w", "%{http_code} %{size_download}\n",
-                        f"http://127.0.0.1:{cfg.port(s)}/uploads/1g.bin"], "curl", out)
+                        f"http://127.0.0.1:{cfg.port(s)}/uploads/1g.bin"], out)
     # 28 = --max-time reached: expected, the file is bigger than rate x time
     if rc not in (0, 28):
         die(f"streaming the 1 GiB file from {s} failed (curl exit {rc})")
@@ -708,7 +708,7 @@ def conn_mem(run, s, n):
     idle = settled_kib(run, s)
     # its stdin: a line (or end-of-file if the harness dies) makes it close them all
     holder = run.procs.start([sys.executable, HERE / "idle_connections.py", "127.0.0.1", port, want,
-                              "/uploads/1k.bin", 1024], "idle_connections.py", signal.SIGTERM, out,
+                              "/uploads/1k.bin", 1024], signal.SIGTERM, out,
                              stdin=subprocess.PIPE)
 
     def ready():
@@ -923,7 +923,7 @@ def parse_wrkstat(text):
 def run_wrk(run, res, w, s, n, threads, rnd, duration):
     """One wrk run (rnd: a round number, or "warmup"); records its numbers unless a warm-up."""
     out = run.raw / f"wrk-w{n}-t{threads}-{w.key}-{s}-{rnd}.txt"
-    if run.procs.run(wrk_argv(run, w, s, threads, duration), "wrk", out) != 0:
+    if run.procs.run(wrk_argv(run, w, s, threads, duration), out) != 0:
         die(f"wrk failed ({s}, {w.name}):\n{tail(out)}")
     if rnd == "warmup":
         return
@@ -1181,6 +1181,8 @@ def on_signal(signum, _frame):
 
 
 def main():
+    if sys.version_info < (3, 11):
+        sys.exit("[load] ERROR: bench.py needs Python 3.11 or later")
     started = time.time()
     loadavg = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     signal.signal(signal.SIGINT, on_signal)
@@ -1191,7 +1193,7 @@ def main():
     run = None
     rc = 1
     try:
-        run = Run(cfg=read_config(), procs=Procs(), out_dir=out_dir, raw=out_dir / "raw")
+        run = Run(cfg=read_config(), procs=Procs(), raw=out_dir / "raw")
         install_tools(run)
         build(run, target_dir)
         make_docroot(run)
