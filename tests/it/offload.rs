@@ -936,6 +936,11 @@ fn bwlimit_holds_the_whole_run_to_its_rate() {
     );
     let bad = site.offload(&["--bwlimit", "fast"]);
     bad.assert_code(3);
+    assert!(
+        bad.stderr.starts_with("error: invalid value 'fast' for '--bwlimit <SIZE>': \"fast\" is not a rate: write a size per second, e.g. 500KiB or 10MiB\n"),
+        "{}",
+        bad.stderr
+    );
 }
 
 #[test]
@@ -1266,4 +1271,29 @@ fn watch_with_after_keep_checks_a_kept_file_once_not_at_every_rescan() {
         "no `exists` line at each rescan"
     );
     assert!(site.www().join("kept.txt").exists());
+}
+
+#[test]
+fn a_config_without_offload_routes_and_a_taken_admin_port_are_said_once_with_status_3() {
+    let site = two_routes(S3Server::start(ACCESS_KEY, SECRET_KEY), "      min_age: 0s");
+    // The same site without its offload: blocks.
+    let config = site.proxy.spillway_dir().join("no-offload.yaml");
+    let yaml = std::fs::read_to_string(site.config()).unwrap();
+    std::fs::write(&config, yaml.replace("    offload:\n      min_age: 0s\n", "")).unwrap();
+    let out = run_cli(&["offload", "--config", &config.display().to_string()]);
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "spillway: no route has an `offload:` block: nothing to offload (add one to each route whose files should move; see README, Offload)\n"
+    );
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let run = site.offload(&["--watch", "--admin", &address]);
+    run.assert_code(3);
+    assert_eq!(
+        run.stderr.lines().last(),
+        Some(format!("spillway: cannot listen on {address} for /metrics, /healthz and /readyz: Address already in use (os error 98) (another process, such as the proxy with the same `admin:`, may have it: give offload its own with --admin)").as_str()),
+        "{}",
+        run.stderr
+    );
 }
