@@ -1279,7 +1279,11 @@ fn a_config_without_offload_routes_and_a_taken_admin_port_are_said_once_with_sta
     // The same site without its offload: blocks.
     let config = site.proxy.spillway_dir().join("no-offload.yaml");
     let yaml = std::fs::read_to_string(site.config()).unwrap();
-    std::fs::write(&config, yaml.replace("    offload:\n      min_age: 0s\n", "")).unwrap();
+    std::fs::write(
+        &config,
+        yaml.replace("    offload:\n      min_age: 0s\n", ""),
+    )
+    .unwrap();
     let out = run_cli(&["offload", "--config", &config.display().to_string()]);
     assert_eq!(out.status.code(), Some(3));
     assert_eq!(
