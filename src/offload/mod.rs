@@ -154,7 +154,12 @@ pub fn run(config: Config, options: Options) -> Result<Summary, OffloadError> {
         .map_err(OffloadError::Runtime)?;
     let metrics =
         (options.watch && options.admin.is_some()).then(|| Arc::new(OffloadMetrics::new()));
-    let report = Report::new(options.dry_run, options.json, metrics.clone());
+    let report = Report::new(
+        options.dry_run,
+        options.json,
+        !options.watch,
+        metrics.clone(),
+    );
     runtime.block_on(async {
         let stores = stores(&config, &chosen, options.dry_run).await?;
         let limiter = options.bwlimit.map(Limiter::new);

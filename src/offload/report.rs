@@ -201,10 +201,16 @@ pub struct Report {
 }
 
 impl Report {
-    /// A bar when stderr is a terminal; plain lines otherwise. With `json`, stdout carries one
-    /// JSON object per file and the human lines go to stderr.
-    pub fn new(dry_run: bool, json: bool, metrics: Option<Arc<OffloadMetrics>>) -> Report {
-        let bar = std::io::stderr().is_terminal().then(|| {
+    /// A bar when stderr is a terminal and the run has an end (`bar`: a daemon's totals would
+    /// mean nothing); plain lines otherwise. With `json`, stdout carries one JSON object per file
+    /// and the human lines go to stderr.
+    pub fn new(
+        dry_run: bool,
+        json: bool,
+        bar: bool,
+        metrics: Option<Arc<OffloadMetrics>>,
+    ) -> Report {
+        let bar = (bar && std::io::stderr().is_terminal()).then(|| {
             let bar = ProgressBar::new(0);
             bar.set_style(
                 ProgressStyle::with_template(
