@@ -57,14 +57,17 @@ pub fn fetch_from_chain_blocking(region: &str) -> Result<Keys, String> {
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start a runtime to fetch credentials: {e}"))?;
-    runtime.block_on(async {
-        tokio::time::timeout(CHAIN_TIMEOUT, fetch_from_chain(region))
-            .await
-            .unwrap_or_else(|_| {
-                Err(format!(
-                    "no answer within {}s from a provider that asks over the network (instance metadata, container credentials or STS)",
-                    CHAIN_TIMEOUT.as_secs()
-                ))
-            })
-    })
+    runtime.block_on(fetch_from_chain_within(region))
+}
+
+/// [`fetch_from_chain`], giving up after [`CHAIN_TIMEOUT`].
+pub async fn fetch_from_chain_within(region: &str) -> Result<Keys, String> {
+    tokio::time::timeout(CHAIN_TIMEOUT, fetch_from_chain(region))
+        .await
+        .unwrap_or_else(|_| {
+            Err(format!(
+                "no answer within {}s from a provider that asks over the network (instance metadata, container credentials or STS)",
+                CHAIN_TIMEOUT.as_secs()
+            ))
+        })
 }

@@ -44,6 +44,14 @@ impl Limiter {
         caught_up.saturating_duration_since(now)
     }
 
+    /// `stream` at `limiter`'s rate, or as it is without one.
+    pub fn throttle_if(limiter: Option<&Arc<Limiter>>, stream: ByteStream) -> ByteStream {
+        match limiter {
+            Some(limiter) => limiter.throttle(stream),
+            None => stream,
+        }
+    }
+
     /// `stream`, sent no faster than the run's rate.
     pub fn throttle(self: &Arc<Self>, stream: ByteStream) -> ByteStream {
         let body = stream.into_inner();

@@ -3,7 +3,6 @@
 //! without a failure, so that an alert notices a daemon that stopped moving files.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -12,11 +11,11 @@ use prometheus::{Gauge, GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry, Te
 use crate::offload::file::Done;
 
 /// A route's queue, as its watch last left it.
-#[derive(Default)]
+#[derive(Default, Clone, Copy)]
 struct Pending {
-    files: AtomicU64,
-    /// Unix time (ms) the oldest pending file was first noticed; 0: none pending.
-    oldest_since_ms: AtomicU64,
+    files: usize,
+    /// Unix time (ms) the oldest pending file was first noticed.
+    oldest_since_ms: Option<u64>,
 }
 
 pub struct OffloadMetrics {
@@ -141,13 +140,13 @@ impl OffloadMetrics {
     /// `route`'s queue now: `files` pending, the oldest first noticed at `oldest` (Unix ms).
     pub fn pending(&self, route: &str, files: usize, oldest: Option<u64>) {
         if let Ok(mut pending) = self.pending.lock() {
-            let entry = pending.entry(route.to_owned()).or_default();
-            entry
-                .files
-                .store(u64::try_from(files).unwrap_or(u64::MAX), Ordering::Relaxed);
-            entry
-                .oldest_since_ms
-                .store(oldest.unwrap_or(0), Ordering::Relaxed);
+            pending.insert(
+                route.to_owned(),
+                Pending {
+                    files,
+                    oldest_since_ms: oldest,
+                },
+            );
         }
     }
 
@@ -156,16 +155,12 @@ impl OffloadMetrics {
         if let Ok(pending) = self.pending.lock() {
             let now = unix_now();
             for (route, queue) in pending.iter() {
-                let files = queue.files.load(Ordering::Relaxed);
                 self.pending_files
                     .with_label_values(&[route])
-                    .set(i64::try_from(files).unwrap_or(i64::MAX));
-                let since = queue.oldest_since_ms.load(Ordering::Relaxed);
-                let age = if since == 0 {
-                    0.0
-                } else {
-                    (now - since as f64 / 1000.0).max(0.0)
-                };
+                    .set(i64::try_from(queue.files).unwrap_or(i64::MAX));
+                let age = queue
+                    .oldest_since_ms
+                    .map_or(0.0, |since| (now - since as f64 / 1000.0).max(0.0));
                 self.oldest_pending.with_label_values(&[route]).set(age);
             }
         }

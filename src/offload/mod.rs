@@ -161,7 +161,7 @@ pub fn run(config: Config, options: Options) -> Result<Summary, OffloadError> {
         metrics.clone(),
     );
     runtime.block_on(async {
-        let stores = stores(&config, &chosen, options.dry_run).await?;
+        let stores = stores(&chosen, options.dry_run).await?;
         let limiter = options.bwlimit.map(Limiter::new);
         let ready = Arc::new(AtomicBool::new(false));
         if let (Some(address), Some(metrics)) = (options.admin, &metrics) {
@@ -212,7 +212,6 @@ pub fn run(config: Config, options: Options) -> Result<Summary, OffloadError> {
 
 /// A store for each bucket the chosen routes use, each with credentials: none on a dry run.
 async fn stores(
-    config: &Config,
     chosen: &[(&Route, &Offload)],
     dry_run: bool,
 ) -> Result<HashMap<String, Arc<Store>>, OffloadError> {
@@ -229,7 +228,6 @@ async fn stores(
             stores.insert(name.clone(), Arc::new(store));
         }
     }
-    let _ = config;
     Ok(stores)
 }
 

@@ -5,12 +5,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use aws_sdk_s3::Client;
 
-use crate::config::chain::fetch_from_chain;
+use crate::config::chain::fetch_from_chain_within;
 use crate::offload::client;
 use crate::s3::Bucket;
-
-/// How long the credentials chain may take to answer before the run gives up.
-const CHAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub struct Store {
     pub client: Client,
@@ -36,15 +33,7 @@ impl Store {
     /// says so once, before it walks, instead of failing every file.
     pub async fn connect(config_name: &str, bucket: &Bucket) -> Result<Store, NoCredentials> {
         if bucket.credentials().from_chain() {
-            let found = tokio::time::timeout(CHAIN_TIMEOUT, fetch_from_chain(bucket.region()))
-                .await
-                .unwrap_or_else(|_| {
-                    Err(format!(
-                        "no answer within {}s from a provider that asks over the network",
-                        CHAIN_TIMEOUT.as_secs()
-                    ))
-                });
-            if let Err(detail) = found {
+            if let Err(detail) = fetch_from_chain_within(bucket.region()).await {
                 // The chain lists what it tried on lines of their own: one line here.
                 let detail: Vec<&str> = detail
                     .lines()

@@ -50,10 +50,7 @@ impl Target<'_> {
 
     /// `stream` at the run's rate, if it has one.
     fn body(&self, stream: ByteStream) -> ByteStream {
-        match self.limiter {
-            Some(limiter) => limiter.throttle(stream),
-            None => stream,
-        }
+        Limiter::throttle_if(self.limiter, stream)
     }
 }
 
@@ -539,11 +536,7 @@ async fn upload_part(
         .map_err(|e| S3Error::Read(std::io::Error::other(e)))?
         .map_err(S3Error::Read)?;
     let sums = Sums::of(&bytes);
-    let body = ByteStream::from(bytes);
-    let body = match &part.limiter {
-        Some(limiter) => limiter.throttle(body),
-        None => body,
-    };
+    let body = Limiter::throttle_if(part.limiter.as_ref(), ByteStream::from(bytes));
     let mut request = request.body(body).content_md5(sums.md5_base64());
     if !part.md5_only {
         request = request.checksum_crc64_nvme(sums.crc64_base64());
