@@ -244,10 +244,25 @@ impl Compiler<'_> {
                 .as_ref()
                 .and_then(|tls| self.certificates(&[at.as_slice(), &[key("tls")]].concat(), tls));
             match resolve(&entry.address) {
-                Ok(addresses) => all.extend(addresses.into_iter().map(|address| Listener {
-                    address,
-                    tls: tls.clone(),
-                })),
+                Ok(addresses) => {
+                    for address in addresses {
+                        // Two listeners on one address would both bind it; say so now. Port 0
+                        // asks the kernel for a fresh port each time, so it may repeat.
+                        if address.port() != 0
+                            && all.iter().any(|l: &Listener| l.address == address)
+                        {
+                            self.problem(
+                                &address_at,
+                                format!("{address} is already a listener above; give each listener its own port"),
+                            );
+                            continue;
+                        }
+                        all.push(Listener {
+                            address,
+                            tls: tls.clone(),
+                        });
+                    }
+                }
                 Err(e) => self.problem(&address_at, e),
             }
         }

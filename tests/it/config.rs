@@ -152,6 +152,18 @@ fn listen_takes_a_list() {
 }
 
 #[test]
+fn two_listeners_on_one_address_are_refused() {
+    let yaml = GOOD.replace(
+        r#"listen: "127.0.0.1:0""#,
+        "listen:\n  - \"127.0.0.1:8443\"\n  - \"127.0.0.1:8443\"",
+    );
+    assert_eq!(
+        errors(&yaml, &NO_ENV),
+        "listen[1]: 127.0.0.1:8443 is already a listener above; give each listener its own port at line 3 column 5"
+    );
+}
+
+#[test]
 fn syntax_errors_name_the_key_and_line() {
     let cases = [
         (

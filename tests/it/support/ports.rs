@@ -1,17 +1,25 @@
 //! Ports: free ones, and waiting for one to accept.
 
+use std::collections::BTreeSet;
+
 use super::*;
 
-/// A port that was free a moment ago. Only for things we cannot hand a bound
-/// socket to (the spillway child process); in-process servers bind port 0
-/// themselves and keep the listener, which has no race at all.
+/// A port that was free a moment ago and that no other caller in this test process has been
+/// given. Only for things we cannot hand a bound socket to (the spillway child process);
+/// in-process servers bind port 0 themselves and keep the listener, which has no race at all.
+/// The kernel may offer a port it just released again (two calls in a row once gave one
+/// stack the same port for its plain and its TLS listener), so ports given out are remembered.
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind((LOCALHOST, 0)).expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local_addr").port()
+    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    loop {
+        let listener = TcpListener::bind((LOCALHOST, 0)).expect("bind 127.0.0.1:0");
+        let port = listener.local_addr().expect("local_addr").port();
+        if GIVEN.lock().unwrap_or_else(|e| e.into_inner()).insert(port) {
+            return port;
+        }
+    }
 }
 
-/// Poll-connect until `port` accepts, with a short exponential backoff.
-/// Panics after ~10 s.
 /// Polls `done`, with backoff, until it holds; fails the test after 30 s, naming `what`.
 pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -23,6 +31,8 @@ pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// Poll-connects until `port` accepts, with a short exponential backoff; fails the test after
+/// `PORT_WAIT`.
 pub fn wait_for_port(port: u16) {
     let deadline = Instant::now() + PORT_WAIT;
     let mut backoff = Backoff::new();
