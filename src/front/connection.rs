@@ -37,7 +37,7 @@ use crate::front::local::{self, Asked};
 use crate::http::hop_by_hop::HopByHop;
 use crate::telemetry::{RequestId, Telemetry};
 use crate::upstream::authorize::Authorizer;
-use crate::upstream::forward::{self, Client, Forwarder};
+use crate::upstream::forward::{self, Client};
 use crate::upstream::proxy::Spillway;
 use crate::wire::http1::{self, BodyLength, HeadError, Persistence, RequestHead, MAX_HEAD};
 use crate::wire::respond::{self, Reply, Sent, To, ZeroCopy};
@@ -64,7 +64,6 @@ pub struct Front {
     connections: Arc<Connections>,
     telemetry: Arc<Telemetry>,
     authorizer: Arc<Authorizer>,
-    forwarder: Forwarder,
     header_timeouts: SlowHeads,
 }
 
@@ -84,7 +83,6 @@ impl Front {
             Arc::clone(&authorizer),
         );
         Front {
-            forwarder: Forwarder::new(&config),
             h2: Arc::new(h2),
             config,
             proxy,
@@ -388,17 +386,15 @@ impl Front {
         asked: &Asked<'_>,
         route: Option<&Route>,
     ) -> After {
-        let forwarded = self
-            .forwarder
-            .forward(
-                upstream,
-                head,
-                hop,
-                &asked.request_id,
-                &mut client,
-                &self.telemetry,
-            )
-            .await;
+        let forwarded = forward::forward(
+            upstream,
+            head,
+            hop,
+            &asked.request_id,
+            &mut client,
+            &self.telemetry,
+        )
+        .await;
         let sent = &forwarded.sent;
         asked.record(&self.telemetry, route, Outcome::Upstream, sent, None);
         match (&sent.cut_short, forwarded.keep_alive) {

@@ -40,7 +40,19 @@ pub struct HopByHop {
 impl HopByHop {
     /// For an answer: a token that is not a field name names nothing.
     pub fn of(headers: &HeaderMap) -> HopByHop {
-        let named = tokens(headers)
+        Self::of_fields(
+            headers
+                .iter()
+                .map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes())),
+        )
+    }
+
+    /// The same, for fields as they came off the wire (names in any case).
+    pub fn of_fields<'f>(fields: impl Iterator<Item = (&'f [u8], &'f [u8])>) -> HopByHop {
+        let named = fields
+            .filter(|(name, _)| name.eq_ignore_ascii_case(b"connection"))
+            .flat_map(|(_, value)| value.split(|&b| b == b','))
+            .map(<[u8]>::trim_ascii)
             .filter_map(|token| HeaderName::from_bytes(token).ok())
             .collect();
         HopByHop { named }

@@ -1,7 +1,6 @@
 //! Failed exchanges with the upstream, said the same way on every path: one warning line in
 //! an operator's words, one metrics label.
 
-use pingora::prelude::HttpPeer;
 use pingora::{Error, ErrorSource, ErrorType};
 
 use crate::core::site::Upstream;
@@ -35,8 +34,8 @@ pub fn described(error: &Error) -> String {
 }
 
 /// The one log line of a failed connect, naming the upstream and its address.
-pub fn log_connect_failure(upstream: &Upstream, peer: &HttpPeer, e: &Error) {
-    tracing::warn!(upstream = upstream.name, address = %peer._address, "cannot connect to upstream: {}", described(e));
+pub fn log_connect_failure(upstream: &Upstream, e: &Error) {
+    tracing::warn!(upstream = upstream.name, address = %upstream.address, "cannot connect to upstream: {}", described(e));
 }
 
 /// Whether `error` only means the client closed its connection or stopped reading.

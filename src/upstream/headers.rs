@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use http::HeaderValue;
+use http::{HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
 
 /// `X-Forwarded-For` once `client` is appended to the `prior` value, if any.
@@ -13,6 +13,41 @@ pub fn forwarded_for(prior: Option<&HeaderValue>, client: IpAddr) -> String {
         Some(prior) => format!("{}, {client}", String::from_utf8_lossy(prior.as_bytes())),
         None => client.to_string(),
     }
+}
+
+/// Whether spillway sets `name` itself: the client's own is replaced (`X-Forwarded-For` only
+/// when the client's address is known, and then extended).
+pub fn replaced(name: &HeaderName, client: Option<IpAddr>) -> bool {
+    name == "x-forwarded-proto"
+        || name == "x-request-id"
+        || (client.is_some() && name == "x-forwarded-for")
+}
+
+/// Writes the three fields as HTTP/1 header lines, after the client's own fields less the
+/// `replaced` ones; `prior` is the client's `X-Forwarded-For`.
+pub fn write_forwarding(
+    out: &mut Vec<u8>,
+    prior: Option<&HeaderValue>,
+    client: Option<IpAddr>,
+    tls: bool,
+    request_id: &str,
+) {
+    use std::io::Write as _;
+    if let Some(client) = client {
+        out.extend_from_slice(b"x-forwarded-for: ");
+        if let Some(prior) = prior {
+            out.extend_from_slice(prior.as_bytes());
+            out.extend_from_slice(b", ");
+        }
+        let _ = write!(out, "{client}\r\n");
+    }
+    out.extend_from_slice(match tls {
+        true => b"x-forwarded-proto: https\r\n",
+        false => b"x-forwarded-proto: http\r\n",
+    });
+    out.extend_from_slice(b"x-request-id: ");
+    out.extend_from_slice(request_id.as_bytes());
+    out.extend_from_slice(b"\r\n");
 }
 
 /// Sets the three fields on a request that already carries the client's own fields.

@@ -6,4 +6,5 @@ pub mod authorize;
 pub mod failure;
 pub mod forward;
 pub mod headers;
+pub mod pool;
 pub mod proxy;

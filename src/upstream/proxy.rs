@@ -156,13 +156,13 @@ impl ProxyHttp for Spillway {
     fn fail_to_connect(
         &self,
         _session: &mut Session,
-        peer: &HttpPeer,
+        _peer: &HttpPeer,
         ctx: &mut RequestCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
         ctx.connect_failed = true;
         if let Some(upstream) = &ctx.upstream {
-            log_connect_failure(upstream, peer, &e);
+            log_connect_failure(upstream, &e);
         }
         // One upstream address: retrying it at once would only delay the 502.
         e.set_retry(false);

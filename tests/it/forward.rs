@@ -156,6 +156,14 @@ fn serve(stream: TcpStream, heads: &Mutex<Vec<String>>, go: &(Mutex<bool>, Condv
                 reply.extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nlate!");
                 reply
             }
+            "/conn" => {
+                let count = answered.to_string();
+                format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{count}", count.len()).into_bytes()
+            }
+            raw if raw.starts_with("/raw/") => match MALFORMED.iter().find(|m| raw == format!("/raw/{}", m.0)) {
+                Some((_, reply, _)) => reply.to_vec(),
+                None => b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_vec(),
+            },
             "/once" if answered > 1 => return,
             "/once" => b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nonce".to_vec(),
             "/close" => {
@@ -460,6 +468,95 @@ fn answers_that_cannot_be_relayed_are_502s_and_smuggle_nothing() {
     ] {
         let said = format!("an answer from upstream that cannot be relayed: {why} upstream=");
         assert!(logs.contains(&said), "{said:?} in {logs}");
+    }
+}
+
+/// Answers no upstream may have relayed: name, the bytes, and why they are refused.
+const MALFORMED: [(&str, &[u8], &str); 11] = [
+    (
+        "length-and-chunked",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        "both Content-Length and Transfer-Encoding",
+    ),
+    (
+        "two-lengths",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
+        "two different Content-Length values",
+    ),
+    (
+        "signed-length",
+        b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+        "an invalid Content-Length",
+    ),
+    (
+        "bad-chunk-size",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+        "a malformed chunked body",
+    ),
+    (
+        "chunk-overrun",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello, world\r\n0\r\n\r\n",
+        "a malformed chunked body",
+    ),
+    (
+        "other-coding",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nzz",
+        "a transfer coding other than chunked",
+    ),
+    (
+        "chunked-twice",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        "a transfer coding other than chunked",
+    ),
+    (
+        "interim-flood",
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+        "too many interim (1xx) answers",
+    ),
+    (
+        "bad-field",
+        b"HTTP/1.1 200 OK\r\nBad Name: x\r\nContent-Length: 0\r\n\r\n",
+        "a malformed response head",
+    ),
+    (
+        "not-http",
+        b"SSH-2.0-OpenSSH_9.2\r\n\r\n",
+        "a malformed response head",
+    ),
+    (
+        "http2-preface",
+        b"HTTP/2 200\r\ncontent-length: 0\r\n\r\n",
+        "a malformed response head",
+    ),
+];
+
+#[test]
+fn each_malformed_answer_is_a_whole_502_and_its_connection_is_not_reused() {
+    let (_upstream, proxy) = scripted_behind_spillway("10s");
+    let mut conn = Conn::open(proxy.port);
+    for (name, _, why) in MALFORMED {
+        // A pooled connection takes the malformed answer.
+        assert_eq!(conn.send("GET", "/conn", &[], b"").status, 200, "{name}");
+        let resp = conn.send("GET", &format!("/raw/{name}"), &[], b"");
+        assert_eq!(
+            (
+                resp.status,
+                resp.text().as_str(),
+                resp.header("content-length")
+            ),
+            (502, "502 Bad Gateway\n", Some("16")),
+            "{name}"
+        );
+        // The client's connection carries on; the upstream's does not: the next request
+        // is the first on a new one.
+        let next = conn.send("GET", "/conn", &[], b"");
+        assert_eq!(
+            next.text(),
+            "1",
+            "{name}: the upstream connection was reused"
+        );
+        let said = format!("an answer from upstream that cannot be relayed: {why} upstream=");
+        assert!(proxy.wait_for_log(&said).contains(&said), "{name}");
     }
 }
 
