@@ -247,14 +247,18 @@ fn miss<'c>(route: &Route, method: &Method, relative: &str, now: SystemTime) -> 
         },
         Access::Private(signing) => {
             // Whole seconds, as X-Amz-Date has them, so `expires_at` is exactly S3's view.
+            let sign =
+                |at| bucket.presign(method.as_str(), &key, at, signing.ttl, signing.attachment);
             let signed_at = window_start(now, signing.window.unwrap_or(Duration::from_secs(1)));
-            let signed = match bucket.presign(
-                method.as_str(),
-                &key,
-                signed_at,
-                signing.ttl,
-                signing.attachment,
-            ) {
+            let signed = match sign(signed_at) {
+                // The window's link ends before the window does (credentials that expire
+                // within it cut its ttl): this request gets a link of its own second.
+                Ok(signed) if signed.expires_at <= now + REDIRECT_CACHE_MARGIN => {
+                    sign(window_start(now, Duration::from_secs(1)))
+                }
+                signed => signed,
+            };
+            let signed = match signed {
                 Ok(signed) => signed,
                 Err(e) => return Answer::Reject(e.into()),
             };

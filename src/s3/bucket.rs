@@ -10,6 +10,7 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 use crate::s3::credentials::{CredentialCell, EXPIRY_MARGIN};
 use crate::s3::key::ObjectKey;
+use crate::s3::signed_links::{LinkFor, SignedLinks};
 use crate::s3::sigv4::{self, Keys, Presign, QUERY_VALUE};
 
 /// RFC 5987 `attr-char`: what may stay literal in `filename*=UTF-8''...`.
@@ -89,6 +90,8 @@ pub struct Bucket {
     credentials: Arc<CredentialCell>,
     /// How an S3 client reaches the bucket (`offload`).
     client: ClientAddressing,
+    /// Links already signed in the current second or window.
+    links: SignedLinks,
 }
 
 /// What an S3 client needs to address a bucket the way its URLs do.
@@ -156,6 +159,7 @@ impl Bucket {
             public_base,
             credentials,
             client,
+            links: SignedLinks::default(),
         })
     }
 
@@ -216,32 +220,45 @@ impl Bucket {
         attachment: bool,
     ) -> Result<Signed, SignError> {
         let keys = self.credentials.current().ok_or(SignError::NoCredentials)?;
-        let ttl = covered_ttl(&keys, time, ttl)?;
         let mut path = String::with_capacity(self.path_prefix.len() + key.encoded_len_bound());
         path.push_str(&self.path_prefix);
         key.push_encoded(&mut path);
-        let disposition = attachment.then(|| content_disposition(key.file_name()));
-        let extra: &[(&str, &str)] = match &disposition {
-            Some(value) => &[("response-content-disposition", value)],
-            None => &[],
+        let asked = LinkFor {
+            method,
+            attachment,
+            time,
+            ttl,
         };
-        let url = sigv4::presign(
-            &keys,
-            &Presign {
-                method,
-                origin: &self.origin,
-                host: &self.host,
-                path: &path,
-                extra_query: extra,
-                region: &self.region,
-                time,
-                expires: ttl,
-            },
-        );
-        Ok(Signed {
-            url,
-            expires_at: time + ttl,
+        self.links.get_or_sign(&path, asked, &keys, || {
+            let ttl = covered_ttl(&keys, time, ttl)?;
+            let disposition = attachment.then(|| content_disposition(key.file_name()));
+            let extra: &[(&str, &str)] = match &disposition {
+                Some(value) => &[("response-content-disposition", value)],
+                None => &[],
+            };
+            let url = sigv4::presign(
+                &keys,
+                &Presign {
+                    method,
+                    origin: &self.origin,
+                    host: &self.host,
+                    path: &path,
+                    extra_query: extra,
+                    region: &self.region,
+                    time,
+                    expires: ttl,
+                },
+            );
+            Ok(Signed {
+                url,
+                expires_at: time + ttl,
+            })
         })
+    }
+
+    /// Paths with a signed link kept.
+    pub fn signed_links(&self) -> usize {
+        self.links.len()
     }
 }
 
@@ -665,6 +682,73 @@ mod tests {
             none.presign("GET", &ObjectKey::new("", "a"), now, ttl, false),
             Err(SignError::NoCredentials)
         ));
+    }
+
+    #[test]
+    fn a_link_is_signed_once_per_second_or_window_and_never_served_after_it() {
+        let b = Bucket::new("media", "us-east-1", &Addressing::default(), keys(None)).unwrap();
+        let key = ObjectKey::new("up/", "a.pdf");
+        let at = |secs: u64| SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000 + secs);
+        let ttl = Duration::from_secs(300);
+        let sign =
+            |method, time, attachment| b.presign(method, &key, time, ttl, attachment).unwrap().url;
+        let first = sign("GET", at(0), false);
+        assert_eq!(sign("GET", at(0), false), first, "kept within its second");
+        assert_eq!(b.signed_links(), 1);
+        let next = sign("GET", at(1), false);
+        assert_ne!(next, first, "a new second signs anew");
+        assert!(next.contains("X-Amz-Date=19700112T134641Z"), "{next}");
+        assert_eq!(sign("GET", at(1), false), next);
+        // Each is its own link: the method and the disposition are signed.
+        let head = sign("HEAD", at(1), false);
+        let attachment = sign("GET", at(1), true);
+        assert!(head != next && attachment != next && head != attachment);
+        assert!(attachment.contains("response-content-disposition="));
+        assert_eq!(sign("HEAD", at(1), false), head);
+    }
+
+    #[test]
+    fn a_replaced_credential_signs_every_link_anew_at_once() {
+        let cell = keys(None);
+        let b = Bucket::new(
+            "media",
+            "us-east-1",
+            &Addressing::default(),
+            Arc::clone(&cell),
+        )
+        .unwrap();
+        let key = ObjectKey::new("", "a");
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let ttl = Duration::from_secs(300);
+        let old = b.presign("GET", &key, now, ttl, false).unwrap();
+        assert!(old.url.contains("X-Amz-Credential=AKIDEXAMPLE%2F"));
+        cell.set(Keys::new("AKIDROTATED", "other", None, None, "test"));
+        let new = b.presign("GET", &key, now, ttl, false).unwrap();
+        assert!(
+            new.url.contains("X-Amz-Credential=AKIDROTATED%2F"),
+            "{}",
+            new.url
+        );
+        // Expiring credentials are not covered by a link kept from before they were known.
+        let soon = now + Duration::from_secs(600);
+        cell.set(Keys::new("AKIDSHORT", "other", None, Some(soon), "test"));
+        let short = b.presign("GET", &key, now, ttl, false).unwrap();
+        assert!(short.expires_at <= soon - EXPIRY_MARGIN, "{short:?}");
+    }
+
+    #[test]
+    fn kept_links_never_outgrow_their_capacity() {
+        use crate::s3::signed_links::CAPACITY;
+        let b = Bucket::new("media", "us-east-1", &Addressing::default(), keys(None)).unwrap();
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        for i in 0..CAPACITY + 100 {
+            let name = format!("{i}.jpg");
+            let key = ObjectKey::new("", &name);
+            b.presign("GET", &key, now, Duration::from_secs(60), false)
+                .unwrap();
+            assert!(b.signed_links() <= CAPACITY);
+        }
+        assert!(b.signed_links() >= 100, "kept again after emptying");
     }
 
     #[test]

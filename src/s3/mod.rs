@@ -6,6 +6,7 @@ pub mod bucket;
 pub mod credentials;
 pub mod key;
 pub mod limits;
+pub mod signed_links;
 pub mod sigv4;
 
 pub use bucket::{Addressing, Bucket, BucketError, ClientAddressing, SignError, Signed, MAX_TTL};

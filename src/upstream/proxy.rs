@@ -41,7 +41,7 @@ impl Spillway {
 }
 
 /// A ready peer for every upstream a request can go to, by name.
-pub(crate) fn peers(config: &Config) -> BTreeMap<String, HttpPeer> {
+fn peers(config: &Config) -> BTreeMap<String, HttpPeer> {
     let used = config
         .site
         .routes

@@ -594,3 +594,61 @@ fn tls_certificates_are_read_and_checked_at_load() {
     let got = errors(&yaml(&main.key, &main.key), &NO_ENV);
     assert!(got.contains("holds no certificate"), "{got}");
 }
+
+#[test]
+fn a_window_s_link_is_never_given_out_after_the_credentials_ended_it() {
+    use spillway::core::answer::{Answer, Reject};
+    use spillway::core::decide::{decide, Decision, Request};
+    use spillway::fs::docroot::MayBlock;
+    use spillway::s3::SignError;
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    // A 10-minute window from `start`; the chain's keys expire 5 minutes (plus the margin
+    // kept before an expiry) into it, so the window's link ends then too.
+    let start = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    let expiry = start + Duration::from_secs(5 * 60 + 60);
+    let chain = |_region: &str| {
+        Ok(Keys::new(
+            "AKIDCHAIN",
+            "secret",
+            Some("token".into()),
+            Some(expiry),
+            "test chain",
+        ))
+    };
+    let env = Environment {
+        var: &no_var,
+        chain: &chain,
+    };
+    let dir = base();
+    let yaml = NO_CREDENTIALS.replace(
+        "    bucket: media\n    rules",
+        "    bucket: media\n    ttl: 1h\n    sign_window: 10m\n    rules",
+    );
+    let config = config::parse(&yaml, dir.path(), &env).unwrap_or_else(|e| panic!("{e:?}"));
+    let headers = http::HeaderMap::new();
+    let request = Request {
+        method: &http::Method::GET,
+        path: "/files/report.pdf",
+        query: None,
+        headers: &headers,
+    };
+    let at = |now: SystemTime| match decide(&config.site, &request, now, &MayBlock) {
+        Ok(decided) => decided.decision,
+        Err(never) => match never {},
+    };
+    // Early in the window: the window's link, good until the keys' margin.
+    let early = start + Duration::from_secs(60);
+    match at(early) {
+        Decision::Answer(Answer::Redirect(r)) => {
+            assert!(r.location.contains("X-Amz-Expires=300"), "{}", r.location)
+        }
+        other => panic!("a link early in the window: {other:?}"),
+    }
+    // Late in it the window's link has ended: never handed out; these keys cannot make a
+    // useful one any more, so the answer says so (and asks for fresh keys).
+    match at(start + Duration::from_secs(9 * 60)) {
+        Decision::Answer(Answer::Reject(Reject::Sign(SignError::CredentialsExpiring))) => {}
+        other => panic!("the ended link was given out: {other:?}"),
+    }
+}
