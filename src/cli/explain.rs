@@ -210,6 +210,13 @@ fn describe_answer(e: &mut Explanation, route: Option<&Route>, answer: &Answer) 
             e.reason = Some(reject.to_string());
             reject.status()
         }
+        Answer::Preflight(preflight) => {
+            e.reason = Some(match preflight.grant {
+                Some(_) => "a CORS preflight, answered for the route".to_owned(),
+                None => "a CORS preflight from an origin not allowed: nothing granted".to_owned(),
+            });
+            http::StatusCode::NO_CONTENT
+        }
         // Only the application says no; `decide` never does.
         Answer::Denied(denial) => {
             e.reason = Some("the application said no".to_owned());

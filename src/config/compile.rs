@@ -8,12 +8,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::Method;
+
 use super::expand::expand;
 use super::locate::{self, Step};
 use super::raw::{
     AllowDeny, Listen, RawAccess, RawAccessLog, RawAfter, RawAppliesTo, RawAuthorize, RawBucket,
-    RawConfig, RawCredentials, RawDisposition, RawEncoding, RawLimits, RawLogFormat, RawOffload,
-    RawOpenFileCache, RawRoute, RawTls, RawUpstream,
+    RawConfig, RawCors, RawCredentials, RawDisposition, RawEncoding, RawLimits, RawLogFormat,
+    RawOffload, RawOpenFileCache, RawRoute, RawTls, RawUpstream,
 };
 use super::tls::{self, Certificates};
 use super::{
@@ -21,6 +23,7 @@ use super::{
     Problem, Shutdown, DEFAULT_REDIRECT_MAX_AGE, DEFAULT_TTL,
 };
 use crate::core::authorize::{AppliesTo, Authorize, SET_BY_SPILLWAY};
+use crate::core::cors::{Cors, Origins};
 use crate::core::policy::{Access, Policy, Signing};
 use crate::core::route::RouteTable;
 use crate::core::site::{After, Dotfiles, Offload, Route, Site, Upstream};
@@ -559,6 +562,10 @@ impl Compiler<'_> {
                 RawEncoding::Gzip => Encoding::Gzip,
             })
             .collect();
+        let cors = raw
+            .cors
+            .as_ref()
+            .and_then(|cors| self.cors(&field("cors"), cors));
         Some(Route {
             id: at
                 .iter()
@@ -586,6 +593,70 @@ impl Compiler<'_> {
             },
             redirect_cache_control,
             offload,
+            cors,
+        })
+    }
+
+    /// A route's `cors:` block: origins as browsers send them, the methods it answers itself.
+    fn cors(&mut self, at: &[Step], raw: &RawCors) -> Option<Cors> {
+        let field = |name: &str| [at, &[key(name)]].concat();
+        let any = raw.origins.iter().any(|o| o == "*");
+        let origins = match (raw.origins.len(), any) {
+            (0, _) => {
+                self.problem(
+                    &field("origins"),
+                    "needs at least one origin, or \"*\" for any",
+                );
+                return None;
+            }
+            (1, true) => Origins::Any,
+            (_, true) => {
+                self.problem(
+                    &field("origins"),
+                    "\"*\" already allows every origin: list origins or \"*\", not both",
+                );
+                return None;
+            }
+            (_, false) => {
+                for (i, origin) in raw.origins.iter().enumerate() {
+                    if let Err(why) = serialized_origin(origin) {
+                        let at = [field("origins").as_slice(), &[Step::Index(i)]].concat();
+                        self.problem(&at, format!("{origin:?} {why}"));
+                    }
+                }
+                Origins::Listed(raw.origins.clone())
+            }
+        };
+        let mut methods = Vec::new();
+        let named = raw
+            .methods
+            .clone()
+            .unwrap_or_else(|| vec!["GET".into(), "HEAD".into()]);
+        for (i, method) in named.iter().enumerate() {
+            match method.to_ascii_uppercase().as_str() {
+                "GET" => methods.push(Method::GET),
+                "HEAD" => methods.push(Method::HEAD),
+                _ => {
+                    let at = [field("methods").as_slice(), &[Step::Index(i)]].concat();
+                    self.problem(&at, format!("{method:?}: only GET and HEAD, which the route answers itself; the upstream application answers the preflights for its own methods"));
+                }
+            }
+        }
+        let mut headers = Vec::new();
+        for (i, name) in raw.headers.iter().enumerate() {
+            match http::HeaderName::from_bytes(name.as_bytes()) {
+                Ok(name) => headers.push(name),
+                Err(_) => {
+                    let at = [field("headers").as_slice(), &[Step::Index(i)]].concat();
+                    self.problem(&at, format!("{name:?} is not a header field name"));
+                }
+            }
+        }
+        Some(Cors {
+            origins,
+            methods,
+            headers,
+            max_age: raw.max_age.unwrap_or(DEFAULT_CORS_MAX_AGE),
         })
     }
 
@@ -900,4 +971,23 @@ fn names<'a>(keys: impl Iterator<Item = &'a String>) -> String {
     } else {
         all.join(", ")
     }
+}
+
+/// How long a browser may keep a preflight's answer when `cors:` does not say.
+const DEFAULT_CORS_MAX_AGE: Duration = Duration::from_secs(600);
+
+/// Whether `origin` is written as browsers send `Origin` (`https://app.example.com:8443`):
+/// compared byte for byte, anything else would never match.
+fn serialized_origin(origin: &str) -> Result<(), &'static str> {
+    let host = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"))
+        .ok_or("is not an origin: it starts with https:// or http://")?;
+    if host.is_empty() || host.contains(['/', '?', '#', '@', ' ']) {
+        return Err("is not an origin: scheme and host (and port) only, no path or trailing slash");
+    }
+    if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        return Err("has capitals: browsers send the host in lowercase");
+    }
+    Ok(())
 }

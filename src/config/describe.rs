@@ -130,6 +130,9 @@ fn describe_route(out: &mut String, prefix: &str, route: &Route) {
     if let Some(check) = &route.authorize {
         let _ = writeln!(out, "{would}authorize {}", authorize(check));
     }
+    if let Some(cors) = &route.cors {
+        let _ = writeln!(out, "{would}cors {}", cors_of(cors));
+    }
     for (index, check) in route.authorize_by_rule.iter().enumerate() {
         if let (Some(check), Some((pattern, _))) = (check, route.policy.rules().nth(index)) {
             let _ = writeln!(out, "{would}  {pattern}: authorize {}", authorize(check));
@@ -183,5 +186,26 @@ fn offload(offload: &Offload) -> String {
         humantime::format_duration(offload.min_age),
         offload.concurrency,
         offload.multipart_threshold >> 20
+    )
+}
+
+/// `cors origins https://app.example.com; methods GET, HEAD; headers range; max_age 10m`.
+fn cors_of(cors: &crate::core::cors::Cors) -> String {
+    use crate::core::cors::Origins;
+    let origins = match &cors.origins {
+        Origins::Any => "* (any)".to_owned(),
+        Origins::Listed(listed) => listed.join(", "),
+    };
+    let methods: Vec<&str> = cors.methods.iter().map(http::Method::as_str).collect();
+    let headers: Vec<&str> = cors.headers.iter().map(http::HeaderName::as_str).collect();
+    let headers = if headers.is_empty() {
+        "none".to_owned()
+    } else {
+        headers.join(", ")
+    };
+    format!(
+        "origins {origins}; methods {}; headers {headers}; max_age {}",
+        methods.join(", "),
+        humantime::format_duration(cors.max_age)
     )
 }

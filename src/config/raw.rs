@@ -141,6 +141,21 @@ pub struct RawRoute {
     pub authorize: Option<RawAuthorize>,
     #[serde(default)]
     pub shadow: bool,
+    #[serde(default)]
+    pub cors: Option<RawCors>,
+}
+
+/// `cors:` on a route: which other origins' pages may read its files and redirects.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCors {
+    pub origins: Vec<String>,
+    #[serde(default)]
+    pub methods: Option<Vec<String>>,
+    #[serde(default)]
+    pub headers: Vec<String>,
+    #[serde(default, with = "opt_duration")]
+    pub max_age: Option<Duration>,
 }
 
 /// `authorize:` on a route: ask the legacy application before answering.

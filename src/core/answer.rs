@@ -9,6 +9,7 @@ use std::time::Duration;
 use http::{HeaderValue, StatusCode};
 
 use crate::core::authorize::Denial;
+use crate::core::cors::Preflight;
 use crate::core::outcome::Outcome;
 use crate::core::path::PathError;
 use crate::core::policy::{Access, Verdict};
@@ -29,6 +30,8 @@ pub enum Answer<'c> {
     Reject(Reject),
     /// The application's "no" to an authorization check, as it gave it.
     Denied(Arc<Denial>),
+    /// `204` to a browser's CORS preflight for the route's files and redirects.
+    Preflight(Preflight),
 }
 
 impl Answer<'_> {
@@ -43,6 +46,7 @@ impl Answer<'_> {
             Answer::Redirect(_) => Outcome::Redirect,
             Answer::Reject(_) => Outcome::Rejected,
             Answer::Denied(_) => Outcome::Denied,
+            Answer::Preflight(_) => Outcome::Preflight,
         }
     }
 }

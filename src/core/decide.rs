@@ -110,6 +110,13 @@ pub fn decide_as<'c, 'p, I: Io>(
     // upstream: the config says so). Legacy apps accept uploads and deletes at these URLs: let
     // them.
     let shadowed = shadow == Shadow::Honour && route.shadow;
+    let preflight = route
+        .cors
+        .as_ref()
+        .and_then(|cors| cors.preflight(request.method, request.headers));
+    if let (Some(preflight), false) = (preflight, shadowed) {
+        return Ok(decided(None, Answer::Preflight(preflight)));
+    }
     if shadowed || (request.method != Method::GET && request.method != Method::HEAD) {
         return Ok(Decided {
             route: Some(route),

@@ -3,6 +3,7 @@
 
 pub mod answer;
 pub mod authorize;
+pub mod cors;
 pub mod decide;
 pub mod key;
 pub mod outcome;

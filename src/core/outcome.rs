@@ -21,10 +21,12 @@ pub enum Outcome {
     Rejected,
     /// The application said no to an authorization check (its 401, 403 or 3xx).
     Denied,
+    /// A browser's CORS preflight, answered for the route.
+    Preflight,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 7] = [
+    pub const ALL: [Outcome; 8] = [
         Outcome::Served,
         Outcome::NotModified,
         Outcome::Redirect,
@@ -32,6 +34,7 @@ impl Outcome {
         Outcome::Upstream,
         Outcome::Rejected,
         Outcome::Denied,
+        Outcome::Preflight,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -43,6 +46,7 @@ impl Outcome {
             Outcome::Upstream => "upstream",
             Outcome::Rejected => "rejected",
             Outcome::Denied => "denied",
+            Outcome::Preflight => "preflight",
         }
     }
 }
@@ -54,7 +58,7 @@ impl Outcome {
     pub fn agrees_with(self, upstream: http::StatusCode) -> bool {
         let served = upstream.is_success() || upstream == http::StatusCode::NOT_MODIFIED;
         match self {
-            Outcome::Served | Outcome::NotModified => served,
+            Outcome::Served | Outcome::NotModified | Outcome::Preflight => served,
             Outcome::Redirect | Outcome::Presigned | Outcome::Rejected | Outcome::Denied => {
                 !upstream.is_success()
             }

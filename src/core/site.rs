@@ -75,6 +75,8 @@ pub struct Route {
     /// How `spillway offload` moves this route's files; `None` (no `offload:` block): it never
     /// touches them.
     pub offload: Option<Offload>,
+    /// Which other origins' pages may read its files and redirects; `None`: no CORS fields.
+    pub cors: Option<crate::core::cors::Cors>,
 }
 
 impl Route {

@@ -106,7 +106,8 @@ pub async fn answer(
             bucket.credentials().request_refresh();
         }
     }
-    let sent = respond::send(reply, asked.method, asked.headers, &answer).await;
+    let cors = route.and_then(|r| r.cors.as_ref());
+    let sent = respond::send(reply, asked.method, asked.headers, &answer, cors).await;
     let reason = match &answer {
         Answer::Reject(reject) => Some(reject as &dyn Display),
         _ => None,

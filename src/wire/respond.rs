@@ -18,6 +18,7 @@ use tokio::io::AsyncWriteExt;
 
 use crate::core::answer::{Answer, LocalFile, Redirect, Reject};
 use crate::core::authorize::Denial;
+use crate::core::cors::{Cors, Grant, Preflight};
 use crate::fs::read::read_at;
 use crate::fs::zero_copy;
 use crate::http::file::{self, Body, FilePlan};
@@ -247,23 +248,33 @@ pub fn plain_tcp(stream: &Stream) -> Option<std::os::fd::BorrowedFd<'_>> {
     Some(unsafe { std::os::fd::BorrowedFd::borrow_raw(tcp.as_raw_fd()) })
 }
 
-/// Sends `answer` to a request of `method` with `headers`. Returns what went out.
+/// Sends `answer` to a request of `method` with `headers`, under a route with `cors` (its
+/// fields go on files and redirects). Returns what went out.
 pub async fn send(
     reply: &mut Reply<'_>,
     method: &Method,
     headers: &HeaderMap,
     answer: &Answer<'_>,
+    cors: Option<&Cors>,
 ) -> Sent {
+    let access = CrossOrigin {
+        grant: cors.and_then(|c| c.grant(headers)),
+        varies: cors.is_some_and(Cors::varies),
+    };
     let (status, sent) = match answer {
         Answer::Serve(local) => {
             let plan = file::plan(method, headers, &local.meta);
-            (plan.status, file_response(reply, plan, local).await)
+            (
+                plan.status,
+                file_response(reply, plan, local, &access).await,
+            )
         }
         Answer::AddSlash(location) => (
             StatusCode::MOVED_PERMANENTLY,
-            add_slash(reply, location).await,
+            add_slash(reply, location, &access).await,
         ),
-        Answer::Redirect(r) => (StatusCode::FOUND, redirect(reply, r).await),
+        Answer::Redirect(r) => (StatusCode::FOUND, redirect(reply, r, &access).await),
+        Answer::Preflight(p) => (StatusCode::NO_CONTENT, preflight(reply, p).await),
         Answer::Reject(reject) => (reject.status(), self::reject(reply, reject).await),
         Answer::Denied(denial) => (denial.status, denied(reply, denial).await),
     };
@@ -274,8 +285,61 @@ pub async fn send(
     }
 }
 
-async fn redirect(reply: &mut Reply<'_>, redirect: &Redirect) -> io::Result<()> {
+/// The CORS fields of an answer for a route's file or redirect.
+struct CrossOrigin {
+    grant: Option<Grant>,
+    /// Listed origins are echoed: the answer differs per `Origin`, even without one.
+    varies: bool,
+}
+
+impl CrossOrigin {
+    /// `expose`: what a page may read besides the safelisted fields (a player reading ranges
+    /// needs `Content-Range`).
+    fn write(&self, reply: &mut Reply<'_>, expose: bool) {
+        if let Some(grant) = &self.grant {
+            reply.header("Access-Control-Allow-Origin", grant.allow_origin.as_bytes());
+            if expose {
+                reply.header(
+                    "Access-Control-Expose-Headers",
+                    "Accept-Ranges, Content-Range, ETag",
+                );
+            }
+        }
+        if self.varies {
+            reply.header("Vary", "Origin");
+        }
+    }
+}
+
+/// `204` to a preflight: what the origin may do, for how long.
+async fn preflight(reply: &mut Reply<'_>, preflight: &Preflight) -> io::Result<()> {
+    reply.start(StatusCode::NO_CONTENT);
+    if let Some(grant) = &preflight.grant {
+        reply
+            .header("Access-Control-Allow-Origin", grant.allow_origin.as_bytes())
+            .header(
+                "Access-Control-Allow-Methods",
+                preflight.allow_methods.as_bytes(),
+            );
+        if let Some(headers) = &preflight.allow_headers {
+            reply.header("Access-Control-Allow-Headers", headers.as_bytes());
+        }
+        reply.number("Access-Control-Max-Age", preflight.max_age);
+    }
+    if preflight.varies {
+        reply.header("Vary", "Origin");
+    }
+    reply.end_head().await?;
+    reply.finish().await
+}
+
+async fn redirect(
+    reply: &mut Reply<'_>,
+    redirect: &Redirect,
+    access: &CrossOrigin,
+) -> io::Result<()> {
     reply.start(StatusCode::FOUND);
+    access.write(reply, false);
     reply
         .header("Location", redirect.location.as_bytes())
         .header("Cache-Control", redirect.cache_control.header_value())
@@ -285,8 +349,9 @@ async fn redirect(reply: &mut Reply<'_>, redirect: &Redirect) -> io::Result<()> 
 }
 
 /// A 301 to the same path with a trailing slash.
-async fn add_slash(reply: &mut Reply<'_>, location: &str) -> io::Result<()> {
+async fn add_slash(reply: &mut Reply<'_>, location: &str, access: &CrossOrigin) -> io::Result<()> {
     reply.start(StatusCode::MOVED_PERMANENTLY);
+    access.write(reply, false);
     reply
         .header("Location", location.as_bytes())
         .number("Content-Length", 0);
@@ -351,8 +416,9 @@ async fn file_response(
     reply: &mut Reply<'_>,
     plan: FilePlan,
     local: &LocalFile<'_>,
+    access: &CrossOrigin,
 ) -> io::Result<()> {
-    let length = file_head(reply, &plan, local);
+    let length = file_head(reply, &plan, local, access);
     reply.end_head().await?;
     if reply.head_only || length == 0 {
         return reply.finish().await;
@@ -383,7 +449,12 @@ async fn file_response(
 
 // Long on purpose: a file response's header fields in the order they are written.
 /// Writes a file response's head; returns the body's length.
-fn file_head(reply: &mut Reply<'_>, plan: &FilePlan, local: &LocalFile<'_>) -> u64 {
+fn file_head(
+    reply: &mut Reply<'_>,
+    plan: &FilePlan,
+    local: &LocalFile<'_>,
+    access: &CrossOrigin,
+) -> u64 {
     let FilePlan {
         status,
         validators,
@@ -392,6 +463,7 @@ fn file_head(reply: &mut Reply<'_>, plan: &FilePlan, local: &LocalFile<'_>) -> u
     let status = *status;
     let route = local.route;
     reply.start(status);
+    access.write(reply, true);
     reply.header("Accept-Ranges", "bytes");
     if !route.precompressed.is_empty() {
         // The same URL has different bodies per Accept-Encoding: caches must key on it.

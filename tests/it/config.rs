@@ -652,3 +652,52 @@ fn a_window_s_link_is_never_given_out_after_the_credentials_ended_it() {
         other => panic!("the ended link was given out: {other:?}"),
     }
 }
+
+#[test]
+fn cors_origins_and_methods_are_checked_where_they_are_written() {
+    let with = |block: &str| format!("{GOOD}    cors:\n{block}");
+    for (block, said) in [
+        (
+            "      origins: []\n",
+            "routes[0].cors.origins: needs at least one origin, or \"*\" for any at line",
+        ),
+        (
+            "      origins: [\"*\", \"https://a.test\"]\n",
+            "routes[0].cors.origins: \"*\" already allows every origin: list origins or \"*\", not both",
+        ),
+        (
+            "      origins: [\"https://a.test/\"]\n",
+            "routes[0].cors.origins[0]: \"https://a.test/\" is not an origin: scheme and host (and port) only, no path or trailing slash",
+        ),
+        (
+            "      origins: [\"a.test\"]\n",
+            "routes[0].cors.origins[0]: \"a.test\" is not an origin: it starts with https:// or http://",
+        ),
+        (
+            "      origins: [\"https://App.test\"]\n",
+            "routes[0].cors.origins[0]: \"https://App.test\" has capitals: browsers send the host in lowercase",
+        ),
+        (
+            "      origins: [\"https://a.test\"]\n      methods: [GET, POST]\n",
+            "routes[0].cors.methods[1]: \"POST\": only GET and HEAD, which the route answers itself",
+        ),
+        (
+            "      origins: [\"https://a.test\"]\n      headers: [\"x y\"]\n",
+            "routes[0].cors.headers[0]: \"x y\" is not a header field name",
+        ),
+        (
+            "      origins: [\"https://a.test\"]\n      credentials: true\n",
+            "unknown field `credentials`",
+        ),
+    ] {
+        let got = errors(&with(block), &NO_ENV);
+        assert!(got.contains(said), "{block}: {got}");
+    }
+    let dir = base();
+    let fine = with("      origins: [\"https://a.test:8443\", \"http://localhost:3000\"]\n");
+    let config = config::parse(&fine, dir.path(), &NO_ENV).unwrap_or_else(|e| panic!("{e:?}"));
+    let (route, _) = config.site.routes.lookup("/uploads/a").unwrap();
+    let cors = route.cors.as_ref().expect("cors");
+    assert_eq!(cors.methods, [http::Method::GET, http::Method::HEAD]);
+    assert_eq!(cors.max_age.as_secs(), 600);
+}

@@ -11,6 +11,7 @@ mod cli;
 mod config;
 mod connection;
 mod containment;
+mod cors;
 mod examples;
 mod forward;
 mod http_semantics;
