@@ -24,6 +24,7 @@ use super::{
 };
 use crate::core::authorize::{AppliesTo, Authorize, SET_BY_SPILLWAY};
 use crate::core::cors::{Cors, Origins};
+use crate::core::limits::UpstreamLimits;
 use crate::core::policy::{Access, Policy, Signing};
 use crate::core::route::RouteTable;
 use crate::core::site::{After, Dotfiles, Offload, Route, Site, Upstream};
@@ -172,6 +173,11 @@ impl Compiler<'_> {
             site: Site {
                 routes,
                 default_upstream,
+                limits: self.upstream_limits(
+                    &[key("limits")],
+                    raw.limits.max_body,
+                    raw.limits.max_inflight,
+                ),
             },
             chain_credentials,
         }
@@ -372,6 +378,20 @@ impl Compiler<'_> {
         }
     }
 
+    /// `max_body` and `max_inflight`, for a route or the default upstream.
+    fn upstream_limits(
+        &mut self,
+        at: &[Step],
+        max_body: Option<u64>,
+        max_inflight: Option<usize>,
+    ) -> Arc<UpstreamLimits> {
+        if max_inflight == Some(0) {
+            let at = [at, &[key("max_inflight")]].concat();
+            self.problem(&at, "must be at least 1 (leave it out for no limit)");
+        }
+        Arc::new(UpstreamLimits::new(max_body, max_inflight))
+    }
+
     fn upstream(&mut self, name: &str, raw: &RawUpstream) -> Option<Upstream> {
         let at = [key("upstreams"), key(name), key("address")];
         // Resolved here, once: Pingora's HttpPeer would otherwise resolve per request, with a
@@ -566,6 +586,9 @@ impl Compiler<'_> {
             .cors
             .as_ref()
             .and_then(|cors| self.cors(&field("cors"), cors));
+        let limits = raw.limits.as_ref().map(|limits| {
+            self.upstream_limits(&field("limits"), limits.max_body, limits.max_inflight)
+        });
         Some(Route {
             id: at
                 .iter()
@@ -594,6 +617,7 @@ impl Compiler<'_> {
             redirect_cache_control,
             offload,
             cors,
+            limits,
         })
     }
 

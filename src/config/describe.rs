@@ -33,6 +33,7 @@ pub fn describe_at(config: &Config, now: SystemTime) -> String {
         Some(u) => writeln!(out, "default upstream {} at {}", u.name, u.address),
         None => writeln!(out, "no default upstream: paths outside the routes get 404"),
     };
+    let _ = writeln!(out, "upstream limits {}", limits_of(&config.site.limits));
     for (prefix, route) in config.site.routes.iter() {
         describe_route(&mut out, prefix, route);
     }
@@ -133,6 +134,9 @@ fn describe_route(out: &mut String, prefix: &str, route: &Route) {
     if let Some(cors) = &route.cors {
         let _ = writeln!(out, "{would}cors {}", cors_of(cors));
     }
+    if let Some(limits) = &route.limits {
+        let _ = writeln!(out, "  upstream limits {}", limits_of(limits));
+    }
     for (index, check) in route.authorize_by_rule.iter().enumerate() {
         if let (Some(check), Some((pattern, _))) = (check, route.policy.rules().nth(index)) {
             let _ = writeln!(out, "{would}  {pattern}: authorize {}", authorize(check));
@@ -208,4 +212,19 @@ fn cors_of(cors: &crate::core::cors::Cors) -> String {
         methods.join(", "),
         humantime::format_duration(cors.max_age)
     )
+}
+
+/// `max_body 10 MiB, max_inflight 200`, or `none`.
+fn limits_of(limits: &crate::core::limits::UpstreamLimits) -> String {
+    let mut said = Vec::new();
+    if let Some(max) = limits.max_body {
+        said.push(format!("max_body {max} bytes"));
+    }
+    if let Some(max) = limits.max_inflight {
+        said.push(format!("max_inflight {max}"));
+    }
+    match said.is_empty() {
+        true => "none".to_owned(),
+        false => said.join(", "),
+    }
 }

@@ -143,6 +143,18 @@ pub struct RawRoute {
     pub shadow: bool,
     #[serde(default)]
     pub cors: Option<RawCors>,
+    #[serde(default)]
+    pub limits: Option<RawUpstreamLimits>,
+}
+
+/// `limits:` on a route: what it lets through to its upstream.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstreamLimits {
+    #[serde(default, with = "opt_bytes")]
+    pub max_body: Option<u64>,
+    #[serde(default)]
+    pub max_inflight: Option<usize>,
 }
 
 /// `cors:` on a route: which other origins' pages may read its files and redirects.
@@ -375,6 +387,11 @@ pub enum RawLogFormat {
 pub struct RawLimits {
     #[serde(default)]
     pub max_connections: Option<usize>,
+    /// For the default upstream (requests outside routes, and routes without `limits:`).
+    #[serde(default, with = "opt_bytes")]
+    pub max_body: Option<u64>,
+    #[serde(default)]
+    pub max_inflight: Option<usize>,
     #[serde(default, with = "opt_duration")]
     pub send_timeout: Option<Duration>,
     #[serde(default, with = "opt_duration")]

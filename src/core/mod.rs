@@ -6,6 +6,7 @@ pub mod authorize;
 pub mod cors;
 pub mod decide;
 pub mod key;
+pub mod limits;
 pub mod outcome;
 pub mod path;
 pub mod policy;

@@ -2,6 +2,7 @@
 //! an upstream, an authorization check, how offload moves its files) and the upstreams. What
 //! `decide` reads; built by `config`, never changed while it serves.
 
+use crate::core::limits::UpstreamLimits;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -20,6 +21,8 @@ use crate::s3::Bucket;
 pub struct Site {
     pub routes: RouteTable<Route>,
     pub default_upstream: Option<Arc<Upstream>>,
+    /// What goes to the upstream from outside routes, and from routes without `limits:`.
+    pub limits: Arc<UpstreamLimits>,
 }
 
 impl Site {
@@ -29,6 +32,14 @@ impl Site {
         route
             .and_then(|r| r.upstream.as_ref())
             .or(self.default_upstream.as_ref())
+    }
+
+    /// The limits a request under `route` (or under none) is held to on its way upstream: the
+    /// route's own `limits:`, else the top-level ones.
+    pub fn limits_for<'a>(&'a self, route: Option<&'a Route>) -> &'a Arc<UpstreamLimits> {
+        route
+            .and_then(|r| r.limits.as_ref())
+            .unwrap_or(&self.limits)
     }
 }
 
@@ -77,6 +88,8 @@ pub struct Route {
     pub offload: Option<Offload>,
     /// Which other origins' pages may read its files and redirects; `None`: no CORS fields.
     pub cors: Option<crate::core::cors::Cors>,
+    /// What it lets through to its upstream; `None`: the top-level `limits:`.
+    pub limits: Option<Arc<UpstreamLimits>>,
 }
 
 impl Route {

@@ -386,17 +386,39 @@ impl Front {
         asked: &Asked<'_>,
         route: Option<&Route>,
     ) -> After {
-        let forwarded = forward::forward(
-            upstream,
-            head,
-            hop,
-            &asked.request_id,
-            &mut client,
-            &self.telemetry,
-        )
-        .await;
+        let limits = self.config.site.limits_for(route);
+        let (forwarded, limited) = match limits.admit() {
+            Ok(_admitted) => {
+                let forwarded = forward::forward(
+                    upstream,
+                    head,
+                    hop,
+                    &asked.request_id,
+                    &mut client,
+                    &self.telemetry,
+                )
+                .await;
+                (forwarded, None)
+            }
+            Err(limited) => {
+                let label = route.map_or("-", |r| r.prefix.as_str());
+                self.telemetry.metrics.limited(label, &limited.to_string());
+                let refused =
+                    forward::refuse(&mut client, head, limited.status(), limited.retry_after());
+                (refused.await, Some(limited))
+            }
+        };
         let sent = &forwarded.sent;
-        asked.record(&self.telemetry, route, Outcome::Upstream, sent, None);
+        match &limited {
+            Some(limited) => asked.record(
+                &self.telemetry,
+                route,
+                Outcome::Rejected,
+                sent,
+                Some(limited),
+            ),
+            None => asked.record(&self.telemetry, route, Outcome::Upstream, sent, None),
+        }
         match (&sent.cut_short, forwarded.keep_alive) {
             (Some(_), _) => After::Gone,
             (None, true) => After::KeepAlive { body: 0 },

@@ -35,6 +35,7 @@ pub struct Metrics {
     credentials_expiry: GaugeVec,
     reloads: IntCounterVec,
     shadow: IntCounterVec,
+    limited: IntCounterVec,
     pub log_dropped: IntCounter,
 }
 
@@ -126,6 +127,13 @@ impl Metrics {
             ),
             &["route", "would", "upstream_status"],
         ));
+        let limited = must(IntCounterVec::new(
+            Opts::new(
+                "spillway_limited_total",
+                "Requests refused before the upstream by a limit, by route and reason (max_body, max_inflight).",
+            ),
+            &["route", "reason"],
+        ));
         let log_dropped = must(IntCounter::new(
             "spillway_access_log_dropped_total",
             "Access log lines dropped because the log could not keep up or be written.",
@@ -152,6 +160,7 @@ impl Metrics {
             Box::new(credentials_expiry.clone()),
             Box::new(reloads.clone()),
             Box::new(shadow.clone()),
+            Box::new(limited.clone()),
             Box::new(log_dropped.clone()),
             Box::new(build),
         ] {
@@ -168,6 +177,7 @@ impl Metrics {
             credentials_expiry,
             reloads,
             shadow,
+            limited,
             log_dropped,
         }
     }
@@ -210,6 +220,11 @@ impl Metrics {
         self.shadow
             .with_label_values(&[route, would.as_str(), &status])
             .inc();
+    }
+
+    /// Counts a request a limit kept from the upstream (`route`: its prefix, `-` for none).
+    pub fn limited(&self, route: &str, reason: &str) {
+        self.limited.with_label_values(&[route, reason]).inc();
     }
 
     /// Counts a failed exchange with `upstream`.

@@ -688,6 +688,16 @@ async fn write(client: &mut Client<'_>) -> io::Result<()> {
 
 /// The answer when the upstream gave none.
 async fn bad_gateway(client: &mut Client<'_>, head: &RequestHead<'_>) -> Forwarded {
+    refuse(client, head, StatusCode::BAD_GATEWAY, None).await
+}
+
+/// A short plain-text `status` instead of the upstream's answer (a 502, or a limit's 503).
+pub async fn refuse(
+    client: &mut Client<'_>,
+    head: &RequestHead<'_>,
+    status: StatusCode,
+    extra: Option<(&'static str, &'static str)>,
+) -> Forwarded {
     client.out.clear();
     let mut zero_copy = ZeroCopy::Unavailable;
     let mut reply = Reply {
@@ -701,13 +711,11 @@ async fn bad_gateway(client: &mut Client<'_>, head: &RequestHead<'_>) -> Forward
         send_timeout: client.send_timeout,
         body_bytes: 0,
     };
-    let cut_short = respond::error(&mut reply, StatusCode::BAD_GATEWAY, None)
-        .await
-        .err();
+    let cut_short = respond::error(&mut reply, status, extra).await.err();
     let keep_alive = client.keep_alive && cut_short.is_none();
     Forwarded {
         sent: Sent {
-            status: StatusCode::BAD_GATEWAY,
+            status,
             cut_short,
             body_bytes: reply.body_bytes,
         },

@@ -14,6 +14,7 @@ use pingora::{Error, ErrorSource, ErrorType, Result};
 
 use crate::config::Config;
 use crate::core::decide::Request;
+use crate::core::limits::{Admitted, Limited};
 use crate::core::outcome::Outcome;
 use crate::core::site::Upstream;
 use crate::telemetry::access_log::Entry;
@@ -37,6 +38,31 @@ impl Spillway {
             peers: peers(config),
             telemetry,
         }
+    }
+}
+
+impl Spillway {
+    /// Answers the request with a short plain-text `status` through the one response writer;
+    /// whether it went out whole.
+    async fn answer(
+        &self,
+        session: &mut Session,
+        status: http::StatusCode,
+        extra: Option<(&'static str, &'static str)>,
+    ) -> bool {
+        let head_only = session.req_header().method == http::Method::HEAD;
+        let mut out = Vec::new();
+        let mut reply = Reply {
+            to: To::Session {
+                session: &mut session.downstream_session,
+                head: None,
+            },
+            out: &mut out,
+            head_only,
+            send_timeout: self.config.limits.send_timeout,
+            body_bytes: 0,
+        };
+        respond::error(&mut reply, status, extra).await.is_ok()
     }
 }
 
@@ -80,6 +106,12 @@ pub struct RequestCtx {
     answered_failure: bool,
     /// Under a shadow route: what spillway would have done.
     would: Option<Outcome>,
+    /// Counted against `max_inflight` until the request is done.
+    admitted: Option<Admitted>,
+    /// Refused by a limit, not sent (or no longer sent) upstream.
+    limited: Option<Limited>,
+    /// Request body bytes seen so far, against `max_body`.
+    body_seen: u64,
 }
 
 #[async_trait]
@@ -95,6 +127,9 @@ impl ProxyHttp for Spillway {
             connect_failed: false,
             answered_failure: false,
             would: None,
+            admitted: None,
+            limited: None,
+            body_seen: 0,
         }
     }
 
@@ -122,6 +157,62 @@ impl ProxyHttp for Spillway {
                 headers: &req.headers,
             };
             ctx.would = Some(crate::wire::decide::would_answer(&self.config, &request).await);
+        }
+        Ok(())
+    }
+
+    /// The limits of the request's route (or of the default upstream): a declared body over
+    /// `max_body` is refused before it is read (and before any `100 Continue`), a request over
+    /// `max_inflight` at once, with `Retry-After`.
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let route = ctx.route.and_then(|at| self.config.site.routes.get(at));
+        let limits = self.config.site.limits_for(route);
+        let declared = session
+            .req_header()
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
+        let checked = declared
+            .map_or(Ok(()), |length| limits.body_allowed(length))
+            .and_then(|()| limits.admit());
+        match checked {
+            Ok(admitted) => {
+                ctx.admitted = Some(admitted);
+                Ok(false)
+            }
+            Err(limited) => {
+                ctx.limited = Some(limited);
+                self.answer(session, limited.status(), limited.retry_after())
+                    .await;
+                Ok(true)
+            }
+        }
+    }
+
+    /// A body sent without a length is counted as it passes: past `max_body` the request is
+    /// cut off and answered 413 (if no answer has begun).
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<bytes::Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let Some(piece) = body {
+            ctx.body_seen += piece.len() as u64;
+            let route = ctx.route.and_then(|at| self.config.site.routes.get(at));
+            if let Err(limited) = self
+                .config
+                .site
+                .limits_for(route)
+                .body_allowed(ctx.body_seen)
+            {
+                ctx.limited = Some(limited);
+                return Error::e_explain(
+                    ErrorType::HTTPStatus(limited.status().as_u16()),
+                    "the request body is larger than max_body",
+                );
+            }
         }
         Ok(())
     }
@@ -188,19 +279,7 @@ impl ProxyHttp for Spillway {
         };
         let status = http::StatusCode::from_u16(code).ok();
         if let (Some(status), None) = (status, session.response_written()) {
-            let head_only = session.req_header().method == http::Method::HEAD;
-            let mut out = Vec::new();
-            let mut reply = Reply {
-                to: To::Session {
-                    session: &mut session.downstream_session,
-                    head: None,
-                },
-                out: &mut out,
-                head_only,
-                send_timeout: self.config.limits.send_timeout,
-                body_bytes: 0,
-            };
-            ctx.answered_failure = respond::error(&mut reply, status, None).await.is_ok();
+            ctx.answered_failure = self.answer(session, status, None).await;
         }
         FailToProxy {
             error_code: code,
@@ -240,6 +319,15 @@ impl ProxyHttp for Spillway {
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
+        let outcome = match ctx.limited {
+            Some(_) => Outcome::Rejected,
+            None => Outcome::Upstream,
+        };
+        let reason = ctx.limited.as_ref().map(|l| l as &dyn std::fmt::Display);
+        if let Some(limited) = ctx.limited {
+            let label = route.map_or("-", |r| r.prefix.as_str());
+            self.telemetry.metrics.limited(label, &limited.to_string());
+        }
         let entry = Entry::asked(
             client,
             req.method.as_str(),
@@ -251,11 +339,11 @@ impl ProxyHttp for Spillway {
         .headers(&req.headers)
         .answered(
             route.map(|r| r.prefix.as_str()),
-            Outcome::Upstream,
+            outcome,
             status,
             session.body_bytes_sent() as u64,
         )
-        .why(None, cut_short, ctx.would);
+        .why(reason, cut_short, ctx.would);
         self.telemetry.record(route, &entry);
         if let (Some(would), Some(route)) = (ctx.would, route) {
             self.telemetry.metrics.shadow(&route.prefix, would, status);

@@ -16,6 +16,7 @@ mod examples;
 mod forward;
 mod http_semantics;
 mod lifecycle;
+mod limits;
 mod local_files;
 mod observing;
 mod offload;
