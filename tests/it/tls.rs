@@ -163,3 +163,48 @@ fn sni_chooses_the_certificate_for_the_name_asked_for() {
     assert!(!ok(&other_ca, "localhost"), "not for another name");
     assert!(ok(&main_ca, "localhost"), "the default certificate");
 }
+
+#[test]
+fn cors_fields_limits_and_preflights_are_the_same_over_h2() {
+    let certs = tempfile::tempdir().unwrap();
+    let (ca, files) = certificate(certs.path(), "site", &["localhost"]);
+    let stack = Stack::start_with(StackOptions {
+        tls: Some(files),
+        extra_routes: "  - prefix: /shared\n    root: www/shared\n    upstream: legacy\n    cors:\n      origins: [\"https://app.example.com\"]\n    limits:\n      max_body: 4B\n",
+        extra_roots: &["shared"],
+        ..StackOptions::default()
+    });
+    stack.put_local("shared", "a.txt", b"abc");
+    let port = stack.tls_port.unwrap();
+    let h2 = client(&ca, &["localhost"], port, false, false);
+    let url = format!("https://localhost:{port}/shared/a.txt");
+    let origin = ("Origin", "https://app.example.com");
+    let file = h2.get(&url).header(origin.0, origin.1).send().unwrap();
+    assert_eq!(
+        (file.version(), file.status().as_u16()),
+        (Version::HTTP_2, 200)
+    );
+    assert_eq!(
+        file.headers()["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    assert_eq!(file.headers()["vary"], "Origin");
+    let preflight = h2
+        .request(reqwest::Method::OPTIONS, &url)
+        .header(origin.0, origin.1)
+        .header("Access-Control-Request-Method", "GET")
+        .send()
+        .unwrap();
+    assert_eq!(preflight.status().as_u16(), 204);
+    assert_eq!(
+        preflight.headers()["access-control-allow-methods"],
+        "GET, HEAD"
+    );
+    // A body over the route's max_body, over h2: refused before the upstream.
+    let upload = h2
+        .post(format!("https://localhost:{port}/shared/new.txt"))
+        .body("too long")
+        .send()
+        .unwrap();
+    assert_eq!(upload.status().as_u16(), 413);
+}
