@@ -193,7 +193,7 @@ fn subrequest(check: &Authorize, uri: &str, asker: &Asker<'_>) -> pingora::Resul
     request.insert_header("x-original-uri", uri)?;
     request.insert_header("x-original-method", asker.request.method.as_str())?;
     if let Some(client) = asker.client {
-        let forwarded = forwarded_for(headers.get("x-forwarded-for"), client);
+        let forwarded = forwarded_for(headers, client);
         request.insert_header("x-forwarded-for", forwarded)?;
     }
     Ok(request)

@@ -208,7 +208,7 @@ async fn relay(
     let head = outgoing.head;
     client.out.clear();
     connection.buf.clear();
-    outgoing.write_to(&mut connection.buf, client.address, client.tls);
+    outgoing.write_to(&mut connection.buf, upstream, client.address, client.tls);
     let written = within(
         upstream.write_timeout,
         connection.stream.write_all(&connection.buf),
@@ -658,13 +658,18 @@ struct Outgoing<'a> {
 
 impl Outgoing<'_> {
     /// Writes the client's request, less what only concerned the client's connection, plus
-    /// what spillway knows about it, as one HTTP/1.1 head.
-    fn write_to(&self, out: &mut Vec<u8>, client: Option<IpAddr>, tls: bool) {
+    /// what spillway knows about it, as one HTTP/1.1 head. An HTTP/1.0 client may send no
+    /// `Host`; HTTP/1.1 needs one, so the upstream's own address stands in.
+    fn write_to(&self, out: &mut Vec<u8>, upstream: &Upstream, client: Option<IpAddr>, tls: bool) {
         let head = self.head;
         out.extend_from_slice(head.method.as_str().as_bytes());
         out.push(b' ');
         out.extend_from_slice(head.target.as_bytes());
         out.extend_from_slice(b" HTTP/1.1\r\n");
+        if !head.headers.contains_key(header::HOST) {
+            use std::io::Write as _;
+            let _ = write!(out, "host: {}\r\n", upstream.address);
+        }
         for (name, value) in head.headers.iter() {
             if !self.hop.contains(name) && !replaced(name, client) {
                 out.extend_from_slice(name.as_str().as_bytes());
@@ -673,8 +678,7 @@ impl Outgoing<'_> {
                 out.extend_from_slice(b"\r\n");
             }
         }
-        let prior = head.headers.get("x-forwarded-for");
-        write_forwarding(out, prior, client, tls, self.request_id.as_str());
+        write_forwarding(out, &head.headers, client, tls, self.request_id.as_str());
         out.extend_from_slice(b"\r\n");
     }
 }

@@ -4,15 +4,19 @@
 
 use std::net::IpAddr;
 
-use http::{HeaderName, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
 
-/// `X-Forwarded-For` once `client` is appended to the `prior` value, if any.
-pub fn forwarded_for(prior: Option<&HeaderValue>, client: IpAddr) -> String {
-    match prior {
-        Some(prior) => format!("{}, {client}", String::from_utf8_lossy(prior.as_bytes())),
-        None => client.to_string(),
+/// `X-Forwarded-For` once `client` is appended to what earlier proxies said in `headers`
+/// (every line of it, in order: a list may be split over several).
+pub fn forwarded_for(headers: &HeaderMap, client: IpAddr) -> String {
+    let mut value = String::new();
+    for prior in headers.get_all("x-forwarded-for") {
+        value.push_str(&String::from_utf8_lossy(prior.as_bytes()));
+        value.push_str(", ");
     }
+    value.push_str(&client.to_string());
+    value
 }
 
 /// Whether spillway sets `name` itself: the client's own is replaced (`X-Forwarded-For` only
@@ -23,11 +27,11 @@ pub fn replaced(name: &HeaderName, client: Option<IpAddr>) -> bool {
         || (client.is_some() && name == "x-forwarded-for")
 }
 
-/// Writes the three fields as HTTP/1 header lines, after the client's own fields less the
-/// `replaced` ones; `prior` is the client's `X-Forwarded-For`.
+/// Writes the three fields as HTTP/1 header lines, after the client's own fields (`headers`)
+/// less the `replaced` ones.
 pub fn write_forwarding(
     out: &mut Vec<u8>,
-    prior: Option<&HeaderValue>,
+    headers: &HeaderMap,
     client: Option<IpAddr>,
     tls: bool,
     request_id: &str,
@@ -35,7 +39,7 @@ pub fn write_forwarding(
     use std::io::Write as _;
     if let Some(client) = client {
         out.extend_from_slice(b"x-forwarded-for: ");
-        if let Some(prior) = prior {
+        for prior in headers.get_all("x-forwarded-for") {
             out.extend_from_slice(prior.as_bytes());
             out.extend_from_slice(b", ");
         }
@@ -58,7 +62,7 @@ pub fn add_forwarding(
     request_id: &str,
 ) -> pingora::Result<()> {
     if let Some(client) = client {
-        let forwarded = forwarded_for(request.headers.get("x-forwarded-for"), client);
+        let forwarded = forwarded_for(&request.headers, client);
         request.insert_header("x-forwarded-for", forwarded)?;
     }
     let proto = HeaderValue::from_static(if tls { "https" } else { "http" });

@@ -3,9 +3,10 @@
 //! and no system call.
 //!
 //! Pingora's pool checks every reused connection with `getpeername` and watches each idle one
-//! from a task of its own; here a connection the upstream closed while idle is found when the
-//! request on it gets no answer, and the request goes again on the next (`forward.rs`: GET and
-//! HEAD only, and only when nothing of an answer came). Idle connections past their
+//! from a task of its own; here an idle connection is looked at once, when it is taken: one
+//! the reactor saw data or a close on is dropped (`quiet`). One the upstream closes as the
+//! request goes out is found when the request gets no answer, and the request goes again on
+//! the next (`forward.rs`: GET and HEAD only, and only when nothing of an answer came). Idle connections past their
 //! `idle_timeout` are dropped when the pool is next used; a thread whose traffic stops keeps at
 //! most `MOST_IDLE` of them until then.
 
@@ -45,23 +46,31 @@ thread_local! {
     static IDLE: RefCell<Vec<Idle>> = const { RefCell::new(Vec::new()) };
 }
 
-/// The most recently pooled idle connection to `upstream`, if one is still within its
-/// `idle_timeout`.
+/// The most recently pooled idle connection to `upstream` that is still within its
+/// `idle_timeout` and has been quiet since its last answer.
 pub fn take(upstream: &Upstream) -> Option<Connection> {
     IDLE.with_borrow_mut(|idle| {
         let now = Instant::now();
-        // The oldest first: usually none has expired, and this is one comparison.
-        let expired = idle.iter().take_while(|i| i.expires <= now).count();
-        idle.drain(..expired);
-        let newest = idle.iter().rposition(|i| i.address == upstream.address)?;
-        let Idle {
-            expires,
-            mut connection,
-            ..
-        } = idle.remove(newest);
-        connection.reused = true;
-        (expires > now).then_some(connection)
+        // Upstreams have their own idle timeouts: the list is not in order of expiry.
+        idle.retain(|i| i.expires > now);
+        while let Some(newest) = idle.iter().rposition(|i| i.address == upstream.address) {
+            let mut connection = idle.remove(newest).connection;
+            if quiet(&connection.stream) {
+                connection.reused = true;
+                return Some(connection);
+            }
+        }
+        None
     })
+}
+
+/// Whether an idle connection has said nothing since its last answer. Bytes that came
+/// unasked (a late body, a `408` before closing) or a close would otherwise be read as the
+/// next request's answer. `try_read` costs no system call while the reactor has seen nothing
+/// on the socket, which is the usual case.
+fn quiet(stream: &TcpStream) -> bool {
+    let mut probe = [0u8; 1];
+    matches!(stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
 }
 
 /// Keeps `connection`, which has just finished an exchange cleanly, for the next request.

@@ -78,8 +78,10 @@ pub fn parse_answer<'s, 'b>(
     let reason = answer.reason.unwrap_or("");
     let fields: &'s [httparse::Header<'b>] = answer.headers;
     let framing = Framing::of(fields)?;
+    // An HTTP/1.0 answer with a transfer coding is framed faultily: never reused (RFC 9112
+    // §6.1).
     let keep_alive = match minor {
-        0 => framing.keep_alive,
+        0 => framing.keep_alive && !framing.close && !framing.chunked,
         _ => !framing.close,
     };
     let body = match (framing.chunked, framing.length) {
@@ -196,6 +198,16 @@ mod tests {
                 "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n",
                 AnswerBody::Length(0),
                 true,
+            ),
+            (
+                "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n",
+                AnswerBody::Chunked,
+                false,
+            ),
+            (
+                "HTTP/1.0 200 OK\r\nConnection: keep-alive, close\r\nContent-Length: 0\r\n\r\n",
+                AnswerBody::Length(0),
+                false,
             ),
             ("HTTP/1.1 200 OK\r\n\r\n", AnswerBody::UntilClose, true),
         ] {

@@ -146,7 +146,7 @@ impl Dechunker {
             _ => return Err(ChunkError),
         };
         let limit = match next {
-            TrailerStart | InTrailer | TrailerLf | LastLf => MAX_HEAD,
+            TrailerStart | InTrailer | TrailerLf | LastLf | Done => MAX_HEAD,
             _ => MAX_SIZE_LINE,
         };
         if self.line > limit {
@@ -217,6 +217,12 @@ mod tests {
         }
         let long_line = [b"5;".as_slice(), &[b'a'; MAX_SIZE_LINE], b"\r\n"].concat();
         assert_eq!(decode(&long_line, 4096), Err(ChunkError));
+        // Trailers longer than a size line, shorter than a head: fine, to the last byte.
+        let trailer = [b"0\r\nX: ".as_slice(), &[b'a'; 4100], b"\r\n\r\n"].concat();
+        assert_eq!(
+            decode(&trailer, 4096),
+            Ok((Vec::new(), trailer.len(), true))
+        );
         let long_trailer = [b"0\r\nX: ".as_slice(), &[b'a'; MAX_HEAD], b"\r\n\r\n"].concat();
         assert_eq!(decode(&long_trailer, 4096), Err(ChunkError));
         // The largest size that fits is a size, not an overflow.

@@ -156,6 +156,32 @@ fn serve(stream: TcpStream, heads: &Mutex<Vec<String>>, go: &(Mutex<bool>, Condv
                 reply.extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nlate!");
                 reply
             }
+            // The head a HEAD asked for, then, once told, an answer nobody asked for on the
+            // idle connection (a buggy upstream's late body, a 408 before it closes).
+            "/late" => {
+                if writer
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\n")
+                    .is_err()
+                {
+                    return;
+                }
+                let (said, changed) = go;
+                let mut said = said.lock().expect("go");
+                while !*said {
+                    said = changed.wait(said).expect("go");
+                }
+                drop(said);
+                let _ = writer.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nsmuggled");
+                heads.lock().expect("heads").push("late sent".into());
+                continue;
+            }
+            "/host" => {
+                let host = head
+                    .lines()
+                    .find_map(|l| l.to_ascii_lowercase().strip_prefix("host: ").map(str::to_owned))
+                    .unwrap_or_else(|| "none".into());
+                format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{host}", host.len()).into_bytes()
+            }
             "/conn" => {
                 let count = answered.to_string();
                 format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{count}", count.len()).into_bytes()
@@ -561,6 +587,52 @@ fn each_malformed_answer_is_a_whole_502_and_its_connection_is_not_reused() {
 }
 
 #[test]
+fn bytes_an_idle_upstream_connection_sends_unasked_are_never_an_answer() {
+    let (upstream, proxy) = scripted_behind_spillway("10s");
+    let head = Conn::open(proxy.port).send("HEAD", "/late", &[], b"");
+    assert_eq!(
+        (head.status, head.header("content-length")),
+        (200, Some("8"))
+    );
+    // The connection is idle in the pool when the upstream sends an answer unasked.
+    upstream.go();
+    wait_until("the upstream sent its unasked answer", || {
+        upstream
+            .heads
+            .lock()
+            .expect("heads")
+            .iter()
+            .any(|h| h == "late sent")
+    });
+    let next = Conn::open(proxy.port).send("GET", "/conn", &[], b"");
+    assert_eq!(
+        (next.status, next.text().as_str()),
+        (200, "1"),
+        "the next request goes on a new connection and gets its own answer"
+    );
+}
+
+#[test]
+fn an_http10_request_without_host_reaches_the_upstream_with_one() {
+    let (upstream, proxy) = scripted_behind_spillway("10s");
+    let resp =
+        support::send_raw(proxy.port, b"GET /host HTTP/1.0\r\n\r\n", false).expect("an answer");
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.text(), format!("127.0.0.1:{}", upstream.port));
+    let with = support::send_raw(
+        proxy.port,
+        b"GET /host HTTP/1.0\r\nHost: site.test\r\n\r\n",
+        false,
+    )
+    .expect("an answer");
+    assert_eq!(
+        with.text(),
+        "site.test",
+        "the client's own Host is passed on"
+    );
+}
+
+#[test]
 fn a_204_carries_no_length() {
     let (_upstream, proxy) = scripted_behind_spillway("10s");
     let mut conn = Conn::open(proxy.port);
@@ -629,5 +701,27 @@ fn a_request_pipelined_while_the_upstream_thinks_is_answered_next() {
     assert_eq!(
         read_response(&mut reader, false).expect("second").text(),
         "ok"
+    );
+}
+
+#[test]
+fn every_x_forwarded_for_line_is_kept_before_the_client() {
+    let (upstream, proxy) = scripted_behind_spillway("10s");
+    let raw = b"GET /hop?xff HTTP/1.1\r\nHost: t\r\nX-Forwarded-For: 203.0.113.1\r\nX-Forwarded-For: 198.51.100.2\r\nConnection: close\r\n\r\n";
+    assert_eq!(
+        support::send_raw(proxy.port, raw, false)
+            .expect("answer")
+            .status,
+        200
+    );
+    let head = upstream.heads_for("/hop?xff").remove(0).to_lowercase();
+    let lines: Vec<&str> = head
+        .lines()
+        .filter(|l| l.starts_with("x-forwarded-for:"))
+        .collect();
+    assert_eq!(
+        lines,
+        ["x-forwarded-for: 203.0.113.1, 198.51.100.2, 127.0.0.1"],
+        "{head}"
     );
 }
