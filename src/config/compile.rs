@@ -15,7 +15,7 @@ use super::locate::{self, Step};
 use super::raw::{
     AllowDeny, Listen, RawAccess, RawAccessLog, RawAfter, RawAppliesTo, RawAuthorize, RawBucket,
     RawConfig, RawCors, RawCredentials, RawDisposition, RawEncoding, RawLimits, RawLogFormat,
-    RawOffload, RawOpenFileCache, RawRoute, RawTls, RawUpstream,
+    RawOffload, RawOpenFileCache, RawRate, RawRateKey, RawRoute, RawTls, RawUpstream,
 };
 use super::tls::{self, Certificates};
 use super::{
@@ -26,6 +26,7 @@ use crate::core::authorize::{AppliesTo, Authorize, SET_BY_SPILLWAY};
 use crate::core::cors::{Cors, Origins};
 use crate::core::limits::UpstreamLimits;
 use crate::core::policy::{Access, Policy, Signing};
+use crate::core::rate::RateLimit;
 use crate::core::route::RouteTable;
 use crate::core::site::{After, Dotfiles, Offload, Route, Site, Upstream};
 use crate::fs::docroot::Docroot;
@@ -175,9 +176,10 @@ impl Compiler<'_> {
                 default_upstream,
                 limits: self.upstream_limits(
                     &[key("limits")],
-                    raw.limits.max_body,
-                    raw.limits.max_inflight,
+                    (raw.limits.max_body, raw.limits.max_inflight),
+                    raw.limits.rate.as_ref(),
                 ),
+                trusted_proxies: self.trusted_proxies(&raw.trusted_proxies),
             },
             chain_credentials,
         }
@@ -378,18 +380,63 @@ impl Compiler<'_> {
         }
     }
 
-    /// `max_body` and `max_inflight`, for a route or the default upstream.
+    /// `max_body`, `max_inflight` and `rate`, for a route or the default upstream.
     fn upstream_limits(
         &mut self,
         at: &[Step],
-        max_body: Option<u64>,
-        max_inflight: Option<usize>,
+        (max_body, max_inflight): (Option<u64>, Option<usize>),
+        rate: Option<&RawRate>,
     ) -> Arc<UpstreamLimits> {
         if max_inflight == Some(0) {
             let at = [at, &[key("max_inflight")]].concat();
             self.problem(&at, "must be at least 1 (leave it out for no limit)");
         }
-        Arc::new(UpstreamLimits::new(max_body, max_inflight))
+        let rate = rate.and_then(|rate| self.rate(&[at, &[key("rate")]].concat(), rate));
+        Arc::new(UpstreamLimits::new(max_body, max_inflight, rate))
+    }
+
+    /// `rate: {requests, per, burst, key}`: a budget of `burst` (default `requests`) that
+    /// refills at `requests` per `per`.
+    fn rate(&mut self, at: &[Step], raw: &RawRate) -> Option<RateLimit> {
+        let field = |name: &str| [at, &[key(name)]].concat();
+        let RawRateKey::ClientIp = raw.key;
+        let per = raw.per.unwrap_or_default();
+        let mut fine = true;
+        if raw.requests == 0 {
+            self.problem(&field("requests"), "must be at least 1");
+            fine = false;
+        }
+        if !(Duration::from_millis(1)..=Duration::from_secs(86_400)).contains(&per) {
+            self.problem(&field("per"), "must be between 1ms and 24h");
+            fine = false;
+        }
+        let burst = raw.burst.unwrap_or(raw.requests);
+        if burst == 0 {
+            self.problem(
+                &field("burst"),
+                "must be at least 1 (the requests allowed at once)",
+            );
+            fine = false;
+        }
+        fine.then(|| RateLimit::new(raw.requests, per, burst))
+    }
+
+    /// `trusted_proxies:`: addresses or networks (`10.0.0.0/8`, `192.0.2.7`, `2001:db8::/32`).
+    fn trusted_proxies(&mut self, raw: &[String]) -> Vec<ipnet::IpNet> {
+        let mut nets = Vec::new();
+        for (i, text) in raw.iter().enumerate() {
+            let parsed = text
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+            match parsed {
+                Ok(net) => nets.push(net),
+                Err(_) => self.problem(
+                    &[key("trusted_proxies"), Step::Index(i)],
+                    format!("{text:?} is not an address or a network like 10.0.0.0/8"),
+                ),
+            }
+        }
+        nets
     }
 
     fn upstream(&mut self, name: &str, raw: &RawUpstream) -> Option<Upstream> {
@@ -587,7 +634,11 @@ impl Compiler<'_> {
             .as_ref()
             .and_then(|cors| self.cors(&field("cors"), cors));
         let limits = raw.limits.as_ref().map(|limits| {
-            self.upstream_limits(&field("limits"), limits.max_body, limits.max_inflight)
+            self.upstream_limits(
+                &field("limits"),
+                (limits.max_body, limits.max_inflight),
+                limits.rate.as_ref(),
+            )
         });
         Some(Route {
             id: at

@@ -34,6 +34,19 @@ pub fn describe_at(config: &Config, now: SystemTime) -> String {
         None => writeln!(out, "no default upstream: paths outside the routes get 404"),
     };
     let _ = writeln!(out, "upstream limits {}", limits_of(&config.site.limits));
+    if !config.site.trusted_proxies.is_empty() {
+        let nets: Vec<String> = config
+            .site
+            .trusted_proxies
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        let _ = writeln!(
+            out,
+            "trusted proxies {} (X-Forwarded-For believed from these)",
+            nets.join(", ")
+        );
+    }
     for (prefix, route) in config.site.routes.iter() {
         describe_route(&mut out, prefix, route);
     }
@@ -222,6 +235,14 @@ fn limits_of(limits: &crate::core::limits::UpstreamLimits) -> String {
     }
     if let Some(max) = limits.max_inflight {
         said.push(format!("max_inflight {max}"));
+    }
+    if let Some(rate) = &limits.rate {
+        said.push(format!(
+            "rate {} per {}, burst {}, by client ip",
+            rate.requests,
+            humantime::format_duration(rate.per),
+            rate.burst
+        ));
     }
     match said.is_empty() {
         true => "none".to_owned(),

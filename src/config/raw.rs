@@ -29,6 +29,9 @@ pub struct RawConfig {
     /// The admin listener (metrics, health); off without it.
     #[serde(default)]
     pub admin: Option<String>,
+    /// Proxies in front (CDN, load balancer) whose `X-Forwarded-For` is believed.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
     #[serde(default)]
     pub access_log: RawAccessLog,
     #[serde(default)]
@@ -155,6 +158,30 @@ pub struct RawUpstreamLimits {
     pub max_body: Option<u64>,
     #[serde(default)]
     pub max_inflight: Option<usize>,
+    #[serde(default)]
+    pub rate: Option<RawRate>,
+}
+
+/// `rate:` in `limits:`: requests per client.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRate {
+    pub requests: u32,
+    #[serde(with = "opt_duration")]
+    pub per: Option<Duration>,
+    #[serde(default)]
+    pub burst: Option<u32>,
+    #[serde(default)]
+    pub key: RawRateKey,
+}
+
+/// What a rate is counted by.
+#[derive(Debug, Default, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawRateKey {
+    /// The client's address (behind `trusted_proxies:`, the one they forwarded).
+    #[default]
+    ClientIp,
 }
 
 /// `cors:` on a route: which other origins' pages may read its files and redirects.
@@ -392,6 +419,8 @@ pub struct RawLimits {
     pub max_body: Option<u64>,
     #[serde(default)]
     pub max_inflight: Option<usize>,
+    #[serde(default)]
+    pub rate: Option<RawRate>,
     #[serde(default, with = "opt_duration")]
     pub send_timeout: Option<Duration>,
     #[serde(default, with = "opt_duration")]

@@ -3,6 +3,7 @@
 
 pub mod answer;
 pub mod authorize;
+pub mod client;
 pub mod cors;
 pub mod decide;
 pub mod key;
@@ -10,5 +11,6 @@ pub mod limits;
 pub mod outcome;
 pub mod path;
 pub mod policy;
+pub mod rate;
 pub mod route;
 pub mod site;

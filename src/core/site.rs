@@ -3,7 +3,7 @@
 //! `decide` reads; built by `config`, never changed while it serves.
 
 use crate::core::limits::UpstreamLimits;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +23,8 @@ pub struct Site {
     pub default_upstream: Option<Arc<Upstream>>,
     /// What goes to the upstream from outside routes, and from routes without `limits:`.
     pub limits: Arc<UpstreamLimits>,
+    /// Proxies in front whose `X-Forwarded-For` is believed (for per-client limits).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Site {
@@ -32,6 +34,11 @@ impl Site {
         route
             .and_then(|r| r.upstream.as_ref())
             .or(self.default_upstream.as_ref())
+    }
+
+    /// The client a request from `peer` is from (see [`crate::core::client::client_ip`]).
+    pub fn client_ip(&self, peer: Option<IpAddr>, headers: &http::HeaderMap) -> Option<IpAddr> {
+        peer.map(|peer| crate::core::client::client_ip(peer, headers, &self.trusted_proxies))
     }
 
     /// The limits a request under `route` (or under none) is held to on its way upstream: the

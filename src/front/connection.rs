@@ -387,7 +387,8 @@ impl Front {
         route: Option<&Route>,
     ) -> After {
         let limits = self.config.site.limits_for(route);
-        let (forwarded, limited) = match limits.admit() {
+        let from = self.config.site.client_ip(client.address, &head.headers);
+        let (forwarded, limited) = match limits.admit(from, Instant::now()) {
             Ok(_admitted) => {
                 let forwarded = forward::forward(
                     upstream,

@@ -130,7 +130,7 @@ impl Metrics {
         let limited = must(IntCounterVec::new(
             Opts::new(
                 "spillway_limited_total",
-                "Requests refused before the upstream by a limit, by route and reason (max_body, max_inflight).",
+                "Requests refused before the upstream by a limit, by route and reason (max_body, rate, max_inflight).",
             ),
             &["route", "reason"],
         ));

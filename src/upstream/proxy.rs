@@ -172,9 +172,17 @@ impl ProxyHttp for Spillway {
             .headers
             .get(http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
+        let peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        let from = self
+            .config
+            .site
+            .client_ip(peer, &session.req_header().headers);
         let checked = declared
             .map_or(Ok(()), |length| limits.body_allowed(length))
-            .and_then(|()| limits.admit());
+            .and_then(|()| limits.admit(from, Instant::now()));
         match checked {
             Ok(admitted) => {
                 ctx.admitted = Some(admitted);

@@ -231,3 +231,113 @@ fn check_prints_the_limits_and_bad_ones_are_refused_where_written() {
     let said = String::from_utf8_lossy(&check().stderr).into_owned();
     assert!(said.contains("invalid size \"ten\""), "{said}");
 }
+
+#[test]
+fn each_client_gets_its_rate_and_behind_trusted_proxies_the_forwarded_one_counts() {
+    let legacy = support::Legacy::start();
+    let start = |trusted: &str| {
+        let legacy_port = legacy.port;
+        let trusted = trusted.to_owned();
+        Spillway::start_with(move |port| {
+            format!(
+                "listen: \"127.0.0.1:{port}\"\nthreads: 1\n{trusted}limits:\n  rate: {{requests: 1, per: 1m, burst: 2}}\nupstreams:\n  legacy:\n    address: \"127.0.0.1:{legacy_port}\"\ndefault_upstream: legacy\n"
+            )
+        })
+    };
+    let get = |port: u16, xff: &str| {
+        let headers: Vec<(&str, &str)> = match xff {
+            "" => vec![],
+            xff => vec![("X-Forwarded-For", xff)],
+        };
+        support::request(port, "GET", "/page", &headers, b"")
+    };
+
+    // No trusted proxies: the field is the client's to forge, so it is ignored.
+    let direct = start("");
+    let statuses: Vec<u16> = ["198.51.100.1", "198.51.100.2", "198.51.100.3"]
+        .iter()
+        .map(|xff| get(direct.port, xff).status)
+        .collect();
+    assert_eq!(statuses, [200, 200, 429], "one client, whatever it says");
+    let refused = get(direct.port, "");
+    assert_eq!(refused.status, 429);
+    assert_eq!(refused.header("retry-after"), Some("60"));
+    assert_eq!(refused.text(), "429 Too Many Requests\n");
+    // Pingora's way (a body) is held to the same budget.
+    let post = support::request(direct.port, "POST", "/form", &[], b"a=1");
+    assert_eq!(post.status, 429);
+
+    // Behind a trusted proxy (here: the test client's address), each forwarded client counts.
+    let behind = start("trusted_proxies: [\"127.0.0.1/32\"]\n");
+    for client in ["198.51.100.1", "198.51.100.2"] {
+        let statuses: Vec<u16> = (0..3).map(|_| get(behind.port, client).status).collect();
+        assert_eq!(statuses, [200, 200, 429], "{client}");
+    }
+    let logs = behind.wait_for_log("status=429");
+    assert!(logs.contains("reason=\"rate\""), "{logs}");
+}
+
+#[test]
+fn check_prints_the_rate_and_trusted_proxies_and_refuses_bad_ones() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("rate.yaml");
+    let check = |top: &str, rate: &str| {
+        std::fs::write(
+            &config,
+            format!("listen: \"127.0.0.1:0\"\n{top}upstreams:\n  legacy:\n    address: \"127.0.0.1:1\"\ndefault_upstream: legacy\nroutes:\n  - prefix: /api\n    root: .\n    limits:\n      rate: {rate}\n"),
+        )
+        .expect("write");
+        support::run_cli(&["check", "--config", &config.display().to_string()])
+    };
+    let out = check(
+        "trusted_proxies: [\"10.0.0.0/8\", \"192.0.2.7\"]\n",
+        "{requests: 20, per: 1s, burst: 40}",
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        said.contains("  upstream limits rate 20 per 1s, burst 40, by client ip\n"),
+        "{said}"
+    );
+    assert!(
+        said.contains(
+            "trusted proxies 10.0.0.0/8, 192.0.2.7/32 (X-Forwarded-For believed from these)"
+        ),
+        "{said}"
+    );
+    for (top, rate, error) in [
+        (
+            "",
+            "{requests: 0, per: 1s}",
+            "routes[0].limits.rate.requests: must be at least 1",
+        ),
+        (
+            "",
+            "{requests: 5, per: 0s}",
+            "routes[0].limits.rate.per: must be between 1ms and 24h",
+        ),
+        (
+            "",
+            "{requests: 5, per: 1s, burst: 0}",
+            "routes[0].limits.rate.burst: must be at least 1",
+        ),
+        (
+            "",
+            "{requests: 5, per: 1s, key: cookie}",
+            "unknown variant `cookie`, expected `client_ip`",
+        ),
+        ("", "{requests: 5}", "missing field `per`"),
+        (
+            "trusted_proxies: [\"10.0.0.0/33\"]\n",
+            "{requests: 5, per: 1s}",
+            "trusted_proxies[0]: \"10.0.0.0/33\" is not an address or a network like 10.0.0.0/8",
+        ),
+    ] {
+        let out = check(top, rate);
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && said.contains(error),
+            "{rate}: {said}"
+        );
+    }
+}
