@@ -14,8 +14,8 @@ use super::expand::expand;
 use super::locate::{self, Step};
 use super::raw::{
     AllowDeny, Listen, RawAccess, RawAccessLog, RawAfter, RawAppliesTo, RawAuthorize, RawBucket,
-    RawConfig, RawCors, RawCredentials, RawDisposition, RawEncoding, RawLimits, RawLogFormat,
-    RawOffload, RawOpenFileCache, RawRate, RawRateKey, RawRoute, RawTls, RawUpstream,
+    RawCompress, RawConfig, RawCors, RawCredentials, RawDisposition, RawEncoding, RawLimits,
+    RawLogFormat, RawOffload, RawOpenFileCache, RawRate, RawRateKey, RawRoute, RawTls, RawUpstream,
 };
 use super::tls::{self, Certificates};
 use super::{
@@ -23,6 +23,7 @@ use super::{
     Problem, Shutdown, DEFAULT_REDIRECT_MAX_AGE, DEFAULT_TTL,
 };
 use crate::core::authorize::{AppliesTo, Authorize, SET_BY_SPILLWAY};
+use crate::core::compress::Compress;
 use crate::core::cors::{Cors, Origins};
 use crate::core::limits::UpstreamLimits;
 use crate::core::policy::{Access, Policy, Signing};
@@ -180,6 +181,10 @@ impl Compiler<'_> {
                     raw.limits.rate.as_ref(),
                 ),
                 trusted_proxies: self.trusted_proxies(&raw.trusted_proxies),
+                compress: raw
+                    .compress
+                    .as_ref()
+                    .map(|c| Arc::new(self.compress(&[key("compress")], c))),
             },
             chain_credentials,
         }
@@ -421,6 +426,64 @@ impl Compiler<'_> {
         fine.then(|| RateLimit::new(raw.requests, per, burst))
     }
 
+    /// `compress:`, over the defaults: zstd, br, gzip; 1 KiB; text, JSON, JavaScript, XML, SVG.
+    fn compress(&mut self, at: &[Step], raw: &RawCompress) -> Compress {
+        let encodings = raw
+            .encodings
+            .as_deref()
+            .unwrap_or(&[RawEncoding::Zstd, RawEncoding::Br, RawEncoding::Gzip])
+            .iter()
+            .map(|e| match e {
+                RawEncoding::Br => Encoding::Br,
+                RawEncoding::Zstd => Encoding::Zstd,
+                RawEncoding::Gzip => Encoding::Gzip,
+            })
+            .collect::<Vec<_>>();
+        if encodings.is_empty() {
+            self.problem(
+                &[at, &[key("encodings")]].concat(),
+                "names no coding: leave `compress:` out to compress nothing",
+            );
+        }
+        let defaults = [
+            "text/*",
+            "application/json",
+            "application/javascript",
+            "application/xml",
+            "image/svg+xml",
+        ];
+        let types: Vec<String> = match &raw.types {
+            Some(types) => types
+                .iter()
+                .map(|t| t.trim().to_ascii_lowercase())
+                .collect(),
+            None => defaults.iter().map(|t| (*t).to_owned()).collect(),
+        };
+        for (i, t) in types.iter().enumerate() {
+            let family = t.strip_suffix("/*");
+            let valid = match family {
+                Some(family) => !family.is_empty() && !family.contains(['/', '*']),
+                None => {
+                    t.split('/').count() == 2
+                        && !t.contains('*')
+                        && !t.starts_with('/')
+                        && !t.ends_with('/')
+                }
+            };
+            if !valid {
+                self.problem(
+                    &[at, &[key("types"), Step::Index(i)]].concat(),
+                    format!("{t:?} is not a media type (text/html) or a family (text/*)"),
+                );
+            }
+        }
+        Compress {
+            encodings,
+            min_length: raw.min_length.unwrap_or(1024),
+            types,
+        }
+    }
+
     /// `trusted_proxies:`: addresses or networks (`10.0.0.0/8`, `192.0.2.7`, `2001:db8::/32`).
     fn trusted_proxies(&mut self, raw: &[String]) -> Vec<ipnet::IpNet> {
         let mut nets = Vec::new();
@@ -640,6 +703,10 @@ impl Compiler<'_> {
                 limits.rate.as_ref(),
             )
         });
+        let compress = raw
+            .compress
+            .as_ref()
+            .map(|c| Arc::new(self.compress(&field("compress"), c)));
         Some(Route {
             id: at
                 .iter()
@@ -669,6 +736,7 @@ impl Compiler<'_> {
             offload,
             cors,
             limits,
+            compress,
         })
     }
 

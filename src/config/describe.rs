@@ -34,6 +34,13 @@ pub fn describe_at(config: &Config, now: SystemTime) -> String {
         None => writeln!(out, "no default upstream: paths outside the routes get 404"),
     };
     let _ = writeln!(out, "upstream limits {}", limits_of(&config.site.limits));
+    let _ = match &config.site.compress {
+        Some(compress) => writeln!(out, "compress {}", compress_of(compress)),
+        None => writeln!(
+            out,
+            "compress off (no `compress:`): upstream answers pass as they are"
+        ),
+    };
     if !config.site.trusted_proxies.is_empty() {
         let nets: Vec<String> = config
             .site
@@ -150,6 +157,9 @@ fn describe_route(out: &mut String, prefix: &str, route: &Route) {
     if let Some(limits) = &route.limits {
         let _ = writeln!(out, "  upstream limits {}", limits_of(limits));
     }
+    if let Some(compress) = &route.compress {
+        let _ = writeln!(out, "  compress {}", compress_of(compress));
+    }
     for (index, check) in route.authorize_by_rule.iter().enumerate() {
         if let (Some(check), Some((pattern, _))) = (check, route.policy.rules().nth(index)) {
             let _ = writeln!(out, "{would}  {pattern}: authorize {}", authorize(check));
@@ -248,4 +258,15 @@ fn limits_of(limits: &crate::core::limits::UpstreamLimits) -> String {
         true => "none".to_owned(),
         false => said.join(", "),
     }
+}
+
+/// `zstd, br, gzip for text/*, application/json from 1024 bytes`.
+fn compress_of(compress: &crate::core::compress::Compress) -> String {
+    let codings: Vec<&str> = compress.encodings.iter().map(|e| e.token()).collect();
+    format!(
+        "{} for {} from {} bytes",
+        codings.join(", "),
+        compress.types.join(", "),
+        compress.min_length
+    )
 }

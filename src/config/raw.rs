@@ -32,6 +32,9 @@ pub struct RawConfig {
     /// Proxies in front (CDN, load balancer) whose `X-Forwarded-For` is believed.
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
+    /// Compression of what the default upstream answers (routes may have their own).
+    #[serde(default)]
+    pub compress: Option<RawCompress>,
     #[serde(default)]
     pub access_log: RawAccessLog,
     #[serde(default)]
@@ -148,6 +151,20 @@ pub struct RawRoute {
     pub cors: Option<RawCors>,
     #[serde(default)]
     pub limits: Option<RawUpstreamLimits>,
+    #[serde(default)]
+    pub compress: Option<RawCompress>,
+}
+
+/// `compress:`: which upstream answers are compressed on the way to the client.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCompress {
+    #[serde(default)]
+    pub encodings: Option<Vec<RawEncoding>>,
+    #[serde(default, with = "opt_bytes")]
+    pub min_length: Option<u64>,
+    #[serde(default)]
+    pub types: Option<Vec<String>>,
 }
 
 /// `limits:` on a route: what it lets through to its upstream.

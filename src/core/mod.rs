@@ -4,6 +4,7 @@
 pub mod answer;
 pub mod authorize;
 pub mod client;
+pub mod compress;
 pub mod cors;
 pub mod decide;
 pub mod key;

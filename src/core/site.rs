@@ -2,6 +2,7 @@
 //! an upstream, an authorization check, how offload moves its files) and the upstreams. What
 //! `decide` reads; built by `config`, never changed while it serves.
 
+use crate::core::compress::Compress;
 use crate::core::limits::UpstreamLimits;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -25,6 +26,8 @@ pub struct Site {
     pub limits: Arc<UpstreamLimits>,
     /// Proxies in front whose `X-Forwarded-For` is believed (for per-client limits).
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Compression of upstream answers outside routes and under routes without `compress:`.
+    pub compress: Option<Arc<Compress>>,
 }
 
 impl Site {
@@ -34,6 +37,13 @@ impl Site {
         route
             .and_then(|r| r.upstream.as_ref())
             .or(self.default_upstream.as_ref())
+    }
+
+    /// How answers from the upstream under `route` (or under none) are compressed, if at all.
+    pub fn compress_for<'a>(&'a self, route: Option<&'a Route>) -> Option<&'a Compress> {
+        route
+            .and_then(|r| r.compress.as_deref())
+            .or(self.compress.as_deref())
     }
 
     /// The client a request from `peer` is from (see [`crate::core::client::client_ip`]).
@@ -97,6 +107,8 @@ pub struct Route {
     pub cors: Option<crate::core::cors::Cors>,
     /// What it lets through to its upstream; `None`: the top-level `limits:`.
     pub limits: Option<Arc<UpstreamLimits>>,
+    /// How its upstream's answers are compressed; `None`: the top-level `compress:`.
+    pub compress: Option<Arc<Compress>>,
 }
 
 impl Route {

@@ -390,8 +390,9 @@ impl Front {
         let from = self.config.site.client_ip(client.address, &head.headers);
         let (forwarded, limited) = match limits.admit(from, Instant::now()) {
             Ok(_admitted) => {
+                let compress = self.config.site.compress_for(route);
                 let forwarded = forward::forward(
-                    upstream,
+                    (upstream, compress),
                     head,
                     hop,
                     &asked.request_id,

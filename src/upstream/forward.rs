@@ -24,6 +24,7 @@ use pingora::protocols::Stream;
 use pingora::{Error, ErrorType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::core::compress::{says_no_transform, AnswerFacts, Choice, Compress};
 use crate::core::site::{Route, Upstream};
 use crate::http::hop_by_hop::HopByHop;
 use crate::telemetry::{RequestId, Telemetry};
@@ -32,6 +33,7 @@ use crate::upstream::headers::{replaced, write_forwarding};
 use crate::upstream::pool::{self, Connection, READ_BUFFER};
 use crate::wire::answer::{parse_answer, AnswerBody, AnswerHead, MAX_FIELDS};
 use crate::wire::chunked::Dechunker;
+use crate::wire::encoder::Encoder;
 use crate::wire::http1::{BodyLength, Persistence, RequestHead, ResponseHead, MAX_HEAD};
 use crate::wire::respond::{self, Reply, Sent, To, ZeroCopy};
 
@@ -104,7 +106,7 @@ const MOST_INTERIM: usize = 8;
 // Long on purpose: the exchange's outcomes side by side (sent, retried on a closed pooled connection, timed out, refused), each with its log line.
 /// Sends `head` to `upstream` and its answer to the client, and counts what failed.
 pub async fn forward(
-    upstream: &Upstream,
+    (upstream, compress): (&Upstream, Option<&Compress>),
     head: &RequestHead<'_>,
     hop: &HopByHop,
     request_id: &RequestId,
@@ -115,6 +117,7 @@ pub async fn forward(
         head,
         hop,
         request_id,
+        compress,
     };
     let failed = match exchange(upstream, &outgoing, client).await {
         Ok(forwarded) => return forwarded,
@@ -205,7 +208,6 @@ async fn relay(
     outgoing: &Outgoing<'_>,
     client: &mut Client<'_>,
 ) -> Result<Forwarded, Failure> {
-    let head = outgoing.head;
     client.out.clear();
     connection.buf.clear();
     outgoing.write_to(&mut connection.buf, upstream, client.address, client.tls);
@@ -227,7 +229,7 @@ async fn relay(
     // as in nginx and Pingora's proxy.
     let answer = tokio::select! {
         biased;
-        answer = final_answer(&mut connection, upstream.read_timeout, head, client.out, client.keep_alive) => answer?,
+        answer = final_answer(&mut connection, upstream.read_timeout, outgoing, client.out, client.keep_alive) => answer?,
         gone = hung_up(client.stream, client.early) => return Err(Failure::ClientGone(gone)),
     };
     let mut sent = Sent {
@@ -248,6 +250,7 @@ async fn relay(
                 start: answer.len,
                 read_timeout: upstream.read_timeout,
                 framing: answer.framing,
+                encoder: answer.encoder,
                 client,
                 body_bytes: &mut sent.body_bytes,
                 written: false,
@@ -298,6 +301,8 @@ struct Answer {
     upstream_keeps_alive: bool,
     /// Where the body starts in the connection's buffer.
     len: usize,
+    /// The coding the client gets the body in, when it is compressed here.
+    encoder: Option<Encoder>,
 }
 
 // Long on purpose: each way a head can fail to arrive is named as Pingora's client names it, so both upstream paths log alike.
@@ -305,10 +310,11 @@ struct Answer {
 async fn final_answer(
     connection: &mut Connection,
     read_timeout: Duration,
-    head: &RequestHead<'_>,
+    outgoing: &Outgoing<'_>,
     out: &mut Vec<u8>,
     client_keep_alive: bool,
 ) -> Result<Answer, Failure> {
+    let head = outgoing.head;
     let broken =
         |why: String| Failure::BadAnswer(Error::explain(ErrorType::InvalidHTTPHeader, why));
     let mut start = 0;
@@ -335,14 +341,19 @@ async fn final_answer(
                 continue;
             }
             Some(answer) => {
-                let framing = Framing::of(&answer, head);
+                let coding = coding_for(outgoing, &answer);
+                let framing = Framing::of(&answer, head, coding.encoding().is_some());
                 let keep_alive = client_keep_alive && framing != Framing::UntilClose;
                 relay_head(
                     out,
                     &answer,
-                    framing,
+                    (framing, coding),
                     Persistence::of(keep_alive, head.http10),
                 );
+                let encoder = match (coding.encoding(), framing) {
+                    (_, Framing::None) | (None, _) => None,
+                    (Some(encoding), _) => Encoder::new(encoding).ok(),
+                };
                 return Ok(Answer {
                     status: answer.status,
                     body: answer.body,
@@ -350,6 +361,7 @@ async fn final_answer(
                     upstream_keeps_alive: answer.keep_alive
                         && (framing == Framing::None || answer.body != AnswerBody::UntilClose),
                     len: start + answer.len,
+                    encoder,
                 });
             }
             None => {}
@@ -407,6 +419,8 @@ struct BodyRelay<'r, 'c> {
     start: usize,
     read_timeout: Duration,
     framing: Framing,
+    /// The coding applied on the way, when compressing.
+    encoder: Option<Encoder>,
     client: &'r mut Client<'c>,
     body_bytes: &'r mut u64,
     /// Whether part of the answer has gone to the client.
@@ -424,33 +438,38 @@ impl BodyRelay<'_, '_> {
         };
         loop {
             let input = &self.connection.buf[self.start..];
-            let (framing, out, body_bytes) =
-                (self.framing, &mut *self.client.out, &mut *self.body_bytes);
-            let mut put = |data: &[u8]| {
-                framing.put(out, data);
-                *body_bytes += data.len() as u64;
+            let mut sink = Sink {
+                framing: self.framing,
+                out: &mut *self.client.out,
+                body_bytes: &mut *self.body_bytes,
+                encoder: self.encoder.as_mut(),
             };
             match body {
                 AnswerBody::Length(_) => {
                     let take = input.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-                    put(&input[..take]);
+                    sink.put(&input[..take]);
                     left -= take as u64;
                     if left == 0 {
-                        return Ok(take == input.len());
+                        let clean = take == input.len();
+                        self.end_coding();
+                        return Ok(clean);
                     }
                 }
                 AnswerBody::Chunked => {
-                    let taken = dechunker.feed(input, &mut put).map_err(|e| {
+                    let taken = dechunker.feed(input, |data| sink.put(data));
+                    let taken = taken.map_err(|e| {
                         self.upstream_failed(Error::explain(
                             ErrorType::InvalidHTTPHeader,
                             e.to_string(),
                         ))
                     })?;
                     if dechunker.done() {
-                        return Ok(taken == input.len());
+                        let clean = taken == self.connection.buf.len() - self.start;
+                        self.end_coding();
+                        return Ok(clean);
                     }
                 }
-                AnswerBody::UntilClose => put(input),
+                AnswerBody::UntilClose => sink.put(input),
             }
             self.connection.buf.clear();
             self.start = 0;
@@ -459,7 +478,10 @@ impl BodyRelay<'_, '_> {
             }
             if self.read().await? == 0 {
                 return match body {
-                    AnswerBody::UntilClose => Ok(false),
+                    AnswerBody::UntilClose => {
+                        self.end_coding();
+                        Ok(false)
+                    }
                     AnswerBody::Length(_) => Err(self.upstream_failed(Error::explain(
                         ErrorType::ConnectionClosed,
                         format!("Peer prematurely closed connection with {left} bytes of body remaining to read"),
@@ -483,6 +505,15 @@ impl BodyRelay<'_, '_> {
         let read = match polled {
             Poll::Ready(read) => read,
             Poll::Pending => {
+                // What the encoder holds goes too: a page sent in parts arrives in parts.
+                if let Some(encoder) = &mut self.encoder {
+                    let (framing, out, body_bytes) =
+                        (self.framing, &mut *self.client.out, &mut *self.body_bytes);
+                    let _ = encoder.flush(|coded| {
+                        framing.put(out, coded);
+                        *body_bytes += coded.len() as u64;
+                    });
+                }
                 if !self.client.out.is_empty() {
                     let sent = write(self.client).await;
                     sent.map_err(BodyEnd::Client)?;
@@ -503,6 +534,18 @@ impl BodyRelay<'_, '_> {
         })
     }
 
+    /// Ends the coded stream, when compressing: its last bytes go after the body's.
+    fn end_coding(&mut self) {
+        if let Some(encoder) = self.encoder.take() {
+            let (framing, out, body_bytes) =
+                (self.framing, &mut *self.client.out, &mut *self.body_bytes);
+            let _ = encoder.finish(|coded| {
+                framing.put(out, coded);
+                *body_bytes += coded.len() as u64;
+            });
+        }
+    }
+
     async fn flush(&mut self) -> Result<(), BodyEnd> {
         write(self.client).await.map_err(BodyEnd::Client)?;
         self.written = true;
@@ -515,6 +558,62 @@ impl BodyRelay<'_, '_> {
             true => BodyEnd::Upstream(e),
         }
     }
+}
+
+/// Where body bytes go: through the encoder when compressing, then framed into the client's
+/// buffer. (An encoder writes into a `Vec` and cannot fail on I/O; should one fail on its own,
+/// the coded stream ends short and the client's decoder says so, never a wrong page.)
+struct Sink<'s> {
+    framing: Framing,
+    out: &'s mut Vec<u8>,
+    body_bytes: &'s mut u64,
+    encoder: Option<&'s mut Encoder>,
+}
+
+impl Sink<'_> {
+    fn put(&mut self, data: &[u8]) {
+        let (framing, out, body_bytes) = (self.framing, &mut *self.out, &mut *self.body_bytes);
+        let mut framed = |bytes: &[u8]| {
+            framing.put(out, bytes);
+            *body_bytes += bytes.len() as u64;
+        };
+        match &mut self.encoder {
+            Some(encoder) => {
+                let _ = encoder.push(data, framed);
+            }
+            None => framed(data),
+        }
+    }
+}
+
+/// What compressing does to this answer: the route's choice for it, and the encoder it needs.
+fn coding_for(outgoing: &Outgoing<'_>, answer: &AnswerHead<'_, '_>) -> Choice {
+    let Some(compress) = outgoing.compress else {
+        return Choice::AsItIs;
+    };
+    let field = |name: &str| {
+        answer
+            .fields
+            .iter()
+            .find(|f| f.name.eq_ignore_ascii_case(name))
+            .map(|f| f.value)
+    };
+    let facts = AnswerFacts {
+        status: Some(answer.status),
+        content_type: field("content-type"),
+        content_encoding: field("content-encoding").is_some(),
+        content_range: field("content-range").is_some(),
+        no_transform: answer
+            .fields
+            .iter()
+            .filter(|f| f.name.eq_ignore_ascii_case("cache-control"))
+            .any(|f| says_no_transform(f.value)),
+        length: match answer.body {
+            AnswerBody::Length(length) => Some(length),
+            _ => None,
+        },
+    };
+    compress.choose(&outgoing.head.headers, &facts)
 }
 
 /// Runs `io` to its end, arming the timer only when it has to wait: most writes of a request
@@ -571,7 +670,8 @@ enum Framing {
 }
 
 impl Framing {
-    fn of(answer: &AnswerHead<'_, '_>, head: &RequestHead<'_>) -> Framing {
+    /// `compressed`: the body is coded here, so its length is not known before it ends.
+    fn of(answer: &AnswerHead<'_, '_>, head: &RequestHead<'_>, compressed: bool) -> Framing {
         let status = answer.status;
         if head.method == Method::HEAD
             || status == StatusCode::NO_CONTENT
@@ -580,7 +680,7 @@ impl Framing {
             return Framing::None;
         }
         match (answer.body, head.http10) {
-            (AnswerBody::Length(length), _) => Framing::Length(length),
+            (AnswerBody::Length(length), _) if !compressed => Framing::Length(length),
             (_, false) => Framing::Chunked,
             (_, true) => Framing::UntilClose,
         }
@@ -613,20 +713,36 @@ impl Framing {
 fn relay_head(
     out: &mut Vec<u8>,
     answer: &AnswerHead<'_, '_>,
-    framing: Framing,
+    (framing, coding): (Framing, Choice),
     persistence: Persistence,
 ) {
     let hop = HopByHop::of_fields(answer.fields.iter().map(|f| (f.name.as_bytes(), f.value)));
     let reason = (!answer.reason.is_empty()).then_some(answer.reason);
     let mut head = ResponseHead::start_with(out, answer.status, reason);
     // In the upstream's spelling of each name.
+    let encoding = coding.encoding();
     for field in answer.fields {
         let name = field.name.as_bytes();
         let ours =
             name.eq_ignore_ascii_case(b"date") || name.eq_ignore_ascii_case(b"content-length");
-        if !ours && !hop.contains_spelled(name) {
-            head.header_spelled(name, field.value);
+        if ours || hop.contains_spelled(name) {
+            continue;
         }
+        // Another coding is another representation: its validator is weak (as nginx does).
+        if encoding.is_some()
+            && name.eq_ignore_ascii_case(b"etag")
+            && !field.value.starts_with(b"W/")
+        {
+            head.header_spelled(name, [b"W/".as_slice(), field.value].concat());
+            continue;
+        }
+        head.header_spelled(name, field.value);
+    }
+    if let Some(encoding) = encoding {
+        head.header("Content-Encoding", encoding.token());
+    }
+    if coding != Choice::AsItIs {
+        head.header("Vary", "Accept-Encoding");
     }
     match framing {
         Framing::Length(length) => {
@@ -638,7 +754,8 @@ fn relay_head(
         // What the upstream said of the length a GET would get (HEAD), or of the selected
         // representation (304), stands; a 204 has none (RFC 9110 §8.6).
         Framing::None => {
-            if answer.status != StatusCode::NO_CONTENT && answer.body != AnswerBody::Chunked {
+            let said = answer.status != StatusCode::NO_CONTENT && encoding.is_none();
+            if said && answer.body != AnswerBody::Chunked {
                 if let AnswerBody::Length(length) = answer.body {
                     head.number("Content-Length", length);
                 }
@@ -654,6 +771,9 @@ struct Outgoing<'a> {
     head: &'a RequestHead<'a>,
     hop: &'a HopByHop,
     request_id: &'a RequestId,
+    /// How the answer may be compressed for the client (the route's `compress:`, or the
+    /// top-level one).
+    compress: Option<&'a Compress>,
 }
 
 impl Outgoing<'_> {

@@ -5,5 +5,6 @@
 pub mod answer;
 pub mod chunked;
 pub mod decide;
+pub mod encoder;
 pub mod http1;
 pub mod respond;

@@ -74,7 +74,7 @@ fn config_errors_are_said_once_with_key_and_line() {
                 "spillway: {config}: routes[0]: unknown field `tll`, expected one of `prefix`, \
                  `root`, `bucket`, `upstream`, `key_prefix`, `access`, `ttl`, `sign_window`, \
                  `content_disposition`, `redirect_max_age`, `rules`, `index`, `precompressed`, \
-                 `cache_control`, `dotfiles`, `symlinks`, `offload`, `authorize`, `shadow`, `cors`, `limits` at line 5 \
+                 `cache_control`, `dotfiles`, `symlinks`, `offload`, `authorize`, `shadow`, `cors`, `limits`, `compress` at line 5 \
                  column 5\n"
             ),
             "{command}"

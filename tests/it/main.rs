@@ -8,6 +8,7 @@ mod support;
 mod architecture;
 mod authorize;
 mod cli;
+mod compress;
 mod config;
 mod connection;
 mod containment;

@@ -1,0 +1,255 @@
+//! Compressing what the upstream answers: gzip, brotli and zstd by `Accept-Encoding`, byte-exact
+//! after decoding; answers that must not be touched are passed as they are.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+
+use crate::support::{self, Response, Spillway};
+
+/// The page the upstream serves, long and compressible.
+fn page() -> Vec<u8> {
+    (0..2_000u32)
+        .flat_map(|i| format!("<p>paragraph {i} of the legacy page</p>\n").into_bytes())
+        .collect()
+}
+
+/// An upstream answering by path, keep-alive, one thread per connection.
+fn upstream() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("local_addr").port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || serve(stream));
+        }
+    });
+    port
+}
+
+fn serve(stream: TcpStream) {
+    let mut writer = stream.try_clone().expect("clone");
+    let mut reader = BufReader::new(stream);
+    loop {
+        let mut request_line = String::new();
+        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+            return;
+        }
+        loop {
+            let mut line = String::new();
+            match reader.read_line(&mut line) {
+                Ok(0) | Err(_) => return,
+                Ok(_) if line == "\r\n" => break,
+                Ok(_) => {}
+            }
+        }
+        let path = request_line.split(' ').nth(1).unwrap_or("").to_owned();
+        let body = page();
+        let head = |fields: &str, length: usize| {
+            format!("HTTP/1.1 200 OK\r\n{fields}Content-Length: {length}\r\n\r\n").into_bytes()
+        };
+        let reply: Vec<u8> = match path.as_str() {
+            "/page.html" => [
+                head(
+                    "Content-Type: text/html; charset=utf-8\r\nETag: \"v1\"\r\n",
+                    body.len(),
+                ),
+                body,
+            ]
+            .concat(),
+            "/data.json" => {
+                let mut chunked = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+                for piece in body.chunks(3000) {
+                    chunked.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+                    chunked.extend_from_slice(piece);
+                    chunked.extend_from_slice(b"\r\n");
+                }
+                chunked.extend_from_slice(b"0\r\n\r\n");
+                chunked
+            }
+            "/small.txt" => [head("Content-Type: text/plain\r\n", 5), b"small".to_vec()].concat(),
+            "/logo.png" => [head("Content-Type: image/png\r\n", body.len()), body].concat(),
+            "/coded" => [
+                head(
+                    "Content-Type: text/html\r\nContent-Encoding: gzip\r\n",
+                    body.len(),
+                ),
+                body,
+            ]
+            .concat(),
+            "/kept" => [
+                head(
+                    "Content-Type: text/html\r\nCache-Control: public, no-transform\r\n",
+                    body.len(),
+                ),
+                body,
+            ]
+            .concat(),
+            _ => head("", 0),
+        };
+        if writer.write_all(&reply).is_err() {
+            return;
+        }
+    }
+}
+
+fn proxy() -> Spillway {
+    let upstream = upstream();
+    Spillway::start_with(|port| {
+        format!(
+            "listen: \"127.0.0.1:{port}\"\nthreads: 1\ncompress: {{}}\nupstreams:\n  legacy:\n    address: \"127.0.0.1:{upstream}\"\ndefault_upstream: legacy\n"
+        )
+    })
+}
+
+fn decode(encoding: &str, coded: &[u8]) -> Vec<u8> {
+    let mut plain = Vec::new();
+    let read = match encoding {
+        "gzip" => flate2::read::GzDecoder::new(coded).read_to_end(&mut plain),
+        "br" => brotli::Decompressor::new(coded, 4096).read_to_end(&mut plain),
+        "zstd" => {
+            zstd::stream::read::Decoder::new(coded).and_then(|mut d| d.read_to_end(&mut plain))
+        }
+        other => panic!("no decoder for {other}"),
+    };
+    read.unwrap_or_else(|e| panic!("{encoding}: {e}"));
+    plain
+}
+
+fn get(port: u16, path: &str, accept: &str) -> Response {
+    support::request(port, "GET", path, &[("Accept-Encoding", accept)], b"")
+}
+
+#[test]
+fn each_coding_the_client_takes_round_trips_byte_exact() {
+    let proxy = proxy();
+    // The route's order (zstd, br, gzip) decides among what the client takes.
+    for (accept, coding) in [
+        ("gzip", "gzip"),
+        ("gzip, br, zstd", "zstd"),
+        ("gzip, br", "br"),
+    ] {
+        for path in ["/page.html", "/data.json"] {
+            let resp = get(proxy.port, path, accept);
+            assert_eq!(resp.status, 200, "{path} {accept}");
+            assert_eq!(
+                resp.header("content-encoding"),
+                Some(coding),
+                "{path} {accept}"
+            );
+            assert_eq!(resp.header("vary"), Some("Accept-Encoding"), "{path}");
+            assert_eq!(
+                resp.header("content-length"),
+                None,
+                "{path}: length unknown"
+            );
+            assert!(
+                resp.body.len() < page().len() / 4,
+                "{path} {coding}: {}",
+                resp.body.len()
+            );
+            assert_eq!(decode(coding, &resp.body), page(), "{path} {coding}");
+        }
+    }
+    let page_resp = get(proxy.port, "/page.html", "gzip");
+    assert_eq!(
+        page_resp.header("etag"),
+        Some("W/\"v1\""),
+        "another representation: weak"
+    );
+    // HEAD says what GET would.
+    let head = support::request(
+        proxy.port,
+        "HEAD",
+        "/page.html",
+        &[("Accept-Encoding", "gzip")],
+        b"",
+    );
+    assert_eq!(
+        (
+            head.header("content-encoding"),
+            head.header("content-length")
+        ),
+        (Some("gzip"), None)
+    );
+}
+
+#[test]
+fn answers_that_must_not_be_compressed_pass_as_they_are() {
+    let proxy = proxy();
+    let identity = get(proxy.port, "/page.html", "identity");
+    assert_eq!(identity.body, page());
+    assert_eq!(identity.header("content-encoding"), None);
+    assert_eq!(
+        identity.header("vary"),
+        Some("Accept-Encoding"),
+        "another client's copy differs"
+    );
+    assert_eq!(identity.header("etag"), Some("\"v1\""));
+    for path in ["/small.txt", "/logo.png", "/coded", "/kept"] {
+        let resp = get(proxy.port, path, "gzip, br, zstd");
+        let expected = if path == "/small.txt" {
+            b"small".to_vec()
+        } else {
+            page()
+        };
+        assert_eq!(resp.body, expected, "{path}");
+        let gzip_only_upstream = path == "/coded";
+        assert_eq!(
+            resp.header("content-encoding"),
+            gzip_only_upstream.then_some("gzip"),
+            "{path}: the upstream's own coding stands, none is added"
+        );
+        assert_eq!(resp.header("vary"), None, "{path}");
+    }
+    let ranged = support::request(
+        proxy.port,
+        "GET",
+        "/page.html",
+        &[("Accept-Encoding", "gzip"), ("Range", "bytes=0-9")],
+        b"",
+    );
+    assert_eq!(ranged.header("content-encoding"), None, "a Range was asked");
+}
+
+#[test]
+fn check_prints_compression_and_refuses_what_it_cannot_use() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("compress.yaml");
+    let check = |compress: &str| {
+        std::fs::write(
+            &config,
+            format!("listen: \"127.0.0.1:0\"\ncompress: {compress}\nupstreams:\n  legacy:\n    address: \"127.0.0.1:1\"\ndefault_upstream: legacy\n"),
+        )
+        .expect("write");
+        support::run_cli(&["check", "--config", &config.display().to_string()])
+    };
+    let out = check("{encodings: [br, gzip], min_length: 2KiB, types: [text/*, application/json]}");
+    assert!(out.status.success(), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("compress br, gzip for text/*, application/json from 2048 bytes\n"),
+        "{said}"
+    );
+    let defaults = check("{}");
+    assert!(
+        String::from_utf8_lossy(&defaults.stdout).contains(
+            "compress zstd, br, gzip for text/*, application/json, application/javascript, application/xml, image/svg+xml from 1024 bytes"
+        ),
+        "{defaults:?}"
+    );
+    for (compress, error) in [
+        ("{encodings: []}", "compress.encodings: names no coding"),
+        ("{encodings: [deflate]}", "unknown variant `deflate`"),
+        (
+            "{types: [text]}",
+            "compress.types[0]: \"text\" is not a media type (text/html) or a family (text/*)",
+        ),
+        ("{level: 9}", "unknown field `level`"),
+    ] {
+        let out = check(compress);
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && said.contains(error),
+            "{compress}: {said}"
+        );
+    }
+}
