@@ -416,7 +416,7 @@ impl Compiler<'_> {
             fine = false;
         }
         let burst = raw.burst.unwrap_or(raw.requests);
-        if burst == 0 {
+        if raw.burst == Some(0) {
             self.problem(
                 &field("burst"),
                 "must be at least 1 (the requests allowed at once)",
@@ -459,13 +459,19 @@ impl Compiler<'_> {
                 .collect(),
             None => defaults.iter().map(|t| (*t).to_owned()).collect(),
         };
+        if types.is_empty() {
+            self.problem(
+                &[at, &[key("types")]].concat(),
+                "names no media type: leave `types:` out for the defaults",
+            );
+        }
         for (i, t) in types.iter().enumerate() {
             let family = t.strip_suffix("/*");
             let valid = match family {
                 Some(family) => !family.is_empty() && !family.contains(['/', '*']),
                 None => {
                     t.split('/').count() == 2
-                        && !t.contains('*')
+                        && !t.contains(['*', ';', ' '])
                         && !t.starts_with('/')
                         && !t.ends_with('/')
                 }
@@ -703,10 +709,15 @@ impl Compiler<'_> {
                 limits.rate.as_ref(),
             )
         });
-        let compress = raw
-            .compress
-            .as_ref()
-            .map(|c| Arc::new(self.compress(&field("compress"), c)));
+        // A route answers its GETs and HEADs itself; only bodies and shadow traffic go upstream,
+        // on Pingora's path, which does not compress: a route's `compress:` would promise
+        // what never happens.
+        if raw.compress.is_some() {
+            self.problem(
+                &field("compress"),
+                "a route answers its own GETs: `compress:` applies to the default upstream's pages, at the top level",
+            );
+        }
         Some(Route {
             id: at
                 .iter()
@@ -736,7 +747,6 @@ impl Compiler<'_> {
             offload,
             cors,
             limits,
-            compress,
         })
     }
 
@@ -1131,6 +1141,17 @@ fn serialized_origin(origin: &str) -> Result<(), &'static str> {
     }
     if host.bytes().any(|b| b.is_ascii_uppercase()) {
         return Err("has capitals: browsers send the host in lowercase");
+    }
+    if host.contains('*') {
+        return Err("has a wildcard: list each origin, or use \"*\" alone for any");
+    }
+    let default_port = if origin.starts_with("https://") {
+        ":443"
+    } else {
+        ":80"
+    };
+    if host.ends_with(default_port) {
+        return Err("names the default port: browsers leave it out of Origin");
     }
     Ok(())
 }

@@ -157,9 +157,6 @@ fn describe_route(out: &mut String, prefix: &str, route: &Route) {
     if let Some(limits) = &route.limits {
         let _ = writeln!(out, "  upstream limits {}", limits_of(limits));
     }
-    if let Some(compress) = &route.compress {
-        let _ = writeln!(out, "  compress {}", compress_of(compress));
-    }
     for (index, check) in route.authorize_by_rule.iter().enumerate() {
         if let (Some(check), Some((pattern, _))) = (check, route.policy.rules().nth(index)) {
             let _ = writeln!(out, "{would}  {pattern}: authorize {}", authorize(check));

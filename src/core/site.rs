@@ -39,11 +39,13 @@ impl Site {
             .or(self.default_upstream.as_ref())
     }
 
-    /// How answers from the upstream under `route` (or under none) are compressed, if at all.
+    /// How pages from the default upstream are compressed, if at all (`route`: the request's;
+    /// under a route the upstream gets only what is not a page: bodies, shadow traffic).
     pub fn compress_for<'a>(&'a self, route: Option<&'a Route>) -> Option<&'a Compress> {
-        route
-            .and_then(|r| r.compress.as_deref())
-            .or(self.compress.as_deref())
+        match route {
+            Some(_) => None,
+            None => self.compress.as_deref(),
+        }
     }
 
     /// The client a request from `peer` is from (see [`crate::core::client::client_ip`]).
@@ -107,8 +109,6 @@ pub struct Route {
     pub cors: Option<crate::core::cors::Cors>,
     /// What it lets through to its upstream; `None`: the top-level `limits:`.
     pub limits: Option<Arc<UpstreamLimits>>,
-    /// How its upstream's answers are compressed; `None`: the top-level `compress:`.
-    pub compress: Option<Arc<Compress>>,
 }
 
 impl Route {

@@ -244,6 +244,14 @@ fn check_prints_compression_and_refuses_what_it_cannot_use() {
             "compress.types[0]: \"text\" is not a media type (text/html) or a family (text/*)",
         ),
         ("{level: 9}", "unknown field `level`"),
+        (
+            "{types: []}",
+            "compress.types: names no media type: leave `types:` out for the defaults",
+        ),
+        (
+            "{types: [\"text/html; charset=utf-8\"]}",
+            "is not a media type (text/html) or a family (text/*)",
+        ),
     ] {
         let out = check(compress);
         let said = String::from_utf8_lossy(&out.stderr);
@@ -252,4 +260,22 @@ fn check_prints_compression_and_refuses_what_it_cannot_use() {
             "{compress}: {said}"
         );
     }
+}
+
+#[test]
+fn a_route_s_compress_is_refused_with_where_it_belongs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("route.yaml");
+    std::fs::write(
+        &config,
+        "listen: \"127.0.0.1:0\"\nroutes:\n  - prefix: /a\n    root: .\n    compress: {}\n",
+    )
+    .expect("write");
+    let out = support::run_cli(&["check", "--config", &config.display().to_string()]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && said.contains("routes[0].compress: a route answers its own GETs: `compress:` applies to the default upstream's pages, at the top level at line 5"),
+        "{said}"
+    );
 }

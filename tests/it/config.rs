@@ -678,6 +678,14 @@ fn cors_origins_and_methods_are_checked_where_they_are_written() {
             "routes[0].cors.origins[0]: \"https://App.test\" has capitals: browsers send the host in lowercase",
         ),
         (
+            "      origins: [\"https://*.a.test\"]\n",
+            "routes[0].cors.origins[0]: \"https://*.a.test\" has a wildcard: list each origin, or use \"*\" alone for any",
+        ),
+        (
+            "      origins: [\"https://a.test:443\"]\n",
+            "routes[0].cors.origins[0]: \"https://a.test:443\" names the default port: browsers leave it out of Origin",
+        ),
+        (
             "      origins: [\"https://a.test\"]\n      methods: [GET, POST]\n",
             "routes[0].cors.methods[1]: \"POST\": only GET and HEAD, which the route answers itself",
         ),

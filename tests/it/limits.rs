@@ -339,5 +339,8 @@ fn check_prints_the_rate_and_trusted_proxies_and_refuses_bad_ones() {
             !out.status.success() && said.contains(error),
             "{rate}: {said}"
         );
+        if error.starts_with("routes") {
+            assert_eq!(said.lines().count(), 1, "one mistake, one line: {said}");
+        }
     }
 }
