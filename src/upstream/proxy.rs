@@ -13,6 +13,7 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, ErrorType, Result};
 
 use crate::config::Config;
+use crate::core::compress::{says_no_transform, AnswerFacts, Choice};
 use crate::core::decide::Request;
 use crate::core::limits::{Admitted, Limited};
 use crate::core::outcome::Outcome;
@@ -21,6 +22,7 @@ use crate::telemetry::access_log::Entry;
 use crate::telemetry::{RequestId, Telemetry};
 use crate::upstream::failure::{client_went_away, log_connect_failure, upstream_error_kind};
 use crate::upstream::headers::add_forwarding;
+use crate::wire::encoder::Encoder;
 use crate::wire::respond::{self, Reply, To};
 
 /// The proxy service: what Pingora needs to reach the upstreams.
@@ -112,6 +114,9 @@ pub struct RequestCtx {
     limited: Option<Limited>,
     /// Request body bytes seen so far, against `max_body`.
     body_seen: u64,
+    /// The coding applied to the answer's body on its way, when compressing. (In a mutex only
+    /// because Pingora wants its context `Sync`; one task uses it.)
+    encoder: Option<std::sync::Mutex<Encoder>>,
 }
 
 #[async_trait]
@@ -130,6 +135,7 @@ impl ProxyHttp for Spillway {
             admitted: None,
             limited: None,
             body_seen: 0,
+            encoder: None,
         }
     }
 
@@ -223,6 +229,102 @@ impl ProxyHttp for Spillway {
             }
         }
         Ok(())
+    }
+
+    /// `compress:` for pages outside the routes that take this path (HTTP/2 clients, and
+    /// answers to requests with a body): the same choice as the short way's.
+    async fn response_filter(
+        &self,
+        session: &mut Session,
+        answer: &mut pingora::http::ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let route = ctx.route.and_then(|at| self.config.site.routes.get(at));
+        let Some(compress) = self.config.site.compress_for(route) else {
+            return Ok(());
+        };
+        let field = |name| {
+            answer
+                .headers
+                .get(name)
+                .map(|v: &http::HeaderValue| v.as_bytes())
+        };
+        let facts = AnswerFacts {
+            status: Some(answer.status),
+            content_type: field(http::header::CONTENT_TYPE),
+            content_encoding: answer.headers.contains_key(http::header::CONTENT_ENCODING),
+            content_range: answer.headers.contains_key(http::header::CONTENT_RANGE),
+            no_transform: answer
+                .headers
+                .get_all(http::header::CACHE_CONTROL)
+                .iter()
+                .any(|v| says_no_transform(v.as_bytes())),
+            length: field(http::header::CONTENT_LENGTH)
+                .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse().ok()),
+        };
+        let choice = compress.choose(&session.req_header().headers, &facts);
+        let encoding = match choice {
+            Choice::AsItIs => return Ok(()),
+            Choice::Vary => None,
+            Choice::Encode(encoding) => {
+                let head = session.req_header().method == http::Method::HEAD;
+                match (head, Encoder::new(encoding)) {
+                    (true, _) => Some(encoding),
+                    (false, Ok(encoder)) => {
+                        ctx.encoder = Some(std::sync::Mutex::new(encoder));
+                        Some(encoding)
+                    }
+                    // No encoder: sent as it is, and said so.
+                    (false, Err(_)) => None,
+                }
+            }
+        };
+        answer.append_header(http::header::VARY, "Accept-Encoding")?;
+        if let Some(encoding) = encoding {
+            answer.remove_header(&http::header::CONTENT_LENGTH);
+            answer.insert_header(http::header::CONTENT_ENCODING, encoding.token())?;
+            if let Some(etag) = answer.headers.get(http::header::ETAG).cloned() {
+                if !etag.as_bytes().starts_with(b"W/") {
+                    let weak = [b"W/".as_slice(), etag.as_bytes()].concat();
+                    answer.insert_header(http::header::ETAG, weak)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Codes the body as it passes, when `response_filter` chose to; each piece is flushed, so
+    /// what the upstream sent in parts arrives in parts.
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<bytes::Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<std::time::Duration>> {
+        let Some(encoder) = &ctx.encoder else {
+            return Ok(None);
+        };
+        let mut coded = Vec::new();
+        {
+            let mut encoder = encoder.lock().unwrap_or_else(|e| e.into_inner());
+            let mut put = |bytes: &[u8]| coded.extend_from_slice(bytes);
+            // Into a Vec: the encoders do not fail on I/O.
+            if let Some(piece) = body.as_ref() {
+                let _ = encoder.push(piece, &mut put);
+            }
+            if !end_of_stream {
+                let _ = encoder.flush(&mut put);
+            }
+        }
+        if end_of_stream {
+            if let Some(encoder) = ctx.encoder.take() {
+                let encoder = encoder.into_inner().unwrap_or_else(|e| e.into_inner());
+                let _ = encoder.finish(|bytes| coded.extend_from_slice(bytes));
+            }
+        }
+        *body = Some(bytes::Bytes::from(coded));
+        Ok(None)
     }
 
     async fn upstream_peer(

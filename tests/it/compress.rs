@@ -279,3 +279,47 @@ fn a_route_s_compress_is_refused_with_where_it_belongs() {
         "{said}"
     );
 }
+
+#[test]
+fn pages_to_http2_clients_are_compressed_too() {
+    let certs = tempfile::tempdir().expect("tempdir");
+    let (ca, files) = support::certificate(certs.path(), "site", &["localhost"]);
+    let upstream = upstream();
+    let tls_port = support::free_port();
+    let proxy = Spillway::start_with(|port| {
+        format!(
+            "listen:\n  - \"127.0.0.1:{port}\"\n  - address: \"127.0.0.1:{tls_port}\"\n    tls:\n      cert: \"{}\"\n      key: \"{}\"\nthreads: 1\ncompress: {{}}\nupstreams:\n  legacy:\n    address: \"127.0.0.1:{upstream}\"\ndefault_upstream: legacy\n",
+            files.cert.display(),
+            files.key.display()
+        )
+    });
+    support::wait_for_port(tls_port);
+    let h2 = reqwest::blocking::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.as_bytes()).expect("ca"))
+        .resolve(
+            "localhost",
+            std::net::SocketAddr::from(([127, 0, 0, 1], tls_port)),
+        )
+        .build()
+        .expect("client");
+    for (path, coding) in [("/page.html", "br"), ("/data.json", "gzip")] {
+        let accept = if coding == "br" { "br, gzip" } else { "gzip" };
+        let resp = h2
+            .get(format!("https://localhost:{tls_port}{path}"))
+            .header("Accept-Encoding", accept)
+            .send()
+            .expect("h2 answer");
+        assert_eq!(resp.version(), reqwest::Version::HTTP_2, "{path}");
+        let headers = resp.headers().clone();
+        assert_eq!(headers["content-encoding"], coding, "{path}");
+        assert_eq!(headers["vary"], "Accept-Encoding", "{path}");
+        assert!(headers.get("content-length").is_none(), "{path}");
+        let coded = resp.bytes().expect("body");
+        assert_eq!(decode(coding, &coded), page(), "{path} over h2");
+    }
+    // The plain listener of the same server, for comparison: the same choice.
+    let plain = get(proxy.port, "/page.html", "br, gzip");
+    assert_eq!(plain.header("content-encoding"), Some("br"));
+}
