@@ -28,6 +28,33 @@ pub struct AnswerFacts<'a> {
     pub length: Option<u64>,
 }
 
+impl<'a> AnswerFacts<'a> {
+    /// From an answer's status and header fields (names in any case, as they came).
+    pub fn of(status: StatusCode, fields: impl Iterator<Item = (&'a [u8], &'a [u8])>) -> Self {
+        let mut facts = AnswerFacts {
+            status: Some(status),
+            ..AnswerFacts::default()
+        };
+        for (name, value) in fields {
+            let is = |known: &str| name.eq_ignore_ascii_case(known.as_bytes());
+            if is("content-type") {
+                facts.content_type.get_or_insert(value);
+            } else if is("content-encoding") {
+                facts.content_encoding = true;
+            } else if is("content-range") {
+                facts.content_range = true;
+            } else if is("cache-control") {
+                facts.no_transform |= says_no_transform(value);
+            } else if is("content-length") {
+                facts.length = std::str::from_utf8(value)
+                    .ok()
+                    .and_then(|v| v.trim().parse().ok());
+            }
+        }
+        facts
+    }
+}
+
 /// What to do with an answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Choice {

@@ -24,7 +24,7 @@ use pingora::protocols::Stream;
 use pingora::{Error, ErrorType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::core::compress::{says_no_transform, AnswerFacts, Choice, Compress};
+use crate::core::compress::{AnswerFacts, Choice, Compress};
 use crate::core::site::{Route, Upstream};
 use crate::http::hop_by_hop::HopByHop;
 use crate::telemetry::{RequestId, Telemetry};
@@ -591,29 +591,11 @@ fn coding_for(outgoing: &Outgoing<'_>, answer: &AnswerHead<'_, '_>) -> Choice {
     let Some(compress) = outgoing.compress else {
         return Choice::AsItIs;
     };
-    let field = |name: &str| {
-        answer
-            .fields
-            .iter()
-            .find(|f| f.name.eq_ignore_ascii_case(name))
-            .map(|f| f.value)
-    };
-    let facts = AnswerFacts {
-        status: Some(answer.status),
-        content_type: field("content-type"),
-        content_encoding: field("content-encoding").is_some(),
-        content_range: field("content-range").is_some(),
-        no_transform: answer
-            .fields
-            .iter()
-            .filter(|f| f.name.eq_ignore_ascii_case("cache-control"))
-            .any(|f| says_no_transform(f.value)),
-        length: match answer.body {
-            AnswerBody::Length(length) => Some(length),
-            _ => None,
-        },
-    };
-    compress.choose(&outgoing.head.headers, &facts)
+    let fields = answer.fields.iter().map(|f| (f.name.as_bytes(), f.value));
+    compress.choose(
+        &outgoing.head.headers,
+        &AnswerFacts::of(answer.status, fields),
+    )
 }
 
 /// Runs `io` to its end, arming the timer only when it has to wait: most writes of a request

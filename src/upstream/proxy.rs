@@ -13,7 +13,7 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, ErrorType, Result};
 
 use crate::config::Config;
-use crate::core::compress::{says_no_transform, AnswerFacts, Choice};
+use crate::core::compress::{AnswerFacts, Choice};
 use crate::core::decide::Request;
 use crate::core::limits::{Admitted, Limited};
 use crate::core::outcome::Outcome;
@@ -66,6 +66,14 @@ impl Spillway {
         };
         respond::error(&mut reply, status, extra).await.is_ok()
     }
+}
+
+/// The address of the connection a request came on (none for a Unix socket).
+fn peer_ip(session: &Session) -> Option<std::net::IpAddr> {
+    session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip())
 }
 
 /// A ready peer for every upstream a request can go to, by name.
@@ -178,10 +186,7 @@ impl ProxyHttp for Spillway {
             .headers
             .get(http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
-        let peer = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip());
+        let peer = peer_ip(session);
         let from = self
             .config
             .site
@@ -243,25 +248,11 @@ impl ProxyHttp for Spillway {
         let Some(compress) = self.config.site.compress_for(route) else {
             return Ok(());
         };
-        let field = |name| {
-            answer
-                .headers
-                .get(name)
-                .map(|v: &http::HeaderValue| v.as_bytes())
-        };
-        let facts = AnswerFacts {
-            status: Some(answer.status),
-            content_type: field(http::header::CONTENT_TYPE),
-            content_encoding: answer.headers.contains_key(http::header::CONTENT_ENCODING),
-            content_range: answer.headers.contains_key(http::header::CONTENT_RANGE),
-            no_transform: answer
-                .headers
-                .get_all(http::header::CACHE_CONTROL)
-                .iter()
-                .any(|v| says_no_transform(v.as_bytes())),
-            length: field(http::header::CONTENT_LENGTH)
-                .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse().ok()),
-        };
+        let fields = answer
+            .headers
+            .iter()
+            .map(|(name, value)| (name.as_str().as_bytes(), value.as_bytes()));
+        let facts = AnswerFacts::of(answer.status, fields);
         let choice = compress.choose(&session.req_header().headers, &facts);
         let encoding = match choice {
             Choice::AsItIs => return Ok(()),
@@ -344,10 +335,7 @@ impl ProxyHttp for Spillway {
         upstream_request: &mut pingora::http::RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        let client = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip());
+        let client = peer_ip(session);
         let tls = session
             .digest()
             .is_some_and(|digest| digest.ssl_digest.is_some());
@@ -425,10 +413,7 @@ impl ProxyHttp for Spillway {
             http::Version::HTTP_10 => "HTTP/1.0",
             _ => "HTTP/1.1",
         };
-        let client = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip());
+        let client = peer_ip(session);
         let outcome = match ctx.limited {
             Some(_) => Outcome::Rejected,
             None => Outcome::Upstream,

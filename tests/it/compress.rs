@@ -1,7 +1,7 @@
 //! Compressing what the upstream answers: gzip, brotli and zstd by `Accept-Encoding`, byte-exact
 //! after decoding; answers that must not be touched are passed as they are.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 
 use crate::support::{self, Response, Spillway};
@@ -28,20 +28,8 @@ fn upstream() -> u16 {
 fn serve(stream: TcpStream) {
     let mut writer = stream.try_clone().expect("clone");
     let mut reader = BufReader::new(stream);
-    loop {
-        let mut request_line = String::new();
-        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
-            return;
-        }
-        loop {
-            let mut line = String::new();
-            match reader.read_line(&mut line) {
-                Ok(0) | Err(_) => return,
-                Ok(_) if line == "\r\n" => break,
-                Ok(_) => {}
-            }
-        }
-        let path = request_line.split(' ').nth(1).unwrap_or("").to_owned();
+    while let Some(head) = support::read_request_head(&mut reader) {
+        let path = head.split(' ').nth(1).unwrap_or("").to_owned();
         let body = page();
         let head = |fields: &str, length: usize| {
             format!("HTTP/1.1 200 OK\r\n{fields}Content-Length: {length}\r\n\r\n").into_bytes()

@@ -98,16 +98,7 @@ fn serve(stream: TcpStream, heads: &Mutex<Vec<String>>, go: &(Mutex<bool>, Condv
     let mut writer = stream.try_clone().expect("clone the upstream socket");
     let mut reader = BufReader::new(stream);
     let mut answered = 0;
-    loop {
-        let mut head = String::new();
-        loop {
-            let mut line = String::new();
-            match reader.read_line(&mut line) {
-                Ok(0) | Err(_) => return,
-                Ok(_) if line == "\r\n" => break,
-                Ok(_) => head.push_str(&line),
-            }
-        }
+    while let Some(head) = support::read_request_head(&mut reader) {
         heads.lock().expect("heads").push(head.clone());
         let target = head.split(' ').nth(1).unwrap_or("").to_owned();
         let head_request = head.starts_with("HEAD ");

@@ -1,7 +1,7 @@
 //! Limits that protect the legacy application: bodies over `max_body` are refused before they
 //! are read, requests over `max_inflight` at once, on both ways to the upstream.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::mpsc;
 
@@ -31,16 +31,7 @@ fn serve_held(
 ) {
     let mut writer = stream.try_clone().expect("clone");
     let mut reader = BufReader::new(stream);
-    loop {
-        let mut head = String::new();
-        loop {
-            let mut line = String::new();
-            match reader.read_line(&mut line) {
-                Ok(0) | Err(_) => return,
-                Ok(_) if line == "\r\n" => break,
-                Ok(_) => head.push_str(&line),
-            }
-        }
+    while let Some(head) = support::read_request_head(&mut reader) {
         let length: usize = head
             .lines()
             .find_map(|l| {

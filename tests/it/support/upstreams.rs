@@ -154,3 +154,17 @@ impl AuthApp {
         self.asked.lock().expect("asked").clone()
     }
 }
+
+/// Reads one request head (request line and fields, without the blank line) for the
+/// hand-written upstreams of the tests; `None` once the connection ends.
+pub fn read_request_head(reader: &mut BufReader<TcpStream>) -> Option<String> {
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        match reader.read_line(&mut line) {
+            Ok(0) | Err(_) => return None,
+            Ok(_) if line == "\r\n" => return Some(head),
+            Ok(_) => head.push_str(&line),
+        }
+    }
+}
