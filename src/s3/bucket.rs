@@ -10,6 +10,7 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 use crate::s3::credentials::{CredentialCell, EXPIRY_MARGIN};
 use crate::s3::key::ObjectKey;
+pub use crate::s3::signed_links::Signed;
 use crate::s3::signed_links::{LinkFor, SignedLinks};
 use crate::s3::sigv4::{self, Keys, Presign, QUERY_VALUE};
 
@@ -102,13 +103,6 @@ pub struct ClientAddressing {
     pub path_style: bool,
     pub dualstack: bool,
     pub accelerate: bool,
-}
-
-/// A presigned link and the moment it stops working.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Signed {
-    pub url: String,
-    pub expires_at: SystemTime,
 }
 
 impl Bucket {

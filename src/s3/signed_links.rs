@@ -15,8 +15,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use crate::s3::bucket::{SignError, Signed};
 use crate::s3::sigv4::Keys;
+
+/// A presigned link and the moment it stops working.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signed {
+    pub url: String,
+    pub expires_at: SystemTime,
+}
 
 /// Object paths kept at most; a few MiB of URLs.
 pub const CAPACITY: usize = 4096;
@@ -64,13 +70,13 @@ impl std::fmt::Debug for SignedLinks {
 impl SignedLinks {
     /// The link to `path` for `asked`, signed by `keys`: the kept one, or the one `sign` makes
     /// (kept when it succeeds).
-    pub fn get_or_sign(
+    pub fn get_or_sign<E>(
         &self,
         path: &str,
         asked: LinkFor<'_>,
         keys: &Arc<Keys>,
-        sign: impl FnOnce() -> Result<Signed, SignError>,
-    ) -> Result<Signed, SignError> {
+        sign: impl FnOnce() -> Result<Signed, E>,
+    ) -> Result<Signed, E> {
         let table = || self.table.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(links) = table().get(path) {
             if let Some(link) = links.iter().find(|l| l.is_for(&asked, keys)) {
