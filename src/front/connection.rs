@@ -316,6 +316,7 @@ impl Front {
             headers: &head.headers,
             protocol: if head.http10 { "HTTP/1.0" } else { "HTTP/1.1" },
             client,
+            seen_as: self.config.site.client_ip(client, &head.headers),
             start,
             request_id: RequestId::for_request(&head.headers),
         };

@@ -97,6 +97,7 @@ impl HttpServerApp for H2 {
             headers: &headers,
             protocol: "HTTP/2.0",
             client,
+            seen_as: self.config.site.client_ip(client, &headers),
             start,
             request_id: RequestId::for_request(&headers),
         };

@@ -24,7 +24,11 @@ pub struct Asked<'a> {
     pub path: &'a str,
     pub headers: &'a HeaderMap,
     pub protocol: &'static str,
+    /// The connection's peer (what `X-Forwarded-For` gets appended).
     pub client: Option<IpAddr>,
+    /// The client as the log names it: the peer, or behind `trusted_proxies:` the address they
+    /// forwarded (the one per-client limits count).
+    pub seen_as: Option<IpAddr>,
     pub start: Instant,
     /// Also sent to the upstream, so the two logs can be joined.
     pub request_id: RequestId,
@@ -41,7 +45,7 @@ impl Asked<'_> {
         reason: Option<&dyn Display>,
     ) {
         let entry = Entry::asked(
-            self.client,
+            self.seen_as,
             self.method.as_str(),
             self.path,
             self.protocol,

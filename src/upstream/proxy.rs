@@ -413,7 +413,8 @@ impl ProxyHttp for Spillway {
             http::Version::HTTP_10 => "HTTP/1.0",
             _ => "HTTP/1.1",
         };
-        let client = peer_ip(session);
+        // The client as per-client limits count it (behind trusted proxies, the forwarded one).
+        let client = self.config.site.client_ip(peer_ip(session), &req.headers);
         let outcome = match ctx.limited {
             Some(_) => Outcome::Rejected,
             None => Outcome::Upstream,

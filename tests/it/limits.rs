@@ -264,8 +264,18 @@ fn each_client_gets_its_rate_and_behind_trusted_proxies_the_forwarded_one_counts
         let statuses: Vec<u16> = (0..3).map(|_| get(behind.port, client).status).collect();
         assert_eq!(statuses, [200, 200, 429], "{client}");
     }
-    let logs = behind.wait_for_log("status=429");
-    assert!(logs.contains("reason=\"rate\""), "{logs}");
+    // The log names the client the budget was counted for, not the proxy.
+    let refusals = |logs: &str| logs.lines().filter(|l| l.contains("status=429")).count();
+    support::wait_until("both refusals logged", || refusals(&behind.logs()) == 2);
+    let logs = behind.logs();
+    let refused: Vec<&str> = logs.lines().filter(|l| l.contains("status=429")).collect();
+    assert_eq!(refused.len(), 2, "{logs}");
+    for (line, client) in refused.iter().zip(["198.51.100.1", "198.51.100.2"]) {
+        assert!(
+            line.contains("reason=\"rate\"") && line.contains(&format!("client={client}")),
+            "{line}"
+        );
+    }
 }
 
 #[test]
