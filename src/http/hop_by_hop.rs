@@ -40,11 +40,11 @@ pub struct HopByHop {
 impl HopByHop {
     /// For an answer: a token that is not a field name names nothing.
     pub fn of(headers: &HeaderMap) -> HopByHop {
-        Self::of_fields(
-            headers
-                .iter()
-                .map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes())),
-        )
+        // Only the `Connection` values: a map finds them without a look at the other fields.
+        let named = tokens(headers)
+            .filter_map(|token| HeaderName::from_bytes(token).ok())
+            .collect();
+        HopByHop { named }
     }
 
     /// The same, for fields as they came off the wire (names in any case).

@@ -17,7 +17,7 @@ use crate::core::compress::{AnswerFacts, Choice};
 use crate::core::decide::Request;
 use crate::core::limits::{Admitted, Limited};
 use crate::core::outcome::Outcome;
-use crate::core::site::Upstream;
+use crate::core::site::{Route, Upstream};
 use crate::telemetry::access_log::Entry;
 use crate::telemetry::{RequestId, Telemetry};
 use crate::upstream::failure::{client_went_away, log_connect_failure, upstream_error_kind};
@@ -44,6 +44,11 @@ impl Spillway {
 }
 
 impl Spillway {
+    /// The request's route, from its place in the table (found once, in `early_request_filter`).
+    fn route(&self, ctx: &RequestCtx) -> Option<&Route> {
+        ctx.route.and_then(|at| self.config.site.routes.get(at))
+    }
+
     /// Answers the request with a short plain-text `status` through the one response writer;
     /// whether it went out whole.
     async fn answer(
@@ -161,7 +166,7 @@ impl ProxyHttp for Spillway {
         ctx.request_id = RequestId::for_request(&req.headers);
         let path = req.uri.path();
         ctx.route = self.config.site.routes.position(path);
-        let route = ctx.route.and_then(|at| self.config.site.routes.get(at));
+        let route = self.route(ctx);
         ctx.upstream = self.config.site.upstream_for(route).cloned();
         if route.is_some_and(|r| r.shadow) {
             let request = Request {
@@ -179,7 +184,7 @@ impl ProxyHttp for Spillway {
     /// `max_body` is refused before it is read (and before any `100 Continue`), a request over
     /// `max_inflight` at once, with `Retry-After`.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        let route = ctx.route.and_then(|at| self.config.site.routes.get(at));
+        let route = self.route(ctx);
         let limits = self.config.site.limits_for(route);
         let declared = session
             .req_header()
@@ -219,7 +224,7 @@ impl ProxyHttp for Spillway {
     ) -> Result<()> {
         if let Some(piece) = body {
             ctx.body_seen += piece.len() as u64;
-            let route = ctx.route.and_then(|at| self.config.site.routes.get(at));
+            let route = self.route(ctx);
             if let Err(limited) = self
                 .config
                 .site
@@ -244,7 +249,7 @@ impl ProxyHttp for Spillway {
         answer: &mut pingora::http::ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        let route = ctx.route.and_then(|at| self.config.site.routes.get(at));
+        let route = self.route(ctx);
         let Some(compress) = self.config.site.compress_for(route) else {
             return Ok(());
         };
@@ -405,9 +410,7 @@ impl ProxyHttp for Spillway {
             .filter(|_| !ctx.answered_failure)
             .map(|e| e as &dyn std::fmt::Display);
         let req = session.req_header();
-        let route = ctx
-            .route
-            .and_then(|index| self.config.site.routes.get(index));
+        let route = self.route(ctx);
         let protocol = match req.version {
             http::Version::HTTP_2 => "HTTP/2.0",
             http::Version::HTTP_10 => "HTTP/1.0",
