@@ -225,27 +225,37 @@ fn check_prints_compression_and_refuses_what_it_cannot_use() {
         "{defaults:?}"
     );
     for (compress, error) in [
-        ("{encodings: []}", "compress.encodings: names no coding"),
-        ("{encodings: [deflate]}", "unknown variant `deflate`"),
+        (
+            "{encodings: []}",
+            "compress.encodings: names no coding: leave `compress:` out to compress nothing at line 2 column 23",
+        ),
+        (
+            "{encodings: [deflate]}",
+            "compress.encodings[0]: unknown variant `deflate`, expected one of `br`, `zstd`, `gzip` at line 2 column 24",
+        ),
         (
             "{types: [text]}",
-            "compress.types[0]: \"text\" is not a media type (text/html) or a family (text/*)",
+            "compress.types[0]: \"text\" is not a media type (text/html) or a family (text/*) at line 2 column 20",
         ),
-        ("{level: 9}", "unknown field `level`"),
+        (
+            "{level: 9}",
+            "compress: unknown field `level`, expected one of `encodings`, `min_length`, `types` at line 2 column 12",
+        ),
         (
             "{types: []}",
-            "compress.types: names no media type: leave `types:` out for the defaults",
+            "compress.types: names no media type: leave `types:` out for the defaults at line 2 column 19",
         ),
         (
             "{types: [\"text/html; charset=utf-8\"]}",
-            "is not a media type (text/html) or a family (text/*)",
+            "compress.types[0]: \"text/html; charset=utf-8\" is not a media type (text/html) or a family (text/*) at line 2 column 20",
         ),
     ] {
         let out = check(compress);
-        let said = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            !out.status.success() && said.contains(error),
-            "{compress}: {said}"
+        let whole = format!("spillway: {}: {error}\n", config.display());
+        assert_eq!(
+            (out.status.success(), String::from_utf8_lossy(&out.stderr)),
+            (false, whole.into()),
+            "{compress}"
         );
     }
 }
@@ -260,11 +270,13 @@ fn a_route_s_compress_is_refused_with_where_it_belongs() {
     )
     .expect("write");
     let out = support::run_cli(&["check", "--config", &config.display().to_string()]);
-    let said = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success()
-            && said.contains("routes[0].compress: a route answers its own GETs: `compress:` applies to the default upstream's pages, at the top level at line 5"),
-        "{said}"
+    let whole = format!(
+        "spillway: {}: routes[0].compress: a route answers its own GETs: `compress:` applies to the default upstream's pages, at the top level at line 5 column 15\n",
+        config.display()
+    );
+    assert_eq!(
+        (out.status.success(), String::from_utf8_lossy(&out.stderr)),
+        (false, whole.into())
     );
 }
 

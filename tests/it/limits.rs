@@ -209,18 +209,25 @@ fn check_prints_the_limits_and_bad_ones_are_refused_where_written() {
         said.contains("  upstream limits max_body 10485760 bytes, max_inflight 20\n"),
         "{said}"
     );
-    write("      max_inflight: 0\n");
-    let out = check();
-    let said = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        said.contains(
-            "routes[0].limits.max_inflight: must be at least 1 (leave it out for no limit) at line"
+    for (limits, error) in [
+        (
+            "      max_inflight: 0\n",
+            "routes[0].limits.max_inflight: must be at least 1 (leave it out for no limit) at line 12 column 21",
         ),
-        "{said}"
-    );
-    write("      max_body: ten\n");
-    let said = String::from_utf8_lossy(&check().stderr).into_owned();
-    assert!(said.contains("invalid size \"ten\""), "{said}");
+        (
+            "      max_body: ten\n",
+            "routes[0].limits.max_body: invalid size \"ten\" (write e.g. 64MiB, 500MB or 1GiB) at line 12 column 17",
+        ),
+    ] {
+        write(limits);
+        let out = check();
+        let whole = format!("spillway: {}: {error}\n", config.display());
+        assert_eq!(
+            (out.status.success(), String::from_utf8_lossy(&out.stderr)),
+            (false, whole.into()),
+            "{limits}"
+        );
+    }
 }
 
 #[test]
@@ -310,38 +317,40 @@ fn check_prints_the_rate_and_trusted_proxies_and_refuses_bad_ones() {
         (
             "",
             "{requests: 0, per: 1s}",
-            "routes[0].limits.rate.requests: must be at least 1",
+            "routes[0].limits.rate.requests: must be at least 1 at line 10 column 24",
         ),
         (
             "",
             "{requests: 5, per: 0s}",
-            "routes[0].limits.rate.per: must be between 1ms and 24h",
+            "routes[0].limits.rate.per: must be between 1ms and 24h at line 10 column 32",
         ),
         (
             "",
             "{requests: 5, per: 1s, burst: 0}",
-            "routes[0].limits.rate.burst: must be at least 1",
+            "routes[0].limits.rate.burst: must be at least 1 (the requests allowed at once) at line 10 column 43",
         ),
         (
             "",
             "{requests: 5, per: 1s, key: cookie}",
-            "unknown variant `cookie`, expected `client_ip`",
+            "routes[0].limits.rate.key: unknown variant `cookie`, expected `client_ip` at line 10 column 41",
         ),
-        ("", "{requests: 5}", "missing field `per`"),
+        (
+            "",
+            "{requests: 5}",
+            "routes[0].limits.rate: missing field `per` at line 10 column 13",
+        ),
         (
             "trusted_proxies: [\"10.0.0.0/33\"]\n",
             "{requests: 5, per: 1s}",
-            "trusted_proxies[0]: \"10.0.0.0/33\" is not an address or a network like 10.0.0.0/8",
+            "trusted_proxies[0]: \"10.0.0.0/33\" is not an address or a network like 10.0.0.0/8 at line 2 column 19",
         ),
     ] {
         let out = check(top, rate);
-        let said = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            !out.status.success() && said.contains(error),
-            "{rate}: {said}"
+        let whole = format!("spillway: {}: {error}\n", config.display());
+        assert_eq!(
+            (out.status.success(), String::from_utf8_lossy(&out.stderr)),
+            (false, whole.into()),
+            "{rate}"
         );
-        if error.starts_with("routes") {
-            assert_eq!(said.lines().count(), 1, "one mistake, one line: {said}");
-        }
     }
 }
