@@ -217,6 +217,10 @@ fn describe_answer(e: &mut Explanation, route: Option<&Route>, answer: &Answer) 
             });
             http::StatusCode::NO_CONTENT
         }
+        Answer::Challenge(_) => {
+            e.reason = Some("an open ACME HTTP-01 challenge, answered before any route".to_owned());
+            http::StatusCode::OK
+        }
         // Only the application says no; `decide` never does.
         Answer::Denied(denial) => {
             e.reason = Some("the application said no".to_owned());

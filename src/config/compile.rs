@@ -15,8 +15,9 @@ use super::locate::{self, Step};
 use super::raw::{
     AllowDeny, Listen, RawAccess, RawAccessLog, RawAfter, RawAppliesTo, RawAuthorize, RawBucket,
     RawCompress, RawConfig, RawCors, RawCredentials, RawDisposition, RawEncoding, RawLimits,
-    RawLogFormat, RawOffload, RawOpenFileCache, RawRate, RawRateKey, RawRoute, RawTls, RawUpstream,
+    RawLogFormat, RawOffload, RawOpenFileCache, RawRate, RawRateKey, RawRoute, RawTls, RawUpstream, RawAcme, RawChallenge,
 };
+use super::acme::{self, Acme, ChallengeKind, Challenges};
 use super::tls::{self, Certificates};
 use super::{
     AccessLog, ChainCredentials, Config, Environment, Limits, Listener, LogFormat, LogSink,
@@ -75,6 +76,8 @@ pub fn compile(
         chain_users: Vec::new(),
         chain_region: String::new(),
         open_file_cache: CacheSettings::default(),
+        challenges: Arc::new(Challenges::default()),
+        http01_listeners: Vec::new(),
     };
     let config = compiler.compile(raw);
     if compiler.problems.is_empty() {
@@ -99,6 +102,10 @@ struct Compiler<'a> {
     chain_region: String,
     /// What every route's root remembers of its lookups.
     open_file_cache: CacheSettings,
+    /// The answers to ACME challenges, for every `acme:` listener of the process.
+    challenges: Arc<Challenges>,
+    /// Where an `acme:` block asks for HTTP-01, which needs a plain listener.
+    http01_listeners: Vec<Vec<Step>>,
 }
 
 fn key(k: &str) -> Step {
@@ -118,6 +125,14 @@ impl Compiler<'_> {
     // own method.
     fn compile(&mut self, raw: RawConfig) -> Config {
         let listen = self.listen(&raw.listen);
+        if listen.iter().all(|l| l.tls.is_some()) {
+            for at in std::mem::take(&mut self.http01_listeners) {
+                let message = "http-01 is answered on a plain listener (the CA asks on port 80), \
+                               and every listener here has TLS: add one, like \"0.0.0.0:80\", or \
+                               set `challenge: tls-alpn-01`";
+                self.problem(&[at.as_slice(), &[key("challenge")]].concat(), message);
+            }
+        }
         let threads = match raw.threads {
             Some(0) => {
                 self.problem(&[key("threads")], "must be at least 1");
@@ -187,6 +202,7 @@ impl Compiler<'_> {
                     .map(|c| Arc::new(self.compress(&[key("compress")], c))),
             },
             chain_credentials,
+            challenges: Arc::clone(&self.challenges),
         }
     }
 
@@ -285,8 +301,32 @@ impl Compiler<'_> {
         all
     }
 
-    /// A TLS listener's certificates, each read and checked now.
+    /// A TLS listener's certificates: files, each read and checked now, or `acme:` settings
+    /// and the certificate stored for them, if any.
     fn certificates(&mut self, at: &[Step], raw: &RawTls) -> Option<Arc<Certificates>> {
+        let (cert, key_path) = match (&raw.acme, &raw.cert, &raw.key) {
+            (Some(acme), None, None) => {
+                let at = [at, &[key("acme")]].concat();
+                if !raw.sni.is_empty() {
+                    let message = "lists static certificates, and `acme:` issues one for all of \
+                                   `acme.domains`: list every name there instead";
+                    self.problem(&[at.as_slice(), &[key("sni")]].concat(), message);
+                }
+                return self.acme(&at, acme);
+            }
+            (Some(_), _, _) => {
+                let message = "names both files (`cert:`, `key:`) and `acme:`; keep one of them";
+                self.problem(at, message);
+                return None;
+            }
+            (None, Some(cert), Some(key_path)) => (cert, key_path),
+            (None, _, _) => {
+                let message = "needs `cert:` and `key:` (PEM files), or `acme:` (certificates \
+                               from an ACME CA such as Let's Encrypt)";
+                self.problem(at, message);
+                return None;
+            }
+        };
         let mut load = |at: Vec<Step>, cert: &str, key_path: &str| match tls::load(
             &self.base.join(cert),
             &self.base.join(key_path),
@@ -301,7 +341,7 @@ impl Compiler<'_> {
                 None
             }
         };
-        let default = load(at.to_vec(), &raw.cert, &raw.key);
+        let default = load(at.to_vec(), cert, key_path);
         let more: Vec<_> = raw
             .sni
             .iter()
@@ -316,6 +356,84 @@ impl Compiler<'_> {
             .collect();
         let more: Option<Vec<_>> = more.into_iter().collect();
         Some(Arc::new(Certificates::new(default?, more?)))
+    }
+
+    /// `tls.acme:`, checked, with the certificate its state directory holds for it, if any.
+    fn acme(&mut self, at: &[Step], raw: &RawAcme) -> Option<Arc<Certificates>> {
+        let before = self.problems.len();
+        let within = |field: &str| [at, &[key(field)]].concat();
+        if raw.domains.is_empty() {
+            self.problem(&within("domains"), "needs at least one name to issue a certificate for");
+        }
+        for (i, domain) in raw.domains.iter().enumerate() {
+            if let Err(e) = acme::check_domain(domain) {
+                self.problem(&[within("domains").as_slice(), &[Step::Index(i)]].concat(), e);
+            }
+        }
+        let contact = raw.contact.as_ref().map(|c| c.0.clone()).unwrap_or_default();
+        for address in &contact {
+            if !address.starts_with("mailto:") || address.len() == "mailto:".len() {
+                let message = format!(
+                    "{address:?} is not a `mailto:` address (like mailto:ops@example.com), the \
+                     only contact ACME CAs take"
+                );
+                self.problem(&within("contact"), message);
+            }
+        }
+        let directory = raw.directory.clone().unwrap_or_else(|| acme::LETS_ENCRYPT.to_owned());
+        if !directory.starts_with("https://") {
+            let message = format!(
+                "{directory:?} is not an https:// URL; ACME directories are served over HTTPS \
+                 (Let's Encrypt's is {})",
+                acme::LETS_ENCRYPT
+            );
+            self.problem(&within("directory"), message);
+        }
+        let state_dir = self.base.join(&raw.state_dir);
+        if acme::not_a_directory(&state_dir) {
+            let message = format!(
+                "{} exists and is not a directory; name a directory for the account key and \
+                 certificates (it is made if missing)",
+                state_dir.display()
+            );
+            self.problem(&within("state_dir"), message);
+        }
+        let directory_ca = raw.directory_ca.as_ref().map(|ca| self.base.join(ca));
+        if let Some(ca) = &directory_ca {
+            use rustls::pki_types::pem::PemObject;
+            if let Err(e) = rustls::pki_types::CertificateDer::from_pem_file(ca) {
+                let message = format!(
+                    "cannot read a CA certificate from {}: {}",
+                    ca.display(),
+                    tls::pem_error(&e)
+                );
+                self.problem(&within("directory_ca"), message);
+            }
+        }
+        let challenge = match raw.challenge {
+            None | Some(RawChallenge::Http01) => ChallengeKind::Http01,
+            Some(RawChallenge::TlsAlpn01) => ChallengeKind::TlsAlpn01,
+        };
+        if challenge == ChallengeKind::Http01 {
+            self.http01_listeners.push(at.to_vec());
+        }
+        if self.problems.len() > before {
+            return None;
+        }
+        let settings = Acme {
+            domains: raw.domains.clone(),
+            contact,
+            directory,
+            state_dir,
+            challenge,
+            directory_ca,
+            challenges: Arc::clone(&self.challenges),
+        };
+        let stored = settings.stored(std::time::SystemTime::now()).ok();
+        Some(Arc::new(Certificates::from_acme(
+            settings,
+            stored.map(|issued| issued.key),
+        )))
     }
 
     fn access_log(&mut self, raw: &RawAccessLog) -> AccessLog {

@@ -5,6 +5,7 @@
 //! private route needs), resolves host names once, opens the document roots and builds the
 //! matchers. Every problem names its key path and, through `locate`, its line.
 
+pub mod acme;
 pub mod chain;
 mod compile;
 mod describe;
@@ -50,6 +51,8 @@ pub struct Config {
     /// Credentials from the AWS provider chain, when a private route uses them: the background
     /// refresher keeps them fresh for links up to `longest_ttl`.
     pub chain_credentials: Option<ChainCredentials>,
+    /// The answers to open ACME challenges (empty unless a listener has `acme:`).
+    pub challenges: Arc<acme::Challenges>,
 }
 
 /// One address the server listens on, plain or TLS.

@@ -11,25 +11,56 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
-/// A listener's certificates: the default, then the `sni:` ones.
+use super::acme::Acme;
+use arc_swap::ArcSwap;
+
+/// A listener's certificates: the default, then the `sni:` ones; or, with `acme:`, the one its
+/// CA issued, swapped for the renewed one while the listener runs.
 #[derive(Debug)]
 pub struct Certificates {
-    all: Vec<Arc<CertifiedKey>>,
+    /// Read at every handshake; a renewal stores a new list, and handshakes under way keep the
+    /// one they loaded, so none fails for it.
+    all: ArcSwap<Vec<Arc<CertifiedKey>>>,
+    /// Where the certificate comes from when it is not a file.
+    pub acme: Option<Acme>,
 }
 
 impl Certificates {
     pub fn new(default: CertifiedKey, more: Vec<CertifiedKey>) -> Certificates {
         let mut all = vec![Arc::new(default)];
         all.extend(more.into_iter().map(Arc::new));
-        Certificates { all }
+        Certificates {
+            all: ArcSwap::from_pointee(all),
+            acme: None,
+        }
+    }
+
+    /// A listener whose certificate an ACME CA issues: `stored` until it is renewed, or none
+    /// (handshakes fail) until the first is issued.
+    pub fn from_acme(acme: Acme, stored: Option<Arc<CertifiedKey>>) -> Certificates {
+        Certificates {
+            all: ArcSwap::from_pointee(stored.into_iter().collect()),
+            acme: Some(acme),
+        }
+    }
+
+    /// Serves `key` from the next handshake on.
+    pub fn replace(&self, key: Arc<CertifiedKey>) {
+        self.all.store(Arc::new(vec![key]));
+    }
+
+    /// Whether there is a certificate to serve.
+    pub fn is_empty(&self) -> bool {
+        self.all.load().is_empty()
     }
 
     /// The certificate for a client that asked for `name`: the first whose names cover it
     /// (wildcards included, as a client would check), else the default.
-    pub fn for_name(&self, name: Option<&str>) -> &Arc<CertifiedKey> {
+    pub fn for_name(&self, name: Option<&str>) -> Option<Arc<CertifiedKey>> {
+        let all = self.all.load();
         let wanted = name.and_then(|n| ServerName::try_from(n).ok());
-        let chosen = wanted.and_then(|name| self.all.iter().find(|key| valid_for(key, &name)));
-        chosen.unwrap_or(&self.all[0])
+        let chosen = wanted.and_then(|name| all.iter().find(|key| valid_for(key, &name)));
+        chosen.or(all.first()).cloned()
     }
 }
 
@@ -46,6 +77,7 @@ impl Certificates {
     /// Each certificate's names, issuer and expiry, the default first.
     pub fn describe(&self) -> Vec<Described> {
         self.all
+            .load()
             .iter()
             .filter_map(|key| describe(key.end_entity_cert().ok()?))
             .collect()
@@ -84,7 +116,7 @@ fn describe(der: &CertificateDer<'_>) -> Option<Described> {
 
 impl ResolvesServerCert for Certificates {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(Arc::clone(self.for_name(hello.server_name())))
+        self.for_name(hello.server_name())
     }
 }
 
@@ -142,7 +174,7 @@ pub fn load(cert: &Path, key: &Path) -> Result<CertifiedKey, CertError> {
     })
 }
 
-fn pem_error(e: &rustls::pki_types::pem::Error) -> String {
+pub fn pem_error(e: &rustls::pki_types::pem::Error) -> String {
     match e {
         rustls::pki_types::pem::Error::Io(io) => io.to_string(),
         rustls::pki_types::pem::Error::NoItemsFound => "no PEM section of that kind".to_owned(),

@@ -32,6 +32,8 @@ pub enum Answer<'c> {
     Denied(Arc<Denial>),
     /// `204` to a browser's CORS preflight for the route's files and redirects.
     Preflight(Preflight),
+    /// `200` with the key authorization an ACME CA asks for (HTTP-01), before any route.
+    Challenge(Arc<str>),
 }
 
 impl Answer<'_> {
@@ -47,6 +49,7 @@ impl Answer<'_> {
             Answer::Reject(_) => Outcome::Rejected,
             Answer::Denied(_) => Outcome::Denied,
             Answer::Preflight(_) => Outcome::Preflight,
+            Answer::Challenge(_) => Outcome::Challenge,
         }
     }
 }

@@ -23,10 +23,12 @@ pub enum Outcome {
     Denied,
     /// A browser's CORS preflight, answered for the route.
     Preflight,
+    /// An ACME CA's HTTP-01 validation, answered with the key authorization.
+    Challenge,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 8] = [
+    pub const ALL: [Outcome; 9] = [
         Outcome::Served,
         Outcome::NotModified,
         Outcome::Redirect,
@@ -35,6 +37,7 @@ impl Outcome {
         Outcome::Rejected,
         Outcome::Denied,
         Outcome::Preflight,
+        Outcome::Challenge,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -47,6 +50,7 @@ impl Outcome {
             Outcome::Rejected => "rejected",
             Outcome::Denied => "denied",
             Outcome::Preflight => "preflight",
+            Outcome::Challenge => "acme_challenge",
         }
     }
 }
@@ -58,7 +62,9 @@ impl Outcome {
     pub fn agrees_with(self, upstream: http::StatusCode) -> bool {
         let served = upstream.is_success() || upstream == http::StatusCode::NOT_MODIFIED;
         match self {
-            Outcome::Served | Outcome::NotModified | Outcome::Preflight => served,
+            Outcome::Served | Outcome::NotModified | Outcome::Preflight | Outcome::Challenge => {
+                served
+            }
             Outcome::Redirect | Outcome::Presigned | Outcome::Rejected | Outcome::Denied => {
                 !upstream.is_success()
             }

@@ -3,11 +3,13 @@
 //! (credential refresher, readiness, drain), the admin listener, signals and reloads, and the
 //! private runtime directory. No second config file, no surprises at bind time.
 
+pub mod acme;
 pub mod admin;
 pub mod ready;
 pub mod refresher;
 pub mod runtime_dir;
 pub mod signals;
+pub mod tls_alpn;
 
 use std::net::TcpListener;
 use std::sync::atomic::AtomicBool;
@@ -22,6 +24,8 @@ use pingora::server::{RunArgs, Server};
 use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 
+use crate::config::acme::ChallengeKind;
+use crate::config::tls::Certificates;
 use crate::config::Config;
 use crate::front::connection::Front;
 use crate::front::connections::{Connections, ExitWhenDrained};
@@ -52,6 +56,8 @@ pub enum StartError {
     },
     #[error("cannot open the access log: {0}")]
     AccessLog(std::io::Error),
+    #[error("{0}")]
+    Acme(String),
 }
 
 /// Builds Pingora's `ServerConf` from `proxy.yaml`'s values; it is plain data.
@@ -118,6 +124,10 @@ pub fn run(config: Config, upgrade: bool) -> Result<(), StartError> {
         check_listeners(&config)?;
     }
     raise_open_file_limit();
+    // One crypto provider for every rustls config of the process (the ACME client's too).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let acme_listeners = acme_listeners(&config);
+    acme::prepare_state_dirs(&acme_listeners).map_err(StartError::Acme)?;
     let opt = Opt {
         upgrade,
         ..Opt::default()
@@ -138,6 +148,15 @@ pub fn run(config: Config, upgrade: bool) -> Result<(), StartError> {
         Arc::clone(&telemetry),
     );
     let mut service = Service::new("spillway".to_string(), front);
+    if acme_listeners
+        .iter()
+        .any(|c| c.acme.as_ref().is_some_and(|a| a.challenge == ChallengeKind::TlsAlpn01))
+    {
+        let answer = tls_alpn::TlsAlpn01 {
+            challenges: Arc::clone(&config.challenges),
+        };
+        service.endpoints().set_pre_tls_callback(Arc::new(answer));
+    }
     for listener in &config.listen {
         let mut endpoint = ListenerConfig::tcp(listener.address.to_string()).l4_buffer(l4_buffer());
         if let Some(certificates) = &listener.tls {
@@ -150,6 +169,11 @@ pub fn run(config: Config, upgrade: bool) -> Result<(), StartError> {
             endpoint = endpoint.tls(settings);
         }
         service.add_listener(endpoint);
+        for cert in listener.tls.iter().flat_map(|c| c.describe()) {
+            telemetry
+                .metrics
+                .certificate_expires(&cert.names[0], cert.not_after);
+        }
         tracing::info!(
             address = %listener.address,
             tls = listener.tls.is_some(),
@@ -159,6 +183,13 @@ pub fn run(config: Config, upgrade: bool) -> Result<(), StartError> {
         );
     }
     server.add_service(service);
+    if !acme_listeners.is_empty() {
+        let keeper = acme::AcmeCertificates {
+            listeners: acme_listeners,
+            telemetry: Arc::clone(&telemetry),
+        };
+        server.add_service(background_service("acme certificates", keeper));
+    }
     if let Some(chain) = &config.chain_credentials {
         let refresher = Refresher {
             cell: Arc::clone(&chain.cell),
@@ -210,6 +241,18 @@ pub fn run(config: Config, upgrade: bool) -> Result<(), StartError> {
     });
     runtime.clean_up();
     Ok(())
+}
+
+/// The certificates of `acme:` listeners, once each (one address may resolve to several
+/// listeners sharing them).
+fn acme_listeners(config: &Config) -> Vec<Arc<Certificates>> {
+    let mut all: Vec<Arc<Certificates>> = Vec::new();
+    for certificates in config.listen.iter().filter_map(|l| l.tls.as_ref()) {
+        if certificates.acme.is_some() && !all.iter().any(|c| Arc::ptr_eq(c, certificates)) {
+            all.push(Arc::clone(certificates));
+        }
+    }
+    all
 }
 
 /// Metrics, and the access log's writer, started.

@@ -36,6 +36,8 @@ pub struct Metrics {
     reloads: IntCounterVec,
     shadow: IntCounterVec,
     limited: IntCounterVec,
+    certificate_expiry: GaugeVec,
+    certificate_renewals: IntCounterVec,
     pub log_dropped: IntCounter,
 }
 
@@ -134,6 +136,20 @@ impl Metrics {
             ),
             &["route", "reason"],
         ));
+        let certificate_expiry = must(GaugeVec::new(
+            Opts::new(
+                "spillway_certificate_expiry_timestamp_seconds",
+                "When each served TLS certificate expires (Unix time), by its first name.",
+            ),
+            &["name"],
+        ));
+        let certificate_renewals = must(IntCounterVec::new(
+            Opts::new(
+                "spillway_certificate_renewals_total",
+                "Certificate orders placed with an ACME CA, by first name and result (ok, failed).",
+            ),
+            &["name", "result"],
+        ));
         let log_dropped = must(IntCounter::new(
             "spillway_access_log_dropped_total",
             "Access log lines dropped because the log could not keep up or be written.",
@@ -161,6 +177,8 @@ impl Metrics {
             Box::new(reloads.clone()),
             Box::new(shadow.clone()),
             Box::new(limited.clone()),
+            Box::new(certificate_expiry.clone()),
+            Box::new(certificate_renewals.clone()),
             Box::new(log_dropped.clone()),
             Box::new(build),
         ] {
@@ -178,6 +196,8 @@ impl Metrics {
             reloads,
             shadow,
             limited,
+            certificate_expiry,
+            certificate_renewals,
             log_dropped,
         }
     }
@@ -225,6 +245,23 @@ impl Metrics {
     /// Counts a request a limit kept from the upstream (`route`: its prefix, `-` for none).
     pub fn limited(&self, route: &str, reason: &str) {
         self.limited.with_label_values(&[route, reason]).inc();
+    }
+
+    /// Shows when the certificate served for `name` expires.
+    pub fn certificate_expires(&self, name: &str, at: std::time::SystemTime) {
+        let seconds = at
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64();
+        self.certificate_expiry.with_label_values(&[name]).set(seconds.floor());
+    }
+
+    /// Counts an ACME order for `name`'s certificate.
+    pub fn certificate_renewal(&self, name: &str, ok: bool) {
+        let result = if ok { "ok" } else { "failed" };
+        self.certificate_renewals
+            .with_label_values(&[name, result])
+            .inc();
     }
 
     /// Counts a failed exchange with `upstream`.

@@ -39,6 +39,14 @@ async fn decide_as_without_blocking<'c, 'p>(
     config: &'c Config,
     request: &Request<'p>,
 ) -> Decided<'c, 'p> {
+    // An ACME CA validating a certificate order asks before any route is looked at.
+    if let Some(key_authorization) = config.challenges.http01(request.path) {
+        return Decided {
+            route: None,
+            relative: None,
+            decision: Decision::Answer(Answer::Challenge(key_authorization)),
+        };
+    }
     // Each round warms one more path (the file, then a precompressed variant or index file).
     for _ in 0..4 {
         let warm = match decide_as(

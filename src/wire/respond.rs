@@ -277,6 +277,10 @@ pub async fn send(
         Answer::Preflight(p) => (StatusCode::NO_CONTENT, preflight(reply, p).await),
         Answer::Reject(reject) => (reject.status(), self::reject(reply, reject).await),
         Answer::Denied(denial) => (denial.status, denied(reply, denial).await),
+        Answer::Challenge(key_authorization) => (
+            StatusCode::OK,
+            text(reply, StatusCode::OK, "text/plain", None, key_authorization).await,
+        ),
     };
     Sent {
         status,

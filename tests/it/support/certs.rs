@@ -29,7 +29,7 @@ fn make_certificate(
     names: &[&str],
     not_after: Option<(i32, u8, u8)>,
 ) -> (String, TlsFiles) {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
     let ca_key = KeyPair::generate().expect("CA key");
     let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -37,7 +37,7 @@ fn make_certificate(
         rcgen::DnType::CommonName,
         format!("spillway test CA {stem}"),
     );
-    let ca = ca.self_signed(&ca_key).expect("CA certificate");
+    let ca = CertifiedIssuer::self_signed(ca, ca_key).expect("CA certificate");
     let key = KeyPair::generate().expect("server key");
     let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
     let mut params = CertificateParams::new(names).expect("server params");
@@ -45,14 +45,14 @@ fn make_certificate(
         params.not_after = rcgen::date_time_ymd(year, month, day);
     }
     let cert = params
-        .signed_by(&key, &ca, &ca_key)
+        .signed_by(&key, &ca)
         .expect("server certificate");
     let cert_path = dir.join(format!("{stem}.pem"));
     let key_path = dir.join(format!("{stem}.key"));
     std::fs::write(&cert_path, cert.pem()).expect("write cert");
     std::fs::write(&key_path, key.serialize_pem()).expect("write key");
     (
-        ca.pem(),
+        ca.as_ref().pem(),
         TlsFiles {
             cert: cert_path,
             key: key_path,
