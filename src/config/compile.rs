@@ -130,7 +130,7 @@ impl Compiler<'_> {
                 let message = "http-01 is answered on a plain listener (the CA asks on port 80), \
                                and every listener here has TLS: add one, like \"0.0.0.0:80\", or \
                                set `challenge: tls-alpn-01`";
-                self.problem(&[at.as_slice(), &[key("challenge")]].concat(), message);
+                self.problem(&at, message);
             }
         }
         let threads = match raw.threads {
@@ -415,7 +415,9 @@ impl Compiler<'_> {
             Some(RawChallenge::TlsAlpn01) => ChallengeKind::TlsAlpn01,
         };
         if challenge == ChallengeKind::Http01 {
-            self.http01_listeners.push(at.to_vec());
+            // Located at `challenge:` when written, else at the `acme:` block.
+            let written = raw.challenge.map(|_| within("challenge"));
+            self.http01_listeners.push(written.unwrap_or_else(|| at.to_vec()));
         }
         if self.problems.len() > before {
             return None;

@@ -70,6 +70,19 @@ fn describe_listener(out: &mut String, listener: &Listener, threads: usize, now:
     let Some(certificates) = &listener.tls else {
         return;
     };
+    if let Some(acme) = &certificates.acme {
+        let _ = writeln!(
+            out,
+            "  acme: {} from {} by {}; state {}",
+            acme.domains.join(", "),
+            acme.directory,
+            acme.challenge.as_str(),
+            acme.state_dir.display()
+        );
+        if certificates.is_empty() {
+            let _ = writeln!(out, "  no certificate stored yet: ordered when the server starts");
+        }
+    }
     for cert in certificates.describe() {
         let left = cert.not_after.duration_since(now).unwrap_or_default();
         let days = left.as_secs() / (24 * 3600);
@@ -80,7 +93,8 @@ fn describe_listener(out: &mut String, listener: &Listener, threads: usize, now:
             cert.names.join(", "),
             cert.issuer
         );
-        if left < EXPIRY_WARNING {
+        // An ACME certificate is renewed a third of its life before the end, by the server.
+        if left < EXPIRY_WARNING && certificates.acme.is_none() {
             let _ = writeln!(
                 out,
                 "  warning: the certificate for {} expires in {days} days: renew it and reload",

@@ -5,6 +5,7 @@
 
 mod support;
 
+mod acme;
 mod architecture;
 mod authorize;
 mod cli;
