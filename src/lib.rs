@@ -6,6 +6,22 @@
 /// The git commit this binary was built from (see `build.rs`).
 pub const GIT_HASH: &str = env!("SPILLWAY_GIT_HASH");
 
+/// An error and its causes on one line, each said once: the clients spillway uses (the AWS
+/// SDK, aws-config, hyper under the ACME client) put the useful part in the causes.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let said = cause.to_string();
+        if !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 /// The command line: `run`, `check`, `explain`.
 pub mod cli;
 /// `proxy.yaml` → a checked, compiled `Config`.

@@ -136,7 +136,10 @@ impl Issued {
         let at = |t: x509_parser::time::ASN1Time| {
             SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(t.timestamp()).unwrap_or(0))
         };
-        let (not_before, not_after) = (at(cert.validity().not_before), at(cert.validity().not_after));
+        let (not_before, not_after) = (
+            at(cert.validity().not_before),
+            at(cert.validity().not_after),
+        );
         let private = PrivateKeyDer::from_pem_slice(pem)
             .map_err(|e| format!("no private key beside the certificate: {e:?}"))?;
         let provider = rustls::crypto::ring::default_provider();
@@ -227,11 +230,19 @@ impl Drop for Open<'_> {
     fn drop(&mut self) {
         match &self.which {
             Which::Http(token) => {
-                let mut open = self.challenges.http.write().unwrap_or_else(|e| e.into_inner());
+                let mut open = self
+                    .challenges
+                    .http
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner());
                 open.remove(token);
             }
             Which::Alpn(name) => {
-                let mut open = self.challenges.alpn.write().unwrap_or_else(|e| e.into_inner());
+                let mut open = self
+                    .challenges
+                    .alpn
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner());
                 if open.remove(name).is_some() {
                     self.challenges.alpn_open.fetch_sub(1, Ordering::AcqRel);
                 }
@@ -288,7 +299,14 @@ mod tests {
     fn domains_a_ca_can_validate_pass_and_others_are_named() {
         assert!(check_domain("files.example.com").is_ok());
         assert!(check_domain("a-1.example.co.uk").is_ok());
-        for bad in ["*.example.com", "127.0.0.1", "localhost", "Files.example.com", "-a.example.com", "a..b"] {
+        for bad in [
+            "*.example.com",
+            "127.0.0.1",
+            "localhost",
+            "Files.example.com",
+            "-a.example.com",
+            "a..b",
+        ] {
             let e = check_domain(bad).expect_err(bad);
             assert!(e.contains(&format!("{bad:?}")), "{e}");
         }
@@ -301,7 +319,9 @@ mod tests {
         {
             let _open = challenges.open_http01("tok", "tok.thumb");
             assert_eq!(
-                challenges.http01("/.well-known/acme-challenge/tok").as_deref(),
+                challenges
+                    .http01("/.well-known/acme-challenge/tok")
+                    .as_deref(),
                 Some("tok.thumb")
             );
             assert_eq!(challenges.http01("/.well-known/acme-challenge/other"), None);

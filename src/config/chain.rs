@@ -27,7 +27,7 @@ pub async fn fetch_from_chain(region: &str) -> Result<Keys, String> {
     let creds = chain
         .provide_credentials()
         .await
-        .map_err(|e| error_chain_text(&e))?;
+        .map_err(|e| crate::error_chain(&e))?;
     Ok(Keys::new(
         creds.access_key_id(),
         creds.secret_access_key(),
@@ -35,19 +35,6 @@ pub async fn fetch_from_chain(region: &str) -> Result<Keys, String> {
         creds.expiry(),
         "aws provider chain",
     ))
-}
-
-/// The full error chain, which is where aws-config puts the useful part ("no profile file",
-/// "IMDS disabled", ...).
-fn error_chain_text(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// Fetches from the chain from synchronous code (config loading, before the server starts),

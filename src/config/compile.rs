@@ -10,14 +10,15 @@ use std::time::Duration;
 
 use http::Method;
 
+use super::acme::{self, Acme, ChallengeKind, Challenges};
 use super::expand::expand;
 use super::locate::{self, Step};
 use super::raw::{
-    AllowDeny, Listen, RawAccess, RawAccessLog, RawAfter, RawAppliesTo, RawAuthorize, RawBucket,
-    RawCompress, RawConfig, RawCors, RawCredentials, RawDisposition, RawEncoding, RawLimits,
-    RawLogFormat, RawOffload, RawOpenFileCache, RawRate, RawRateKey, RawRoute, RawTls, RawUpstream, RawAcme, RawChallenge,
+    AllowDeny, Listen, RawAccess, RawAccessLog, RawAcme, RawAfter, RawAppliesTo, RawAuthorize,
+    RawBucket, RawChallenge, RawCompress, RawConfig, RawCors, RawCredentials, RawDisposition,
+    RawEncoding, RawLimits, RawLogFormat, RawOffload, RawOpenFileCache, RawRate, RawRateKey,
+    RawRoute, RawTls, RawUpstream,
 };
-use super::acme::{self, Acme, ChallengeKind, Challenges};
 use super::tls::{self, Certificates};
 use super::{
     AccessLog, ChainCredentials, Config, Environment, Limits, Listener, LogFormat, LogSink,
@@ -363,14 +364,24 @@ impl Compiler<'_> {
         let before = self.problems.len();
         let within = |field: &str| [at, &[key(field)]].concat();
         if raw.domains.is_empty() {
-            self.problem(&within("domains"), "needs at least one name to issue a certificate for");
+            self.problem(
+                &within("domains"),
+                "needs at least one name to issue a certificate for",
+            );
         }
         for (i, domain) in raw.domains.iter().enumerate() {
             if let Err(e) = acme::check_domain(domain) {
-                self.problem(&[within("domains").as_slice(), &[Step::Index(i)]].concat(), e);
+                self.problem(
+                    &[within("domains").as_slice(), &[Step::Index(i)]].concat(),
+                    e,
+                );
             }
         }
-        let contact = raw.contact.as_ref().map(|c| c.0.clone()).unwrap_or_default();
+        let contact = raw
+            .contact
+            .as_ref()
+            .map(|c| c.0.clone())
+            .unwrap_or_default();
         for address in &contact {
             if !address.starts_with("mailto:") || address.len() == "mailto:".len() {
                 let message = format!(
@@ -380,7 +391,10 @@ impl Compiler<'_> {
                 self.problem(&within("contact"), message);
             }
         }
-        let directory = raw.directory.clone().unwrap_or_else(|| acme::LETS_ENCRYPT.to_owned());
+        let directory = raw
+            .directory
+            .clone()
+            .unwrap_or_else(|| acme::LETS_ENCRYPT.to_owned());
         if !directory.starts_with("https://") {
             let message = format!(
                 "{directory:?} is not an https:// URL; ACME directories are served over HTTPS \
@@ -417,7 +431,8 @@ impl Compiler<'_> {
         if challenge == ChallengeKind::Http01 {
             // Located at `challenge:` when written, else at the `acme:` block.
             let written = raw.challenge.map(|_| within("challenge"));
-            self.http01_listeners.push(written.unwrap_or_else(|| at.to_vec()));
+            self.http01_listeners
+                .push(written.unwrap_or_else(|| at.to_vec()));
         }
         if self.problems.len() > before {
             return None;

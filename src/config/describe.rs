@@ -80,7 +80,10 @@ fn describe_listener(out: &mut String, listener: &Listener, threads: usize, now:
             acme.state_dir.display()
         );
         if certificates.is_empty() {
-            let _ = writeln!(out, "  no certificate stored yet: ordered when the server starts");
+            let _ = writeln!(
+                out,
+                "  no certificate stored yet: ordered when the server starts"
+            );
         }
     }
     for cert in certificates.describe() {

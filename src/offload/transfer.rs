@@ -191,7 +191,7 @@ fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
         let detail = match &error {
             SdkError::DispatchFailure(d) if d.is_timeout() => "timed out".to_owned(),
             SdkError::TimeoutError(_) => "timed out".to_owned(),
-            other => error_text(other),
+            other => crate::error_chain(other),
         };
         return S3Error::Unreachable {
             endpoint: target.store.endpoint.clone(),
@@ -249,21 +249,6 @@ fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
                 .unwrap_or_default(),
         },
     }
-}
-
-/// The error and its causes on one line (the SDK puts the useful part in the causes).
-fn error_text(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let said = cause.to_string();
-        if !text.contains(&said) {
-            text.push_str(": ");
-            text.push_str(&said);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 /// What is stored at the target's key; `None` if nothing is.

@@ -51,7 +51,12 @@ pub fn prepare_state_dirs(listeners: &[Arc<Certificates>]) -> Result<(), String>
             .recursive(true)
             .mode(0o700)
             .create(dir)
-            .map_err(|e| format!("cannot make the ACME state directory {}: {e}", dir.display()))?;
+            .map_err(|e| {
+                format!(
+                    "cannot make the ACME state directory {}: {e}",
+                    dir.display()
+                )
+            })?;
         let probe = dir.join(".spillway-write-test");
         std::fs::write(&probe, b"")
             .and_then(|()| std::fs::remove_file(&probe))
@@ -71,7 +76,12 @@ impl BackgroundService for AcmeCertificates {
     async fn start(&self, shutdown: ShutdownWatch) {
         let all = self.listeners.iter().filter_map(|certificates| {
             let acme = certificates.acme.as_ref()?;
-            Some(keep_fresh(certificates, acme, &self.telemetry, shutdown.clone()))
+            Some(keep_fresh(
+                certificates,
+                acme,
+                &self.telemetry,
+                shutdown.clone(),
+            ))
         });
         futures_util::future::join_all(all).await;
     }
@@ -94,7 +104,9 @@ async fn keep_fresh(
                 shown(issued.not_after),
                 shown(issued.renew_at()),
             );
-            telemetry.metrics.certificate_expires(name, issued.not_after);
+            telemetry
+                .metrics
+                .certificate_expires(name, issued.not_after);
             Some(issued)
         }
         Err(why) => {
@@ -178,7 +190,9 @@ async fn keep_fresh(
 
 fn install(certificates: &Certificates, telemetry: &Telemetry, name: &str, issued: &Issued) {
     certificates.replace(Arc::clone(&issued.key));
-    telemetry.metrics.certificate_expires(name, issued.not_after);
+    telemetry
+        .metrics
+        .certificate_expires(name, issued.not_after);
 }
 
 fn shown(at: SystemTime) -> humantime::Rfc3339Timestamp {
@@ -196,13 +210,13 @@ async fn order(acme: &Acme) -> Result<Issued, String> {
     let mut order = account
         .new_order(&NewOrder::new(&identifiers))
         .await
-        .map_err(|e| format!("the CA refused the order: {e}"))?;
+        .map_err(|e| format!("the CA refused the order: {}", crate::error_chain(&e)))?;
     // The answers stay open until the order is decided, then are withdrawn (dropped).
     let mut open = Vec::new();
     let mut authorizations = order.authorizations();
     while let Some(authorization) = authorizations.next().await {
-        let mut authorization =
-            authorization.map_err(|e| format!("cannot read an authorization: {e}"))?;
+        let mut authorization = authorization
+            .map_err(|e| format!("cannot read an authorization: {}", crate::error_chain(&e)))?;
         let identifier = authorization.identifier().to_string();
         match authorization.status {
             AuthorizationStatus::Pending => {}
@@ -233,27 +247,31 @@ async fn order(acme: &Acme) -> Result<Issued, String> {
                 acme.challenges.open_tls_alpn01(&identifier, answer)
             }
         });
-        challenge
-            .set_ready()
-            .await
-            .map_err(|e| format!("cannot tell the CA the challenge for {identifier} is ready: {e}"))?;
+        challenge.set_ready().await.map_err(|e| {
+            let e = crate::error_chain(&e);
+            format!("cannot tell the CA the challenge for {identifier} is ready: {e}")
+        })?;
     }
     let patience = RetryPolicy::new().timeout(ORDER_PATIENCE);
     let status = order
         .poll_ready(&patience)
         .await
-        .map_err(|e| format!("validation did not succeed: {e}"))?;
+        .map_err(|e| format!("validation did not succeed: {}", crate::error_chain(&e)))?;
     if status != OrderStatus::Ready {
         return Err(why_invalid(&mut order).await);
     }
-    let key_pem = order
-        .finalize()
-        .await
-        .map_err(|e| format!("the CA refused to finalize the order: {e}"))?;
-    let chain_pem = order
-        .poll_certificate(&patience)
-        .await
-        .map_err(|e| format!("the CA did not hand out the certificate: {e}"))?;
+    let key_pem = order.finalize().await.map_err(|e| {
+        format!(
+            "the CA refused to finalize the order: {}",
+            crate::error_chain(&e)
+        )
+    })?;
+    let chain_pem = order.poll_certificate(&patience).await.map_err(|e| {
+        format!(
+            "the CA did not hand out the certificate: {}",
+            crate::error_chain(&e)
+        )
+    })?;
     drop(open);
     let pem = format!("{chain_pem}{key_pem}");
     let issued = Issued::from_pem(pem.as_bytes())
@@ -282,6 +300,7 @@ async fn why_invalid(order: &mut instant_acme::Order) -> String {
 /// spillway agrees to the CA's terms of service, as the operator who configured it does.
 async fn account(acme: &Acme) -> Result<Account, String> {
     let unreachable = |e: instant_acme::Error| {
+        let e = crate::error_chain(&e);
         format!("cannot reach the ACME directory {}: {e}", acme.directory)
     };
     let builder = match &acme.directory_ca {
@@ -309,11 +328,18 @@ async fn account(acme: &Acme) -> Result<Account, String> {
             let (account, credentials) = builder
                 .create(&new, acme.directory.clone(), None)
                 .await
-                .map_err(|e| format!("cannot create an account with {}: {e}", acme.directory))?;
+                .map_err(|e| {
+                let e = crate::error_chain(&e);
+                format!("cannot create an account with {}: {e}", acme.directory)
+            })?;
             let json = serde_json::to_vec_pretty(&credentials)
                 .map_err(|e| format!("cannot store the account: {e}"))?;
             write_private(&file, &json)?;
-            tracing::info!("acme: account created with {}, stored in {}", acme.directory, file.display());
+            tracing::info!(
+                "acme: account created with {}, stored in {}",
+                acme.directory,
+                file.display()
+            );
             Ok(account)
         }
         Err(e) => Err(format!("cannot read {}: {e}", file.display())),
@@ -323,7 +349,8 @@ async fn account(acme: &Acme) -> Result<Account, String> {
 /// The self-signed certificate a TLS-ALPN-01 validation expects (RFC 8737 §3): for `name`,
 /// carrying the digest of the key authorization in the critical acmeIdentifier extension.
 fn tls_alpn01_answer(name: &str, digest: &[u8]) -> Result<CertifiedKey, String> {
-    let failed = |e: rcgen::Error| format!("cannot make the TLS-ALPN-01 certificate for {name}: {e}");
+    let failed =
+        |e: rcgen::Error| format!("cannot make the TLS-ALPN-01 certificate for {name}: {e}");
     let mut params = rcgen::CertificateParams::new(vec![name.to_owned()]).map_err(failed)?;
     params.custom_extensions = vec![rcgen::CustomExtension::new_acme_identifier(digest)];
     let key = rcgen::KeyPair::generate().map_err(failed)?;

@@ -148,10 +148,11 @@ pub fn run(config: Config, upgrade: bool) -> Result<(), StartError> {
         Arc::clone(&telemetry),
     );
     let mut service = Service::new("spillway".to_string(), front);
-    if acme_listeners
-        .iter()
-        .any(|c| c.acme.as_ref().is_some_and(|a| a.challenge == ChallengeKind::TlsAlpn01))
-    {
+    if acme_listeners.iter().any(|c| {
+        c.acme
+            .as_ref()
+            .is_some_and(|a| a.challenge == ChallengeKind::TlsAlpn01)
+    }) {
         let answer = tls_alpn::TlsAlpn01 {
             challenges: Arc::clone(&config.challenges),
         };
@@ -169,7 +170,9 @@ pub fn run(config: Config, upgrade: bool) -> Result<(), StartError> {
             endpoint = endpoint.tls(settings);
         }
         service.add_listener(endpoint);
-        for cert in listener.tls.iter().flat_map(|c| c.describe()) {
+        // An `acme:` listener's expiry is shown by its keeper, under its first domain.
+        let static_certificates = listener.tls.iter().filter(|c| c.acme.is_none());
+        for cert in static_certificates.flat_map(|c| c.describe()) {
             telemetry
                 .metrics
                 .certificate_expires(&cert.names[0], cert.not_after);

@@ -47,7 +47,10 @@ impl PreTlsProcess for TlsAlpn01 {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
-            .map(|b| b.with_no_client_auth().with_cert_resolver(Arc::new(Answer(answer))));
+            .map(|b| {
+                b.with_no_client_auth()
+                    .with_cert_resolver(Arc::new(Answer(answer)))
+            });
         if let Ok(mut config) = config {
             config.alpn_protocols = vec![ACME_TLS_ALPN.to_vec()];
             let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
@@ -60,7 +63,7 @@ impl PreTlsProcess for TlsAlpn01 {
         // The validation needs nothing more of this connection.
         Err(pingora::Error::explain(
             pingora::ErrorType::ConnectionClosed,
-            "answered a TLS-ALPN-01 validation",
+            "answered an ACME TLS-ALPN-01 validation on this connection (not a fault)",
         ))
     }
 }
@@ -68,7 +71,11 @@ impl PreTlsProcess for TlsAlpn01 {
 impl TlsAlpn01 {
     /// Reads until a whole ClientHello is in `read`; returns the answer certificate when it
     /// is a TLS-ALPN-01 validation of a name with an open challenge.
-    async fn read_hello(&self, stream: &mut L4Stream, read: &mut Vec<u8>) -> Option<Arc<CertifiedKey>> {
+    async fn read_hello(
+        &self,
+        stream: &mut L4Stream,
+        read: &mut Vec<u8>,
+    ) -> Option<Arc<CertifiedKey>> {
         let mut acceptor = rustls::server::Acceptor::default();
         let mut chunk = [0u8; 4096];
         loop {

@@ -253,7 +253,9 @@ impl Metrics {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default()
             .as_secs_f64();
-        self.certificate_expiry.with_label_values(&[name]).set(seconds.floor());
+        self.certificate_expiry
+            .with_label_values(&[name])
+            .set(seconds.floor());
     }
 
     /// Counts an ACME order for `name`'s certificate.

@@ -44,7 +44,11 @@ fn start(pebble: &Pebble, ports: Ports, challenge: &str, state: &Path) -> Spillw
     };
     // The readiness port: the plain listener, or the TLS one (it listens before it has a
     // certificate: handshakes fail until the first is issued).
-    let first = if plain.is_empty() { ports.tls } else { ports.plain };
+    let first = if plain.is_empty() {
+        ports.tls
+    } else {
+        ports.plain
+    };
     Spillway::try_start(None, &[], None, first, yaml).unwrap_or_else(|e| panic!("{e}"))
 }
 
@@ -132,7 +136,12 @@ fn names_and_expiry(der: &[u8]) -> (Vec<String>, i64) {
         .value
         .general_names
         .iter()
-        .map(|n| n.to_string().trim_start_matches("DNSName(").trim_end_matches(')').to_owned())
+        .map(|n| {
+            n.to_string()
+                .trim_start_matches("DNSName(")
+                .trim_end_matches(')')
+                .to_owned()
+        })
         .collect();
     (names, cert.validity().not_after.timestamp())
 }
@@ -165,19 +174,30 @@ fn http01_orders_a_certificate_at_start_and_a_restart_reuses_it() {
         "{logs}"
     );
     assert!(
-        logs.contains("acme: certificate for files.spillway.test, www.spillway.test issued, valid until"),
+        logs.contains(
+            "acme: certificate for files.spillway.test, www.spillway.test issued, valid until"
+        ),
         "{logs}"
     );
     assert_eq!(
-        metric(ports.admin, "spillway_certificate_renewals_total{name=files.spillway.test,result=ok}"),
+        metric(
+            ports.admin,
+            "spillway_certificate_renewals_total{name=files.spillway.test,result=ok}"
+        ),
         Some(1.0)
     );
     assert_eq!(
-        metric(ports.admin, "spillway_certificate_expiry_timestamp_seconds{name=files.spillway.test}"),
+        metric(
+            ports.admin,
+            "spillway_certificate_expiry_timestamp_seconds{name=files.spillway.test}"
+        ),
         Some(not_after as f64)
     );
     assert_eq!(
-        metric(ports.admin, "spillway_requests_total{outcome=acme_challenge,route=-,status=200}"),
+        metric(
+            ports.admin,
+            "spillway_requests_total{outcome=acme_challenge,route=-,status=200}"
+        ),
         Some(2.0 * 3.0),
         "each name validated over the plain listener, from pebble's three perspectives"
     );
@@ -195,7 +215,11 @@ fn http01_orders_a_certificate_at_start_and_a_restart_reuses_it() {
     assert_eq!(accounts.len(), 1, "{accounts:?}");
     assert_eq!(mode(&state_dir.join(&accounts[0])), 0o600);
     // `check` shows where it comes from and what is stored.
-    let check = support::run_cli(&["check", "--config", spillway.config_path().to_str().unwrap()]);
+    let check = support::run_cli(&[
+        "check",
+        "--config",
+        spillway.config_path().to_str().unwrap(),
+    ]);
     let said = String::from_utf8_lossy(&check.stdout);
     assert!(
         said.contains(&format!(
@@ -205,7 +229,10 @@ fn http01_orders_a_certificate_at_start_and_a_restart_reuses_it() {
         )),
         "{said}"
     );
-    assert!(said.contains("  certificate files.spillway.test, www.spillway.test: issuer "), "{said}");
+    assert!(
+        said.contains("  certificate files.spillway.test, www.spillway.test: issuer "),
+        "{said}"
+    );
 
     // Stopped, and the CA gone: the next start serves the stored certificate at once.
     drop(spillway);
@@ -237,12 +264,18 @@ fn tls_alpn01_orders_a_certificate_with_no_plain_listener() {
     let served = first_certificate(&client, ports.tls);
     assert_eq!(names_and_expiry(&served).0, NAMES);
     assert_eq!(
-        metric(ports.admin, "spillway_certificate_renewals_total{name=files.spillway.test,result=ok}"),
+        metric(
+            ports.admin,
+            "spillway_certificate_renewals_total{name=files.spillway.test,result=ok}"
+        ),
         Some(1.0)
     );
     // Ordinary clients still get h2 on that listener.
     let h2 = client
-        .get(format!("https://{}:{}/files/hello.txt", NAMES[0], ports.tls))
+        .get(format!(
+            "https://{}:{}/files/hello.txt",
+            NAMES[0], ports.tls
+        ))
         .send()
         .expect("GET");
     assert_eq!(h2.version(), reqwest::Version::HTTP_2);
@@ -319,7 +352,9 @@ fn a_failed_renewal_keeps_the_certificate_being_served() {
     let served = first_certificate(&client, ports.tls);
     pebble.stop();
     wait_until("the failed renewal said", || {
-        spillway.logs().contains("failed: cannot reach the ACME directory")
+        spillway
+            .logs()
+            .contains("failed: cannot reach the ACME directory")
     });
     let logs = spillway.logs();
     assert!(
@@ -330,7 +365,10 @@ fn a_failed_renewal_keeps_the_certificate_being_served() {
     let failed = "spillway_certificate_renewals_total{name=files.spillway.test,result=failed}";
     assert_eq!(metric(ports.admin, failed), Some(1.0));
     let expiry = "spillway_certificate_expiry_timestamp_seconds{name=files.spillway.test}";
-    assert_eq!(metric(ports.admin, expiry), Some(names_and_expiry(&served).1 as f64));
+    assert_eq!(
+        metric(ports.admin, expiry),
+        Some(names_and_expiry(&served).1 as f64)
+    );
     drop(spillway);
 }
 

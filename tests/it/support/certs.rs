@@ -44,9 +44,7 @@ fn make_certificate(
     if let Some((year, month, day)) = not_after {
         params.not_after = rcgen::date_time_ymd(year, month, day);
     }
-    let cert = params
-        .signed_by(&key, &ca)
-        .expect("server certificate");
+    let cert = params.signed_by(&key, &ca).expect("server certificate");
     let cert_path = dir.join(format!("{stem}.pem"));
     let key_path = dir.join(format!("{stem}.key"));
     std::fs::write(&cert_path, cert.pem()).expect("write cert");

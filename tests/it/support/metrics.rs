@@ -36,4 +36,3 @@ pub fn scrape(admin: u16) -> HashMap<String, f64> {
     }
     samples
 }
-
