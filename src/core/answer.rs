@@ -49,7 +49,7 @@ impl Answer<'_> {
             Answer::Reject(_) => Outcome::Rejected,
             Answer::Denied(_) => Outcome::Denied,
             Answer::Preflight(_) => Outcome::Preflight,
-            Answer::Challenge(_) => Outcome::Challenge,
+            Answer::Challenge(_) => Outcome::AcmeChallenge,
         }
     }
 }

@@ -24,7 +24,7 @@ pub enum Outcome {
     /// A browser's CORS preflight, answered for the route.
     Preflight,
     /// An ACME CA's HTTP-01 validation, answered with the key authorization.
-    Challenge,
+    AcmeChallenge,
 }
 
 impl Outcome {
@@ -37,7 +37,7 @@ impl Outcome {
         Outcome::Rejected,
         Outcome::Denied,
         Outcome::Preflight,
-        Outcome::Challenge,
+        Outcome::AcmeChallenge,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -50,7 +50,7 @@ impl Outcome {
             Outcome::Rejected => "rejected",
             Outcome::Denied => "denied",
             Outcome::Preflight => "preflight",
-            Outcome::Challenge => "acme_challenge",
+            Outcome::AcmeChallenge => "acme_challenge",
         }
     }
 }
@@ -62,9 +62,10 @@ impl Outcome {
     pub fn agrees_with(self, upstream: http::StatusCode) -> bool {
         let served = upstream.is_success() || upstream == http::StatusCode::NOT_MODIFIED;
         match self {
-            Outcome::Served | Outcome::NotModified | Outcome::Preflight | Outcome::Challenge => {
-                served
-            }
+            Outcome::Served
+            | Outcome::NotModified
+            | Outcome::Preflight
+            | Outcome::AcmeChallenge => served,
             Outcome::Redirect | Outcome::Presigned | Outcome::Rejected | Outcome::Denied => {
                 !upstream.is_success()
             }

@@ -73,6 +73,10 @@ fn code_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
 /// `(folder, file, line, target folder)` for every `crate::<folder>` path in `files`, each
 /// given as (path below `src/`, text).
 fn crate_paths(files: &[(String, String)]) -> Vec<(String, String, usize, String)> {
+    let folders: std::collections::BTreeSet<&str> = files
+        .iter()
+        .filter_map(|(path, _)| Some(path.split_once('/')?.0))
+        .collect();
     let mut found = Vec::new();
     for (path, text) in files {
         let Some((folder, _)) = path.split_once('/') else {
@@ -84,8 +88,9 @@ fn crate_paths(files: &[(String, String)]) -> Vec<(String, String, usize, String
                     .chars()
                     .take_while(|c| c.is_alphanumeric() || *c == '_')
                     .collect();
-                // Items of lib.rs itself (`crate::GIT_HASH`) belong to no layer.
-                let item = target.starts_with(|c: char| c.is_ascii_uppercase());
+                // Items of lib.rs itself (`crate::GIT_HASH`, `crate::error_chain`) belong to
+                // no layer: every layer may use them.
+                let item = !folders.contains(target.as_str());
                 if !target.is_empty() && target != folder && !item {
                     found.push((folder.to_owned(), path.clone(), line, target));
                 }
