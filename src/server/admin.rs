@@ -103,6 +103,17 @@ impl Admin {
         if !self.ready.load(Ordering::Acquire) {
             return Some("the listeners are not accepting yet".to_owned());
         }
+        let waiting = self.config.listen.iter().find(|l| {
+            l.tls
+                .as_ref()
+                .is_some_and(|c| c.acme.is_some() && c.is_empty())
+        });
+        if let Some(listener) = waiting {
+            return Some(format!(
+                "{} has no certificate yet: its ACME order is under way (see the log)",
+                listener.address
+            ));
+        }
         let chain = self.config.chain_credentials.as_ref()?;
         let Some(keys) = chain.cell.current() else {
             return Some("no signing credentials".to_owned());

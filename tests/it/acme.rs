@@ -165,6 +165,7 @@ fn http01_orders_a_certificate_at_start_and_a_restart_reuses_it() {
     let spillway = start(&pebble, ports, "http-01", &state_dir);
     let client = client(&pebble.issuing_root(), ports.tls);
     let served = first_certificate(&client, ports.tls);
+    assert_eq!(support::get(ports.admin, "/readyz").status, 200);
     // One certificate for both names, trusted through pebble's chain (the client checks it).
     assert_eq!(fetch(&client, NAMES[1], ports.tls), Ok(served.clone()));
     let (names, not_after) = names_and_expiry(&served);
@@ -428,4 +429,34 @@ fn acme_settings_are_checked_where_they_are_written() {
         let got = check(&listen);
         assert!(got.contains(said), "{listen}\n--- said ---\n{got}");
     }
+}
+
+#[test]
+fn with_no_certificate_yet_readiness_waits_and_the_failure_says_so() {
+    let ports = Ports::new();
+    let mut pebble = Pebble::start(PebbleOptions {
+        http_port: ports.plain,
+        tls_port: ports.tls,
+        validity: None,
+    });
+    // The CA is gone before spillway starts.
+    pebble.stop();
+    let state = tempfile::tempdir().expect("state dir");
+    let spillway = start(&pebble, ports, "http-01", &state.path().join("acme"));
+    wait_until("the failed order said", || {
+        spillway
+            .logs()
+            .contains("trying again in 1m (no certificate is served for these names until one is)")
+    });
+    let ready = support::get(ports.admin, "/readyz");
+    assert_eq!(ready.status, 503);
+    assert_eq!(
+        ready.text(),
+        format!(
+            "not ready: 127.0.0.1:{} has no certificate yet: its ACME order is under way (see the log)\n",
+            ports.tls
+        )
+    );
+    // Plain HTTP is served meanwhile.
+    assert_eq!(support::get(ports.plain, "/files/hello.txt").status, 200);
 }
