@@ -14,6 +14,7 @@ use crate::core::outcome::Outcome;
 use crate::core::policy::Access;
 use crate::core::site::Route;
 use crate::fs::docroot::MayBlock;
+use crate::s3::cloudfront;
 use crate::upstream::authorize::{Asker, Authorizer};
 
 /// Everything `explain` reports. Field names are the `--json` interface.
@@ -50,6 +51,9 @@ pub struct Explanation {
     /// it carries.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub authorize: Option<String>,
+    /// The policy a CloudFront-signed location was signed over, as CloudFront reads it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cloudfront_policy: Option<String>,
 }
 
 /// Explains `method target` (`target` may carry a query) as of `now`, sent with `headers`.
@@ -164,6 +168,7 @@ fn context(method: &Method, target: &str, decided: &Decided) -> Explanation {
         location: None,
         cache_control: None,
         reason: None,
+        cloudfront_policy: None,
         upstream: None,
         authorize: None,
     }
@@ -202,6 +207,13 @@ fn describe_answer(e: &mut Explanation, route: Option<&Route>, answer: &Answer) 
                 .to_str()
                 .ok()
                 .map(str::to_owned);
+            let signed_for_cloudfront = route
+                .and_then(|r| r.bucket.as_ref())
+                .is_some_and(|b| b.cloudfront().is_some())
+                && matches!(redirect.verdict.access, Access::Private(_));
+            if signed_for_cloudfront {
+                e.cloudfront_policy = cloudfront::policy_of(&redirect.location);
+            }
             e.location = Some(redirect.location.clone());
             http::StatusCode::FOUND
         }
@@ -276,6 +288,7 @@ impl Explanation {
         line("reason", self.reason.as_deref());
         line("upstream", self.upstream.as_deref());
         line("authorize", self.authorize.as_deref());
+        line("policy", self.cloudfront_policy.as_deref());
         out
     }
 }

@@ -15,9 +15,9 @@ use super::expand::expand;
 use super::locate::{self, Step};
 use super::raw::{
     AllowDeny, Listen, RawAccess, RawAccessLog, RawAcme, RawAfter, RawAppliesTo, RawAuthorize,
-    RawBucket, RawChallenge, RawCompress, RawConfig, RawCors, RawCredentials, RawDisposition,
-    RawEncoding, RawLimits, RawLogFormat, RawOffload, RawOpenFileCache, RawRate, RawRateKey,
-    RawRoute, RawTls, RawUpstream,
+    RawBucket, RawChallenge, RawCloudFront, RawCloudFrontPolicy, RawCompress, RawConfig, RawCors,
+    RawCredentials, RawDisposition, RawEncoding, RawLimits, RawLogFormat, RawOffload,
+    RawOpenFileCache, RawRate, RawRateKey, RawRoute, RawTls, RawUpstream,
 };
 use super::tls::{self, Certificates};
 use super::{
@@ -35,6 +35,7 @@ use crate::core::site::{After, Dotfiles, Offload, Route, Site, Upstream};
 use crate::fs::docroot::Docroot;
 use crate::fs::open_cache::CacheSettings;
 use crate::http::negotiate::Encoding;
+use crate::s3::cloudfront::{CloudFront, PolicyKind, SigningKey};
 use crate::s3::credentials::CredentialCell;
 use crate::s3::sigv4::Keys;
 use crate::s3::{Addressing, Bucket, BucketError, MAX_SINGLE_PUT, MAX_TTL, MIN_PART};
@@ -669,7 +670,11 @@ impl Compiler<'_> {
         let credentials = match &raw.credentials {
             Some(creds) => Arc::new(CredentialCell::with(self.explicit_keys(name, creds)?)),
             None => {
-                self.chain_buckets.push(name.to_owned());
+                // A CloudFront bucket's links are signed with its key pair: the server never
+                // needs AWS credentials for it (offload finds its own).
+                if raw.cloudfront.is_none() {
+                    self.chain_buckets.push(name.to_owned());
+                }
                 if self.chain_region.is_empty() {
                     self.chain_region = raw.region.clone();
                 }
@@ -683,7 +688,18 @@ impl Compiler<'_> {
             accelerate: raw.accelerate,
             public_url: raw.public_url.as_deref(),
         };
-        match Bucket::new(&raw.bucket, &raw.region, &addressing, credentials) {
+        let cloudfront = match &raw.cloudfront {
+            Some(cf) => Some(self.cloudfront(name, cf)?),
+            None => None,
+        };
+        let bucket =
+            Bucket::new(&raw.bucket, &raw.region, &addressing, credentials).and_then(|bucket| {
+                match cloudfront {
+                    Some(cf) => bucket.with_cloudfront(cf),
+                    None => Ok(bucket),
+                }
+            });
+        match bucket {
             Ok(bucket) => Some(bucket),
             Err(e) => {
                 let field = match e {
@@ -693,11 +709,78 @@ impl Compiler<'_> {
                     BucketError::VirtualHostNeedsName => "path_style",
                     BucketError::BadPublicUrl(_) => "public_url",
                     BucketError::AccelerateNeedsVirtualHost => "accelerate",
+                    BucketError::CloudFrontNeedsPublicUrl => "cloudfront",
                 };
                 self.problem(&at(field), e.to_string());
                 None
             }
         }
+    }
+
+    /// `buckets.NAME.cloudfront:`, its key read and checked now.
+    fn cloudfront(&mut self, bucket: &str, raw: &RawCloudFront) -> Option<CloudFront> {
+        let at = |field: &str| [key("buckets"), key(bucket), key("cloudfront"), key(field)];
+        let before = self.problems.len();
+        let id = &raw.key_pair_id;
+        let valid_id = !id.is_empty()
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+        if !valid_id {
+            let message = format!(
+                "{id:?} is not a CloudFront key id (capital letters and digits, like \
+                 K2JCJMDEHXQW5F: the ID of the public key in CloudFront's key group)"
+            );
+            self.problem(&at("key_pair_id"), message);
+        }
+        let key = match SigningKey::from_pem_file(&self.base.join(&raw.private_key)) {
+            Ok(key) => Some(key),
+            Err(e) => {
+                self.problem(&at("private_key"), e.to_string());
+                None
+            }
+        };
+        let custom = raw.policy == Some(RawCloudFrontPolicy::Custom);
+        if !custom && (raw.ip_range.is_some() || raw.not_before.is_some()) {
+            let field = if raw.ip_range.is_some() {
+                "ip_range"
+            } else {
+                "not_before"
+            };
+            let message = "is a condition of a custom policy: set `policy: custom` (a canned \
+                           policy has an expiry only)";
+            self.problem(&at(field), message);
+        }
+        let ip_range = raw.ip_range.as_ref().and_then(|range| {
+            let parsed = range
+                .parse::<ipnet::IpNet>()
+                .map(|net| net.to_string())
+                .or_else(|_| range.parse::<std::net::IpAddr>().map(|ip| ip.to_string()));
+            match parsed {
+                Ok(_) => Some(range.clone()),
+                Err(_) => {
+                    let message =
+                        format!("{range:?} is not an address or a range like 203.0.113.0/24");
+                    self.problem(&at("ip_range"), message);
+                    None
+                }
+            }
+        });
+        if self.problems.len() > before {
+            return None;
+        }
+        let policy = match custom {
+            false => PolicyKind::Canned,
+            true => PolicyKind::Custom {
+                ip_range,
+                not_before: raw.not_before.unwrap_or(false),
+            },
+        };
+        Some(CloudFront {
+            key_pair_id: id.clone(),
+            key: key?,
+            policy,
+        })
     }
 
     /// Keys written in the YAML, with `${VAR}` expanded from the environment.

@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 use super::{AccessLog, Config, Listener, LogFormat, LogSink};
 use crate::core::authorize::{AppliesTo, Authorize};
 use crate::core::site::{After, Offload, Route};
+use crate::s3::cloudfront::PolicyKind;
 
 /// A certificate this close to its end is a warning.
 const EXPIRY_WARNING: Duration = Duration::from_secs(14 * 24 * 3600);
@@ -143,9 +144,12 @@ fn describe_route(out: &mut String, prefix: &str, route: &Route) {
     };
     match (&route.bucket, &route.bucket_name) {
         (Some(bucket), Some(name)) => {
-            let signer = match bucket.credentials().current() {
-                Some(keys) => format!("signs as {} from {}", keys.access_key_id, keys.source),
-                None => "no credentials".to_owned(),
+            let signer = match (bucket.cloudfront(), bucket.credentials().current()) {
+                (Some(_), _) => "private links signed for CloudFront".to_owned(),
+                (None, Some(keys)) => {
+                    format!("signs as {} from {}", keys.access_key_id, keys.source)
+                }
+                (None, None) => "no credentials".to_owned(),
             };
             let (base, key_prefix) = (bucket.base_url(), &route.key_prefix);
             let _ = writeln!(
@@ -155,6 +159,31 @@ fn describe_route(out: &mut String, prefix: &str, route: &Route) {
             if bucket.public_base_url() != base {
                 let public = bucket.public_base_url();
                 let _ = writeln!(out, "{would}public objects via {public}{key_prefix}");
+            }
+            if let Some(cloudfront) = bucket.cloudfront() {
+                let policy = match &cloudfront.policy {
+                    PolicyKind::Canned => "canned policy".to_owned(),
+                    PolicyKind::Custom {
+                        ip_range,
+                        not_before,
+                    } => {
+                        let mut said = "custom policy".to_owned();
+                        if let Some(range) = ip_range {
+                            said.push_str(&format!(", clients in {range}"));
+                        }
+                        if *not_before {
+                            said.push_str(", not before signing");
+                        }
+                        said
+                    }
+                };
+                let _ = writeln!(
+                    out,
+                    "{would}private objects via {}{key_prefix}, CloudFront-signed with key {} ({}; {policy})",
+                    bucket.public_base_url(),
+                    cloudfront.key_pair_id,
+                    cloudfront.key.describe()
+                );
             }
             let _ = writeln!(out, "{would}access {}", route.policy.default_access());
             for (pattern, access) in route.policy.rules() {

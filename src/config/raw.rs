@@ -87,6 +87,31 @@ pub struct RawBucket {
     pub dualstack: bool,
     #[serde(default)]
     pub accelerate: bool,
+    /// Private objects get CloudFront-signed URLs on `public_url` instead of S3 links.
+    #[serde(default)]
+    pub cloudfront: Option<RawCloudFront>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCloudFront {
+    pub key_pair_id: String,
+    pub private_key: String,
+    #[serde(default)]
+    pub policy: Option<RawCloudFrontPolicy>,
+    /// Custom policy: only clients in this range (`203.0.113.0/24`).
+    #[serde(default)]
+    pub ip_range: Option<String>,
+    /// Custom policy: the link works from its signing time on, not before.
+    #[serde(default)]
+    pub not_before: Option<bool>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawCloudFrontPolicy {
+    Canned,
+    Custom,
 }
 
 #[derive(Deserialize)]

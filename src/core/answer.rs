@@ -154,9 +154,9 @@ impl Reject {
             Reject::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Reject::BadPath(_) => StatusCode::BAD_REQUEST,
             Reject::PermissionDenied | Reject::NoIndex => StatusCode::FORBIDDEN,
-            Reject::Io(_) | Reject::Sign(SignError::NoCredentials) => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            Reject::Io(_)
+            | Reject::Sign(SignError::NoCredentials)
+            | Reject::Sign(SignError::CloudFront) => StatusCode::INTERNAL_SERVER_ERROR,
             // Temporary: the credentials are being refreshed, or descriptors come free.
             Reject::Sign(SignError::CredentialsExpiring)
             | Reject::Overloaded

@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
+use crate::s3::cloudfront::CloudFront;
 use crate::s3::credentials::{CredentialCell, EXPIRY_MARGIN};
 use crate::s3::key::ObjectKey;
 pub use crate::s3::signed_links::Signed;
@@ -64,6 +65,8 @@ pub enum BucketError {
     AwsOnly,
     #[error("virtual-hosted addressing (path_style: false) needs an endpoint with a host name, not an IP address")]
     VirtualHostNeedsName,
+    #[error("signs links on `public_url`, which is not set: set it to the distribution's URL (like https://d111111abcdef8.cloudfront.net/media)")]
+    CloudFrontNeedsPublicUrl,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +76,8 @@ pub enum SignError {
     /// The credentials expire before a useful link could: they need a refresh.
     #[error("credentials expire too soon to sign a useful link (refresh requested)")]
     CredentialsExpiring,
+    #[error("the CloudFront key could not sign the link")]
+    CloudFront,
 }
 
 /// A bucket as the server reaches it: where its objects live and how to sign for them.
@@ -93,6 +98,8 @@ pub struct Bucket {
     client: ClientAddressing,
     /// Links already signed in the current second or window.
     links: SignedLinks,
+    /// Private objects are signed for the CDN at `public_base` instead of presigned for S3.
+    cloudfront: Option<CloudFront>,
 }
 
 /// What an S3 client needs to address a bucket the way its URLs do.
@@ -154,7 +161,22 @@ impl Bucket {
             credentials,
             client,
             links: SignedLinks::default(),
+            cloudfront: None,
         })
+    }
+
+    /// Signs private links for CloudFront at `public_url` (which it needs) from now on.
+    pub fn with_cloudfront(mut self, signer: CloudFront) -> Result<Bucket, BucketError> {
+        if self.public_base.is_none() {
+            return Err(BucketError::CloudFrontNeedsPublicUrl);
+        }
+        self.cloudfront = Some(signer);
+        Ok(self)
+    }
+
+    /// The CloudFront signer, if private links go through the CDN.
+    pub fn cloudfront(&self) -> Option<&CloudFront> {
+        self.cloudfront.as_ref()
     }
 
     /// How an S3 client reaches this bucket.
@@ -213,17 +235,33 @@ impl Bucket {
         ttl: Duration,
         attachment: bool,
     ) -> Result<Signed, SignError> {
-        let keys = self.credentials.current().ok_or(SignError::NoCredentials)?;
-        let mut path = String::with_capacity(self.path_prefix.len() + key.encoded_len_bound());
-        path.push_str(&self.path_prefix);
-        key.push_encoded(&mut path);
         let asked = LinkFor {
             method,
             attachment,
             time,
             ttl,
         };
-        self.links.get_or_sign(&path, asked, &keys, || {
+        let mut path = String::with_capacity(self.path_prefix.len() + key.encoded_len_bound());
+        path.push_str(&self.path_prefix);
+        key.push_encoded(&mut path);
+        if let Some(cloudfront) = &self.cloudfront {
+            return self.links.get_or_sign(&path, asked, None, || {
+                let mut resource = self.public_url(key);
+                if attachment {
+                    resource.push_str("?response-content-disposition=");
+                    resource.push_str(&content_disposition(key.file_name()));
+                }
+                let signed = cloudfront
+                    .sign(&resource, time, time + ttl)
+                    .ok_or(SignError::CloudFront)?;
+                Ok(Signed {
+                    url: signed.url,
+                    expires_at: time + ttl,
+                })
+            });
+        }
+        let keys = self.credentials.current().ok_or(SignError::NoCredentials)?;
+        self.links.get_or_sign(&path, asked, Some(&keys), || {
             let ttl = covered_ttl(&keys, time, ttl)?;
             let disposition = attachment.then(|| content_disposition(key.file_name()));
             let extra: &[(&str, &str)] = match &disposition {

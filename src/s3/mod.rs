@@ -3,9 +3,11 @@
 //! request path.
 
 pub mod bucket;
+pub mod cloudfront;
 pub mod credentials;
 pub mod key;
 pub mod limits;
+mod rsa_sha1;
 pub mod signed_links;
 pub mod sigv4;
 

@@ -8,7 +8,8 @@
 //!   found again;
 //! - serve a link signed by credentials that were replaced: each link keeps the `Arc` of the
 //!   keys that signed it and is found only by those same keys (and, holding them, their
-//!   address cannot be taken by new ones);
+//!   address cannot be taken by new ones); a CloudFront link is signed by the bucket's one
+//!   key pair, which never changes while the process runs (`None` here);
 //! - grow without bound: at `CAPACITY` paths the table is emptied and starts again.
 
 use std::collections::HashMap;
@@ -41,17 +42,21 @@ struct Link {
     attachment: bool,
     time: SystemTime,
     ttl: Duration,
-    keys: Arc<Keys>,
+    keys: Option<Arc<Keys>>,
     signed: Signed,
 }
 
 impl Link {
-    fn is_for(&self, asked: &LinkFor<'_>, keys: &Arc<Keys>) -> bool {
+    fn is_for(&self, asked: &LinkFor<'_>, keys: Option<&Arc<Keys>>) -> bool {
         self.time == asked.time
             && self.ttl == asked.ttl
             && self.attachment == asked.attachment
             && self.method == asked.method
-            && Arc::ptr_eq(&self.keys, keys)
+            && match (&self.keys, keys) {
+                (Some(kept), Some(asked)) => Arc::ptr_eq(kept, asked),
+                (None, None) => true,
+                _ => false,
+            }
     }
 }
 
@@ -74,7 +79,7 @@ impl SignedLinks {
         &self,
         path: &str,
         asked: LinkFor<'_>,
-        keys: &Arc<Keys>,
+        keys: Option<&Arc<Keys>>,
         sign: impl FnOnce() -> Result<Signed, E>,
     ) -> Result<Signed, E> {
         let table = || self.table.lock().unwrap_or_else(|e| e.into_inner());
@@ -97,7 +102,7 @@ impl SignedLinks {
             attachment: asked.attachment,
             time: asked.time,
             ttl: asked.ttl,
-            keys: Arc::clone(keys),
+            keys: keys.cloned(),
             signed: signed.clone(),
         });
         Ok(signed)

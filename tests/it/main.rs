@@ -9,6 +9,7 @@ mod acme;
 mod architecture;
 mod authorize;
 mod cli;
+mod cloudfront;
 mod compress;
 mod config;
 mod connection;
