@@ -35,7 +35,7 @@ use crate::core::site::{After, Dotfiles, Offload, Route, Site, Upstream};
 use crate::fs::docroot::Docroot;
 use crate::fs::open_cache::CacheSettings;
 use crate::http::negotiate::Encoding;
-use crate::s3::cloudfront::{CloudFront, PolicyKind, SigningKey};
+use crate::s3::cloudfront::{CloudFront, CookieScope, PolicyKind, SigningKey};
 use crate::s3::credentials::CredentialCell;
 use crate::s3::sigv4::Keys;
 use crate::s3::{Addressing, Bucket, BucketError, MAX_SINGLE_PUT, MAX_TTL, MIN_PART};
@@ -689,7 +689,7 @@ impl Compiler<'_> {
             public_url: raw.public_url.as_deref(),
         };
         let cloudfront = match &raw.cloudfront {
-            Some(cf) => Some(self.cloudfront(name, cf)?),
+            Some(cf) => Some(self.cloudfront(name, cf, raw.public_url.as_deref())?),
             None => None,
         };
         let bucket =
@@ -718,7 +718,12 @@ impl Compiler<'_> {
     }
 
     /// `buckets.NAME.cloudfront:`, its key read and checked now.
-    fn cloudfront(&mut self, bucket: &str, raw: &RawCloudFront) -> Option<CloudFront> {
+    fn cloudfront(
+        &mut self,
+        bucket: &str,
+        raw: &RawCloudFront,
+        public_url: Option<&str>,
+    ) -> Option<CloudFront> {
         let at = |field: &str| [key("buckets"), key(bucket), key("cloudfront"), key(field)];
         let before = self.problems.len();
         let id = &raw.key_pair_id;
@@ -766,6 +771,41 @@ impl Compiler<'_> {
                 }
             }
         });
+        let cookies = match (raw.cookies.unwrap_or(false), &raw.cookie_domain) {
+            (false, None) => None,
+            (false, Some(_)) => {
+                self.problem(
+                    &at("cookie_domain"),
+                    "is for `cookies: true`, which is not set",
+                );
+                None
+            }
+            (true, None) => {
+                let message = "needs `cookie_domain:`: a domain both this site and the \
+                               distribution are in (like example.com for www.example.com and \
+                               cdn.example.com), or browsers refuse the cookies";
+                self.problem(&at("cookies"), message);
+                None
+            }
+            (true, Some(domain)) => {
+                let host = public_url
+                    .and_then(|u| u.split_once("://"))
+                    .map(|(_, rest)| rest.split(['/', ':']).next().unwrap_or(""))
+                    .unwrap_or("");
+                let within = host == domain || host.ends_with(&format!(".{domain}"));
+                if !within || !domain.contains('.') {
+                    let message = format!(
+                        "{domain:?} does not contain the distribution's host {host:?}: browsers \
+                         send cookies for a domain only to hosts in it (give the distribution \
+                         an alternate domain name in your site, like cdn.example.com)"
+                    );
+                    self.problem(&at("cookie_domain"), message);
+                }
+                Some(CookieScope {
+                    domain: domain.clone(),
+                })
+            }
+        };
         if self.problems.len() > before {
             return None;
         }
@@ -780,6 +820,7 @@ impl Compiler<'_> {
             key_pair_id: id.clone(),
             key: key?,
             policy,
+            cookies,
         })
     }
 

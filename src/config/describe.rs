@@ -161,7 +161,7 @@ fn describe_route(out: &mut String, prefix: &str, route: &Route) {
                 let _ = writeln!(out, "{would}public objects via {public}{key_prefix}");
             }
             if let Some(cloudfront) = bucket.cloudfront() {
-                let policy = match &cloudfront.policy {
+                let mut policy = match &cloudfront.policy {
                     PolicyKind::Canned => "canned policy".to_owned(),
                     PolicyKind::Custom {
                         ip_range,
@@ -177,6 +177,9 @@ fn describe_route(out: &mut String, prefix: &str, route: &Route) {
                         said
                     }
                 };
+                if let Some(scope) = &cloudfront.cookies {
+                    policy.push_str(&format!("; signed cookies for {}", scope.domain));
+                }
                 let _ = writeln!(
                     out,
                     "{would}private objects via {}{key_prefix}, CloudFront-signed with key {} ({}; {policy})",

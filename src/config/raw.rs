@@ -105,6 +105,12 @@ pub struct RawCloudFront {
     /// Custom policy: the link works from its signing time on, not before.
     #[serde(default)]
     pub not_before: Option<bool>,
+    /// Also set CloudFront signed cookies for the object's directory on the redirect.
+    #[serde(default)]
+    pub cookies: Option<bool>,
+    /// The domain the cookies are set for: one both this site and the distribution are in.
+    #[serde(default)]
+    pub cookie_domain: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

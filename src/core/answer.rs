@@ -73,6 +73,8 @@ pub struct Redirect {
     pub location: String,
     pub verdict: Verdict,
     pub cache_control: CacheControl,
+    /// `Set-Cookie` values to send along (CloudFront signed cookies).
+    pub cookies: Option<Arc<[String]>>,
 }
 
 impl Redirect {

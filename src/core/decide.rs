@@ -251,6 +251,7 @@ fn miss<'c>(route: &Route, method: &Method, relative: &str, now: SystemTime) -> 
             location: bucket.public_url(&key),
             verdict,
             cache_control: CacheControl::Public(route.redirect_cache_control.clone()),
+            cookies: None,
         },
         Access::Private(signing) => {
             // Whole seconds, as X-Amz-Date has them, so `expires_at` is exactly S3's view.
@@ -285,6 +286,7 @@ fn miss<'c>(route: &Route, method: &Method, relative: &str, now: SystemTime) -> 
                 location: signed.url,
                 verdict,
                 cache_control,
+                cookies: signed.cookies,
             }
         }
     };

@@ -251,12 +251,26 @@ impl Bucket {
                     resource.push_str("?response-content-disposition=");
                     resource.push_str(&content_disposition(key.file_name()));
                 }
+                let expires_at = time + ttl;
                 let signed = cloudfront
-                    .sign(&resource, time, time + ttl)
+                    .sign(&resource, time, expires_at)
                     .ok_or(SignError::CloudFront)?;
+                let cookies = match &cloudfront.cookies {
+                    Some(_) => {
+                        // For the object's directory: a player's segments sit beside it.
+                        let url = self.public_url(key);
+                        let directory = &url[..url.rfind('/').map_or(url.len(), |i| i + 1)];
+                        let cookies = cloudfront
+                            .cookies(directory, time, expires_at)
+                            .ok_or(SignError::CloudFront)?;
+                        Some(Arc::from(cookies))
+                    }
+                    None => None,
+                };
                 Ok(Signed {
                     url: signed.url,
-                    expires_at: time + ttl,
+                    expires_at,
+                    cookies,
                 })
             });
         }
@@ -284,6 +298,7 @@ impl Bucket {
             Ok(Signed {
                 url,
                 expires_at: time + ttl,
+                cookies: None,
             })
         })
     }

@@ -19,6 +19,14 @@ pub struct CloudFront {
     pub key_pair_id: String,
     pub key: SigningKey,
     pub policy: PolicyKind,
+    /// Also sign cookies for the object's directory, set for this domain.
+    pub cookies: Option<CookieScope>,
+}
+
+/// Where signed cookies are sent: a domain both spillway's site and the distribution are in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CookieScope {
+    pub domain: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -176,6 +184,44 @@ pub fn policy_of(url: &str) -> Option<String> {
                 .ok()?;
             String::from_utf8(bytes).ok()
         }
+    }
+}
+
+impl CloudFront {
+    /// CloudFront signed cookies for everything below `directory` (a URL on the distribution
+    /// ending in `/`): a custom policy for `directory*`, with this signer's conditions.
+    /// `Set-Cookie` values, `Secure` and `HttpOnly`, for the directory's path on the
+    /// distribution; `None` without `cookies:` or when the key fails.
+    pub fn cookies(
+        &self,
+        directory: &str,
+        signed_at: SystemTime,
+        expires_at: SystemTime,
+    ) -> Option<Vec<String>> {
+        let scope = self.cookies.as_ref()?;
+        let (ip_range, not_before) = match &self.policy {
+            PolicyKind::Canned => (None, false),
+            PolicyKind::Custom {
+                ip_range,
+                not_before,
+            } => (ip_range.as_deref(), *not_before),
+        };
+        let after = not_before.then(|| epoch(signed_at));
+        let policy = custom_policy(&format!("{directory}*"), epoch(expires_at), after, ip_range);
+        let signature = cloudfront_base64(&self.key.sign(policy.as_bytes())?);
+        let path = directory
+            .split_once("://")
+            .and_then(|(_, rest)| rest.find('/').map(|i| &rest[i..]))
+            .unwrap_or("/");
+        let attributes = format!("; Domain={}; Path={path}; Secure; HttpOnly", scope.domain);
+        Some(vec![
+            format!(
+                "CloudFront-Policy={}{attributes}",
+                cloudfront_base64(policy.as_bytes())
+            ),
+            format!("CloudFront-Signature={signature}{attributes}"),
+            format!("CloudFront-Key-Pair-Id={}{attributes}", self.key_pair_id),
+        ])
     }
 }
 

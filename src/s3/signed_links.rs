@@ -23,6 +23,8 @@ use crate::s3::sigv4::Keys;
 pub struct Signed {
     pub url: String,
     pub expires_at: SystemTime,
+    /// `Set-Cookie` values to send with the redirect (CloudFront signed cookies), if any.
+    pub cookies: Option<Arc<[String]>>,
 }
 
 /// Object paths kept at most; a few MiB of URLs.

@@ -346,8 +346,11 @@ async fn redirect(
     access.write(reply, false);
     reply
         .header("Location", redirect.location.as_bytes())
-        .header("Cache-Control", redirect.cache_control.header_value())
-        .number("Content-Length", 0);
+        .header("Cache-Control", redirect.cache_control.header_value());
+    for cookie in redirect.cookies.iter().flat_map(|c| c.iter()) {
+        reply.header("Set-Cookie", cookie.as_bytes());
+    }
+    reply.number("Content-Length", 0);
     reply.end_head().await?;
     reply.finish().await
 }

@@ -365,6 +365,14 @@ fn cloudfront_settings_are_checked_where_they_are_written() {
             format!("    public_url: \"{DISTRIBUTION}\"\n    cloudfront:\n      key_pair_id: {KEY_ID}\n      private_key: {key}\n      ip_range: 192.0.2.0/24\n"),
             "buckets.media.cloudfront.ip_range: is a condition of a custom policy: set `policy: custom` (a canned policy has an expiry only) at line 10 column 17".to_owned(),
         ),
+        (
+            format!("    public_url: \"{DISTRIBUTION}\"\n    cloudfront:\n      key_pair_id: {KEY_ID}\n      private_key: {key}\n      cookies: true\n"),
+            "buckets.media.cloudfront.cookies: needs `cookie_domain:`: a domain both this site and the distribution are in (like example.com for www.example.com and cdn.example.com), or browsers refuse the cookies at line 10 column 16".to_owned(),
+        ),
+        (
+            format!("    public_url: \"{DISTRIBUTION}\"\n    cloudfront:\n      key_pair_id: {KEY_ID}\n      private_key: {key}\n      cookies: true\n      cookie_domain: example.com\n"),
+            "buckets.media.cloudfront.cookie_domain: \"example.com\" does not contain the distribution's host \"d111111abcdef8.cloudfront.net\": browsers send cookies for a domain only to hosts in it (give the distribution an alternate domain name in your site, like cdn.example.com) at line 11 column 22".to_owned(),
+        ),
     ] {
         let (code, stderr, _) = check(&bucket);
         assert_eq!(code, Some(1), "{bucket}");
@@ -378,5 +386,61 @@ fn cloudfront_settings_are_checked_where_they_are_written() {
     assert!(
         stdout.contains(&format!("  private objects via {DISTRIBUTION}/, CloudFront-signed with key {KEY_ID} (RSA 2048 bits, SHA-1; canned policy)\n")),
         "{stdout}"
+    );
+}
+
+#[test]
+fn signed_cookies_open_the_objects_directory_and_no_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, public) = keygen(dir.path(), "rsa");
+    let spillway = Spillway::start_custom(&[], |port, dir| {
+        std::fs::create_dir_all(dir.join("www")).expect("mkdir www");
+        format!(
+            "listen: \"127.0.0.1:{port}\"\nbuckets:\n  media:\n    bucket: example-media\n    \
+             region: eu-west-1\n    public_url: \"https://cdn.example.com/media\"\n    cloudfront:\n      \
+             key_pair_id: {KEY_ID}\n      private_key: {key}\n      cookies: true\n      \
+             cookie_domain: example.com\nroutes:\n  - prefix: /media\n    root: www\n    \
+             bucket: media\n    access: private\n    ttl: 5m\n",
+            key = key.display()
+        )
+    });
+    let response = get(spillway.port, "/media/videos/42/index.m3u8");
+    assert_eq!(response.status, 302);
+    let cookies = response.header_all("set-cookie");
+    assert_eq!(cookies.len(), 3, "{cookies:?}");
+    let mut values = std::collections::BTreeMap::new();
+    for cookie in &cookies {
+        let (pair, attributes) = cookie.split_once("; ").expect("attributes");
+        assert_eq!(
+            attributes,
+            "Domain=example.com; Path=/media/videos/42/; Secure; HttpOnly"
+        );
+        let (name, value) = pair.split_once('=').expect("name=value");
+        values.insert(name.to_owned(), value.to_owned());
+    }
+    let names: Vec<&str> = values.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        [
+            "CloudFront-Key-Pair-Id",
+            "CloudFront-Policy",
+            "CloudFront-Signature"
+        ]
+    );
+    // CloudFront reads the cookies as it reads the same three query parameters: the player's
+    // next segment in that directory passes, a file of another directory does not.
+    let as_query = |url: &str| {
+        format!(
+            "{url}?Policy={}&Signature={}&Key-Pair-Id={}",
+            values["CloudFront-Policy"],
+            values["CloudFront-Signature"],
+            values["CloudFront-Key-Pair-Id"]
+        )
+    };
+    let segment = as_query("https://cdn.example.com/media/videos/42/segment7.ts");
+    let elsewhere = as_query("https://cdn.example.com/media/videos/43/segment7.ts");
+    assert_eq!(
+        check(&public, &[segment, elsewhere], now(), "203.0.113.9"),
+        ["accept", "reject: the policy is for another resource"]
     );
 }

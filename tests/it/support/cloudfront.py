@@ -15,6 +15,7 @@ import base64
 import datetime
 import ipaddress
 import json
+import re
 import sys
 from urllib.parse import parse_qsl, urlsplit, urlunsplit, urlencode
 
@@ -104,7 +105,10 @@ def decide(public, request):
     statement = json.loads(policy_bytes)["Statement"][0]
     asked = urlsplit(request["requested"])
     asked_resource = urlunsplit((asked.scheme, asked.netloc, asked.path, rest, ""))
-    if statement["Resource"] != asked_resource:
+    # `*` in a policy's resource matches any characters, `?` one (CloudFront's wildcards).
+    pattern = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c)
+                      for c in statement["Resource"])
+    if not re.fullmatch(pattern, asked_resource):
         return "reject: the policy is for another resource"
     condition = statement["Condition"]
     now = request["now"]
