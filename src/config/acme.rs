@@ -58,17 +58,24 @@ impl ChallengeKind {
 }
 
 impl Acme {
-    /// The file holding the certificate chain and its key (PEM, mode 0600).
+    /// The file holding the certificate chain and its key (PEM, mode 0600), one per CA: a
+    /// move from a staging directory to production never serves the staging certificate.
     pub fn certificate_file(&self) -> PathBuf {
-        self.state_dir.join(format!("{}.pem", self.domains[0]))
+        let ca = self.directory_tag();
+        self.state_dir.join(format!("{}.{ca}.pem", self.domains[0]))
     }
 
     /// The file holding the account key for this directory (one account per CA).
     pub fn account_file(&self) -> PathBuf {
+        let ca = self.directory_tag();
+        self.state_dir.join(format!("account-{ca}.json"))
+    }
+
+    /// A short name for the CA: twelve hex digits of its directory URL's SHA-256.
+    fn directory_tag(&self) -> String {
         use sha2::Digest as _;
         let digest = sha2::Sha256::digest(self.directory.as_bytes());
-        let short = hex::encode(&digest[..6]);
-        self.state_dir.join(format!("account-{short}.json"))
+        hex::encode(&digest[..6])
     }
 
     /// The certificate in the state directory, when it is usable for these domains now.
@@ -169,7 +176,8 @@ impl Issued {
 pub struct Challenges {
     http: RwLock<HashMap<String, Arc<str>>>,
     alpn: RwLock<HashMap<String, Arc<CertifiedKey>>>,
-    /// How many TLS-ALPN-01 answers wait: while none does, a TLS handshake is not looked at.
+    /// How many TLS-ALPN-01 answers wait (the table's size, kept where a handshake reads it
+    /// without a lock): while none does, a TLS handshake is not looked at.
     alpn_open: AtomicUsize,
 }
 
@@ -202,14 +210,16 @@ impl Challenges {
         }
     }
 
-    /// Answers a TLS-ALPN-01 handshake for `name` with `answer` until the guard is dropped.
+    /// Answers a TLS-ALPN-01 handshake for `name` with `answer` until the guard is dropped
+    /// (a later answer for the same name replaces it; each guard withdraws its own only).
     pub fn open_tls_alpn01(&self, name: &str, answer: CertifiedKey) -> Open<'_> {
+        let answer = Arc::new(answer);
         let mut open = self.alpn.write().unwrap_or_else(|e| e.into_inner());
-        open.insert(name.to_ascii_lowercase(), Arc::new(answer));
-        self.alpn_open.fetch_add(1, Ordering::AcqRel);
+        open.insert(name.to_ascii_lowercase(), Arc::clone(&answer));
+        self.alpn_open.store(open.len(), Ordering::Release);
         Open {
             challenges: self,
-            which: Which::Alpn(name.to_ascii_lowercase()),
+            which: Which::Alpn(name.to_ascii_lowercase(), answer),
         }
     }
 }
@@ -223,7 +233,7 @@ pub struct Open<'a> {
 
 enum Which {
     Http(String),
-    Alpn(String),
+    Alpn(String, Arc<CertifiedKey>),
 }
 
 impl Drop for Open<'_> {
@@ -237,15 +247,18 @@ impl Drop for Open<'_> {
                     .unwrap_or_else(|e| e.into_inner());
                 open.remove(token);
             }
-            Which::Alpn(name) => {
+            Which::Alpn(name, answer) => {
                 let mut open = self
                     .challenges
                     .alpn
                     .write()
                     .unwrap_or_else(|e| e.into_inner());
-                if open.remove(name).is_some() {
-                    self.challenges.alpn_open.fetch_sub(1, Ordering::AcqRel);
+                if open.get(name).is_some_and(|kept| Arc::ptr_eq(kept, answer)) {
+                    open.remove(name);
                 }
+                self.challenges
+                    .alpn_open
+                    .store(open.len(), Ordering::Release);
             }
         }
     }

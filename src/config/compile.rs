@@ -756,13 +756,13 @@ impl Compiler<'_> {
                            policy has an expiry only)";
             self.problem(&at(field), message);
         }
+        // A bare address is a range of one (`/32`, or `/128` for IPv6).
         let ip_range = raw.ip_range.as_ref().and_then(|range| {
             let parsed = range
                 .parse::<ipnet::IpNet>()
-                .map(|net| net.to_string())
-                .or_else(|_| range.parse::<std::net::IpAddr>().map(|ip| ip.to_string()));
+                .or_else(|_| range.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
             match parsed {
-                Ok(_) => Some(range.clone()),
+                Ok(net) => Some(net.to_string()),
                 Err(_) => {
                     let message =
                         format!("{range:?} is not an address or a range like 203.0.113.0/24");
@@ -793,7 +793,13 @@ impl Compiler<'_> {
                     .map(|(_, rest)| rest.split(['/', ':']).next().unwrap_or(""))
                     .unwrap_or("");
                 let within = host == domain || host.ends_with(&format!(".{domain}"));
-                if !within || !domain.contains('.') {
+                if !domain.contains('.') {
+                    let message = format!(
+                        "{domain:?} is not a domain browsers take cookies for (a registered \
+                         name with a dot, like example.com)"
+                    );
+                    self.problem(&at("cookie_domain"), message);
+                } else if !within {
                     let message = format!(
                         "{domain:?} does not contain the distribution's host {host:?}: browsers \
                          send cookies for a domain only to hosts in it (give the distribution \
@@ -906,6 +912,26 @@ impl Compiler<'_> {
                 &field("shadow"),
                 "needs an upstream to send everything to (the route's upstream or default_upstream)",
             );
+        }
+        // A signed cookie opens the object's directory and everything below it: no per-object
+        // check could say no to the objects it opens.
+        let cookies = bucket
+            .as_ref()
+            .and_then(|b| b.cloudfront())
+            .is_some_and(|c| c.cookies.is_some());
+        let checked = raw.authorize.is_some() || raw.rules.iter().any(|r| r.authorize.is_some());
+        if cookies && checked {
+            let at = match raw.authorize {
+                Some(_) => field("authorize"),
+                None => field("rules"),
+            };
+            let message = format!(
+                "asks the application about each object, but bucket {:?} sets CloudFront signed \
+                 cookies, which open the object's whole directory, subdirectories included; \
+                 drop `cookies: true` there, or the check here",
+                raw.bucket.as_deref().unwrap_or_default()
+            );
+            self.problem(&at, message);
         }
         let authorize = raw.authorize.as_ref().and_then(|check| {
             let at = field("authorize");

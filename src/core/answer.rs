@@ -158,7 +158,7 @@ impl Reject {
             Reject::PermissionDenied | Reject::NoIndex => StatusCode::FORBIDDEN,
             Reject::Io(_)
             | Reject::Sign(SignError::NoCredentials)
-            | Reject::Sign(SignError::CloudFront) => StatusCode::INTERNAL_SERVER_ERROR,
+            | Reject::Sign(SignError::CloudFront { .. }) => StatusCode::INTERNAL_SERVER_ERROR,
             // Temporary: the credentials are being refreshed, or descriptors come free.
             Reject::Sign(SignError::CredentialsExpiring)
             | Reject::Overloaded

@@ -76,8 +76,8 @@ pub enum SignError {
     /// The credentials expire before a useful link could: they need a refresh.
     #[error("credentials expire too soon to sign a useful link (refresh requested)")]
     CredentialsExpiring,
-    #[error("the CloudFront key could not sign the link")]
-    CloudFront,
+    #[error("the CloudFront key {key_pair_id} could not sign a link: {reason}")]
+    CloudFront { key_pair_id: String, reason: String },
 }
 
 /// A bucket as the server reaches it: where its objects live and how to sign for them.
@@ -252,9 +252,13 @@ impl Bucket {
                     resource.push_str(&content_disposition(key.file_name()));
                 }
                 let expires_at = time + ttl;
+                let failed = |reason| SignError::CloudFront {
+                    key_pair_id: cloudfront.key_pair_id.clone(),
+                    reason,
+                };
                 let signed = cloudfront
                     .sign(&resource, time, expires_at)
-                    .ok_or(SignError::CloudFront)?;
+                    .map_err(failed)?;
                 let cookies = match &cloudfront.cookies {
                     Some(_) => {
                         // For the object's directory: a player's segments sit beside it.
@@ -262,7 +266,7 @@ impl Bucket {
                         let directory = &url[..url.rfind('/').map_or(url.len(), |i| i + 1)];
                         let cookies = cloudfront
                             .cookies(directory, time, expires_at)
-                            .ok_or(SignError::CloudFront)?;
+                            .map_err(failed)?;
                         Some(Arc::from(cookies))
                     }
                     None => None,

@@ -12,6 +12,10 @@ use rustls::pki_types::PrivateKeyDer;
 
 use super::rsa_sha1::RsaSha1Key;
 
+/// `not_before` starts this many seconds before the signing time: an edge whose clock is
+/// behind spillway's must not refuse a link it was just sent to.
+const CLOCK_SKEW: u64 = 60;
+
 /// A bucket's `cloudfront:` signer.
 #[derive(Debug)]
 pub struct CloudFront {
@@ -71,7 +75,15 @@ impl SigningKey {
             error: match e {
                 rustls::pki_types::pem::Error::Io(io) => io.to_string(),
                 rustls::pki_types::pem::Error::NoItemsFound => {
-                    "no PEM private key in it".to_owned()
+                    let text = std::fs::read_to_string(path).unwrap_or_default();
+                    match text.contains("ENCRYPTED PRIVATE KEY") {
+                        true => {
+                            "it is encrypted, and spillway reads unencrypted keys only \
+                                 (decrypt it with `openssl pkey -in KEY -out KEY.plain`, mode 0600)"
+                                .to_owned()
+                        }
+                        false => "no PEM private key in it".to_owned(),
+                    }
                 }
                 other => format!("{other:?}"),
             },
@@ -98,12 +110,14 @@ impl SigningKey {
         }
     }
 
-    fn sign(&self, message: &[u8]) -> Option<Vec<u8>> {
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, String> {
         match self {
             SigningKey::Rsa(rsa) => rsa.sign(message),
             SigningKey::Ecdsa(ec) => {
                 let rng = aws_lc_rs::rand::SystemRandom::new();
-                ec.sign(&rng, message).ok().map(|s| s.as_ref().to_vec())
+                ec.sign(&rng, message)
+                    .map(|s| s.as_ref().to_vec())
+                    .map_err(|_| "AWS-LC refused to make the ECDSA signature".to_owned())
             }
         }
     }
@@ -125,7 +139,7 @@ impl CloudFront {
         resource: &str,
         signed_at: SystemTime,
         expires_at: SystemTime,
-    ) -> Option<SignedUrl> {
+    ) -> Result<SignedUrl, String> {
         let expires = epoch(expires_at);
         let (policy, first) = match &self.policy {
             PolicyKind::Canned => {
@@ -136,7 +150,7 @@ impl CloudFront {
                 ip_range,
                 not_before,
             } => {
-                let after = not_before.then(|| epoch(signed_at));
+                let after = not_before.then(|| epoch(signed_at).saturating_sub(CLOCK_SKEW));
                 let policy = custom_policy(resource, expires, after, ip_range.as_deref());
                 let encoded = cloudfront_base64(policy.as_bytes());
                 (policy, format!("Policy={encoded}"))
@@ -148,7 +162,7 @@ impl CloudFront {
             "{resource}{separator}{first}&Signature={signature}&Key-Pair-Id={}",
             self.key_pair_id
         );
-        Some(SignedUrl { url, policy })
+        Ok(SignedUrl { url, policy })
     }
 }
 
@@ -191,14 +205,16 @@ impl CloudFront {
     /// CloudFront signed cookies for everything below `directory` (a URL on the distribution
     /// ending in `/`): a custom policy for `directory*`, with this signer's conditions.
     /// `Set-Cookie` values, `Secure` and `HttpOnly`, for the directory's path on the
-    /// distribution; `None` without `cookies:` or when the key fails.
+    /// distribution (none without `cookies:`), or why the key could not sign.
     pub fn cookies(
         &self,
         directory: &str,
         signed_at: SystemTime,
         expires_at: SystemTime,
-    ) -> Option<Vec<String>> {
-        let scope = self.cookies.as_ref()?;
+    ) -> Result<Vec<String>, String> {
+        let Some(scope) = self.cookies.as_ref() else {
+            return Ok(Vec::new());
+        };
         let (ip_range, not_before) = match &self.policy {
             PolicyKind::Canned => (None, false),
             PolicyKind::Custom {
@@ -206,7 +222,7 @@ impl CloudFront {
                 not_before,
             } => (ip_range.as_deref(), *not_before),
         };
-        let after = not_before.then(|| epoch(signed_at));
+        let after = not_before.then(|| epoch(signed_at).saturating_sub(CLOCK_SKEW));
         let policy = custom_policy(&format!("{directory}*"), epoch(expires_at), after, ip_range);
         let signature = cloudfront_base64(&self.key.sign(policy.as_bytes())?);
         let path = directory
@@ -214,7 +230,7 @@ impl CloudFront {
             .and_then(|(_, rest)| rest.find('/').map(|i| &rest[i..]))
             .unwrap_or("/");
         let attributes = format!("; Domain={}; Path={path}; Secure; HttpOnly", scope.domain);
-        Some(vec![
+        Ok(vec![
             format!(
                 "CloudFront-Policy={}{attributes}",
                 cloudfront_base64(policy.as_bytes())
@@ -238,7 +254,7 @@ pub fn canned_policy(resource: &str, expires: u64) -> String {
 }
 
 /// A custom policy, its conditions in botocore's order (DateLessThan, IpAddress,
-/// DateGreaterThan); a bare address gets `/32`, as botocore gives it.
+/// DateGreaterThan); `ip_range` is a range (`a.b.c.d/n`; the config makes a bare address one).
 pub fn custom_policy(
     resource: &str,
     expires: u64,
@@ -247,14 +263,9 @@ pub fn custom_policy(
 ) -> String {
     let mut condition = format!("{{\"DateLessThan\":{{\"AWS:EpochTime\":{expires}}}");
     if let Some(range) = ip_range {
-        let range = if range.contains('/') {
-            range.to_owned()
-        } else {
-            format!("{range}/32")
-        };
         condition.push_str(&format!(
             ",\"IpAddress\":{{\"AWS:SourceIp\":{}}}",
-            json_string(&range)
+            json_string(range)
         ));
     }
     if let Some(after) = not_before {
@@ -311,6 +322,23 @@ pub fn cloudfront_base64(bytes: &[u8]) -> String {
         .collect()
 }
 
+/// [`cloudfront_base64`] undone; `None` for what is not such base64.
+pub fn cloudfront_unbase64(text: &str) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    let standard: String = text
+        .chars()
+        .map(|c| match c {
+            '-' => '+',
+            '_' => '=',
+            '~' => '/',
+            c => c,
+        })
+        .collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(standard)
+        .ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -327,9 +355,9 @@ mod tests {
     }
 
     #[test]
-    fn a_custom_policy_has_botocores_order_and_a_bare_address_gets_a_prefix_length() {
+    fn a_custom_policy_has_botocores_order() {
         assert_eq!(
-            custom_policy("https://d.example/x", 20, Some(10), Some("192.0.2.7")),
+            custom_policy("https://d.example/x", 20, Some(10), Some("192.0.2.7/32")),
             r#"{"Statement":[{"Resource":"https://d.example/x","Condition":{"DateLessThan":{"AWS:EpochTime":20},"IpAddress":{"AWS:SourceIp":"192.0.2.7/32"},"DateGreaterThan":{"AWS:EpochTime":10}}}]}"#
         );
     }
@@ -343,5 +371,6 @@ mod tests {
     #[test]
     fn base64_takes_cloudfronts_substitutions() {
         assert_eq!(cloudfront_base64(&[0xfb, 0xff]), "-~8_");
+        assert_eq!(cloudfront_unbase64("-~8_"), Some(vec![0xfb, 0xff]));
     }
 }

@@ -7,23 +7,23 @@
 
 use std::ffi::c_uint;
 use std::ptr::NonNull;
-use std::sync::Mutex;
 
 use aws_lc_sys as lc;
 
 /// An RSA private key that signs SHA-1 digests.
 pub struct RsaSha1Key {
-    /// Owned: freed on drop. Behind a mutex, as AWS-LC's blinding state in the key changes
-    /// while it signs (a signature is made once per key and window, so it is never waited on).
-    rsa: Mutex<OwnedRsa>,
+    /// Owned: freed on drop.
+    rsa: OwnedRsa,
     bits: usize,
 }
 
 struct OwnedRsa(NonNull<lc::RSA>);
 
-// SAFETY: the key is only reached through the mutex, one thread at a time; AWS-LC keys are
-// not tied to the thread that made them.
+// SAFETY: AWS-LC keys are not tied to the thread that made them, and its rsa.h says of
+// `RSA_sign` (the only use after parsing): "These functions are considered non-mutating for
+// thread-safety purposes and may be used concurrently."
 unsafe impl Send for OwnedRsa {}
+unsafe impl Sync for OwnedRsa {}
 
 impl Drop for OwnedRsa {
     fn drop(&mut self) {
@@ -42,18 +42,18 @@ impl RsaSha1Key {
     /// Parses a PKCS#1 `RSAPrivateKey` or an unencrypted PKCS#8 `PrivateKeyInfo` holding one,
     /// and checks the key's consistency. `None` when it is neither, or not a sound RSA key.
     pub fn from_der(der: &[u8]) -> Option<RsaSha1Key> {
-        let rsa = parse_pkcs1(der).or_else(|| parse_pkcs8(der))?;
+        let rsa = parse_pkcs1(der).or_else(|| parse_pkcs8(der));
+        // SAFETY: a failed parse leaves reasons on this thread's queue; they are not ours to keep.
+        unsafe { lc::ERR_clear_error() };
+        let rsa = rsa?;
         // SAFETY: `rsa` is a valid key owned by `rsa`.
         let sound = unsafe { lc::RSA_check_key(rsa.0.as_ptr()) } == 1;
         if !sound {
             return None;
         }
         // SAFETY: as above.
-        let bytes = unsafe { lc::RSA_size(rsa.0.as_ptr()) } as usize;
-        Some(RsaSha1Key {
-            rsa: Mutex::new(rsa),
-            bits: bytes * 8,
-        })
+        let bits = unsafe { lc::RSA_bits(rsa.0.as_ptr()) } as usize;
+        Some(RsaSha1Key { rsa, bits })
     }
 
     /// The modulus size.
@@ -61,16 +61,20 @@ impl RsaSha1Key {
         self.bits
     }
 
-    /// The signature of `message`: PKCS#1 v1.5 over its SHA-1 digest.
-    pub fn sign(&self, message: &[u8]) -> Option<Vec<u8>> {
+    /// The signature of `message`: PKCS#1 v1.5 over its SHA-1 digest; else AWS-LC's reason.
+    pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, String> {
         let digest =
             aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, message);
         let digest = digest.as_ref();
-        let rsa = self.rsa.lock().unwrap_or_else(|e| e.into_inner());
-        let mut signature = vec![0u8; self.bits / 8];
+        let rsa = self.rsa.0.as_ptr();
+        // SAFETY: the key is valid while `self` lives.
+        let size = unsafe { lc::RSA_size(rsa) } as usize;
+        let mut signature = vec![0u8; size];
         let mut written: c_uint = 0;
+        // SAFETY: clears this thread's error queue, so a failure below reads its own reason.
+        unsafe { lc::ERR_clear_error() };
         // SAFETY: `signature` has RSA_size bytes, as RSA_sign requires; `digest` is 20 bytes
-        // of SHA-1; the key is valid and used by this thread alone (the lock).
+        // of SHA-1; the key is valid, and signing may run on several threads at once.
         let ok = unsafe {
             lc::RSA_sign(
                 lc::NID_sha1,
@@ -78,15 +82,29 @@ impl RsaSha1Key {
                 digest.len(),
                 signature.as_mut_ptr(),
                 &mut written,
-                rsa.0.as_ptr(),
+                rsa,
             )
         };
         if ok != 1 {
-            return None;
+            return Err(last_error());
         }
         signature.truncate(written as usize);
-        Some(signature)
+        Ok(signature)
     }
+}
+
+/// AWS-LC's reason for the last failure on this thread.
+fn last_error() -> String {
+    // SAFETY: reads and removes the thread's oldest queued error (0 if none).
+    let code = unsafe { lc::ERR_get_error() };
+    if code == 0 {
+        return "AWS-LC gave no reason".to_owned();
+    }
+    let mut text = [0u8; 256];
+    // SAFETY: AWS-LC writes at most `text.len()` bytes, NUL-terminated, into `text`.
+    unsafe { lc::ERR_error_string_n(code, text.as_mut_ptr().cast(), text.len()) };
+    let end = text.iter().position(|&b| b == 0).unwrap_or(text.len());
+    String::from_utf8_lossy(&text[..end]).into_owned()
 }
 
 fn parse_pkcs1(der: &[u8]) -> Option<OwnedRsa> {
@@ -144,7 +162,7 @@ mod tests {
         assert!(public.verify(message, &signature).is_ok());
         assert!(public.verify(b"another message", &signature).is_err());
         // PKCS#1 v1.5 is deterministic: the same message, the same signature.
-        assert_eq!(key.sign(message), Some(signature));
+        assert_eq!(key.sign(message), Ok(signature));
     }
 
     #[test]

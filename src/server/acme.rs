@@ -31,6 +31,11 @@ const LONGEST_RETRY: Duration = Duration::from_secs(6 * 3600);
 /// How long the CA may take to validate and to issue before the order counts as failed.
 const ORDER_PATIENCE: Duration = Duration::from_secs(120);
 
+/// A whole order, account to stored certificate, gives up after this: the ACME client's
+/// requests have no timeout of their own, and a CA that stops answering must not hold the
+/// state directory's lock (and the renewals) forever.
+const ORDER_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// While another process holds the state directory's lock (a reload's successor, a replica
 /// sharing the directory), look again this soon: it is most likely renewing the same names.
 const LOCKED_RETRY: Duration = Duration::from_secs(5);
@@ -140,12 +145,34 @@ async fn keep_fresh(
                 continue;
             }
         }
-        let Some(lock) = StateLock::try_take(&acme.state_dir) else {
-            retry_at = SystemTime::now() + LOCKED_RETRY;
-            continue;
+        let lock = match StateLock::try_take(&acme.state_dir) {
+            Ok(Some(lock)) => lock,
+            Ok(None) => {
+                retry_at = SystemTime::now() + LOCKED_RETRY;
+                continue;
+            }
+            Err(e) => {
+                let again = humantime::format_duration(FIRST_RETRY);
+                tracing::error!("acme: {e}; trying again in {again}");
+                retry_at = SystemTime::now() + FIRST_RETRY;
+                continue;
+            }
         };
+        // The process that held the lock may have just stored a fresh certificate.
+        if let Ok(stored) = acme.stored(SystemTime::now()) {
+            if stored.renew_at() > SystemTime::now() {
+                install(certificates, telemetry, name, &stored);
+                current = Some(stored);
+                continue;
+            }
+        }
         let ordered = tokio::select! {
-            ordered = order(acme) => ordered,
+            ordered = tokio::time::timeout(ORDER_TIMEOUT, order(acme)) => {
+                ordered.unwrap_or_else(|_| Err(format!(
+                    "the CA did not finish within {}",
+                    humantime::format_duration(ORDER_TIMEOUT)
+                )))
+            }
             _ = shutdown.changed() => return,
         };
         drop(lock);
@@ -243,7 +270,12 @@ async fn order(acme: &Acme) -> Result<Issued, String> {
                 .challenges
                 .open_http01(&challenge.token, key_authorization.as_str()),
             ChallengeKind::TlsAlpn01 => {
-                let answer = tls_alpn01_answer(&identifier, key_authorization.digest().as_ref())?;
+                let digest: [u8; 32] = key_authorization
+                    .digest()
+                    .as_ref()
+                    .try_into()
+                    .map_err(|_| "the key authorization's digest is not SHA-256".to_owned())?;
+                let answer = tls_alpn01_answer(&identifier, &digest)?;
                 acme.challenges.open_tls_alpn01(&identifier, answer)
             }
         });
@@ -348,7 +380,7 @@ async fn account(acme: &Acme) -> Result<Account, String> {
 
 /// The self-signed certificate a TLS-ALPN-01 validation expects (RFC 8737 §3): for `name`,
 /// carrying the digest of the key authorization in the critical acmeIdentifier extension.
-fn tls_alpn01_answer(name: &str, digest: &[u8]) -> Result<CertifiedKey, String> {
+fn tls_alpn01_answer(name: &str, digest: &[u8; 32]) -> Result<CertifiedKey, String> {
     let failed =
         |e: rcgen::Error| format!("cannot make the TLS-ALPN-01 certificate for {name}: {e}");
     let mut params = rcgen::CertificateParams::new(vec![name.to_owned()]).map_err(failed)?;
@@ -366,10 +398,14 @@ fn tls_alpn01_answer(name: &str, digest: &[u8]) -> Result<CertifiedKey, String> 
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
     let failed = |e: std::io::Error| format!("cannot write {}: {e}", path.display());
     let temporary = path.with_extension(format!("tmp.{}", std::process::id()));
+    // A leftover of a crashed process keeps its own mode: never write a key into it.
+    match std::fs::remove_file(&temporary) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(failed(e)),
+        _ => {}
+    }
     let mut file = std::fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(0o600)
         .open(&temporary)
         .map_err(failed)?;
@@ -379,7 +415,12 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
         .map_err(|e| {
             let _ = std::fs::remove_file(&temporary);
             failed(e)
-        })
+        })?;
+    // The rename itself survives a crash once the directory is on disk.
+    let directory = path.parent().unwrap_or(Path::new("."));
+    std::fs::File::open(directory)
+        .and_then(|d| d.sync_all())
+        .map_err(failed)
 }
 
 /// An exclusive lock on the state directory while an order is placed, so two processes
@@ -390,16 +431,21 @@ struct StateLock {
 }
 
 impl StateLock {
-    fn try_take(dir: &Path) -> Option<StateLock> {
+    /// The lock; `None` while another process holds it; an error when it cannot be taken.
+    fn try_take(dir: &Path) -> Result<Option<StateLock>, String> {
+        let path = dir.join(".lock");
         let file = std::fs::OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(false)
             .mode(0o600)
-            .open(dir.join(".lock"))
-            .ok()?;
-        rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).ok()?;
-        Some(StateLock { _held: file })
+            .open(&path)
+            .map_err(|e| format!("cannot open the lock file {}: {e}", path.display()))?;
+        match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => Ok(Some(StateLock { _held: file })),
+            Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),
+            Err(e) => Err(format!("cannot lock {}: {e}", path.display())),
+        }
     }
 }
 
@@ -428,9 +474,11 @@ mod tests {
     #[test]
     fn a_second_process_cannot_take_the_lock_while_the_first_holds_it() {
         let dir = tempfile::tempdir().expect("a directory");
-        let first = StateLock::try_take(dir.path()).expect("free");
-        assert!(StateLock::try_take(dir.path()).is_none());
+        let first = StateLock::try_take(dir.path())
+            .expect("openable")
+            .expect("free");
+        assert!(StateLock::try_take(dir.path()).expect("openable").is_none());
         drop(first);
-        assert!(StateLock::try_take(dir.path()).is_some());
+        assert!(StateLock::try_take(dir.path()).expect("openable").is_some());
     }
 }

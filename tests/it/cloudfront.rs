@@ -171,6 +171,16 @@ fn rsa_links_are_byte_identical_to_botocores_canned_and_custom() {
             "{}",
             locations[2]
         );
+        let literals = [
+            (3, "100%25.jpg"),
+            (4, "%C3%A9t%C3%A9/caf%C3%A9.jpg"),
+            (5, "hash%23tag.jpg"),
+            (6, "what%3F.jpg"),
+        ];
+        for (i, literal) in literals {
+            let start = format!("{DISTRIBUTION}/{literal}?");
+            assert!(locations[i].starts_with(&start), "{}", locations[i]);
+        }
         // And CloudFront would take each of them now, from an address in the range.
         let verdicts = check(&public, &locations, now(), "192.0.2.7");
         assert!(
@@ -378,6 +388,24 @@ fn cloudfront_settings_are_checked_where_they_are_written() {
         assert_eq!(code, Some(1), "{bucket}");
         assert!(stderr.contains(&said), "{bucket}\n--- said ---\n{stderr}");
     }
+    // Cookies open a whole directory: a route that asks the application per object refuses them.
+    std::fs::write(
+        &config,
+        format!(
+            "listen: \"127.0.0.1:0\"\nupstreams:\n  app:\n    address: \"127.0.0.1:1\"\nbuckets:\n  media:\n    \
+             bucket: example-media\n    region: eu-west-1\n    public_url: \"https://cdn.example.com/media\"\n    \
+             cloudfront:\n      key_pair_id: {KEY_ID}\n      private_key: {key}\n      cookies: true\n      \
+             cookie_domain: example.com\nroutes:\n  - prefix: /media\n    root: www\n    bucket: media\n    \
+             access: private\n    authorize:\n      upstream: app\n      path: /may-i\n"
+        ),
+    )
+    .unwrap();
+    let out = support::run_cli(&["check", "--config", config.to_str().unwrap()]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("routes[0].authorize: asks the application about each object, but bucket \"media\" sets CloudFront signed cookies, which open the object's whole directory, subdirectories included; drop `cookies: true` there, or the check here at line 21 column 7"),
+        "{said}"
+    );
     // A good one: `check` names the key, its kind and the policy.
     let (code, stderr, stdout) = check(&format!(
         "    public_url: \"{DISTRIBUTION}\"\n    cloudfront:\n      key_pair_id: {KEY_ID}\n      private_key: {key}\n"
@@ -390,7 +418,7 @@ fn cloudfront_settings_are_checked_where_they_are_written() {
 }
 
 #[test]
-fn signed_cookies_open_the_objects_directory_and_no_other() {
+fn signed_cookies_open_the_objects_directory_and_below_and_no_other() {
     let dir = tempfile::tempdir().unwrap();
     let (key, public) = keygen(dir.path(), "rsa");
     let spillway = Spillway::start_custom(&[], |port, dir| {
@@ -437,10 +465,17 @@ fn signed_cookies_open_the_objects_directory_and_no_other() {
             values["CloudFront-Key-Pair-Id"]
         )
     };
+    // CloudFront's `*` matches `/` too: below the directory is open as well (the README
+    // says so, and a route asking the application about each object may not set cookies).
     let segment = as_query("https://cdn.example.com/media/videos/42/segment7.ts");
+    let below = as_query("https://cdn.example.com/media/videos/42/720p/segment7.ts");
     let elsewhere = as_query("https://cdn.example.com/media/videos/43/segment7.ts");
     assert_eq!(
-        check(&public, &[segment, elsewhere], now(), "203.0.113.9"),
-        ["accept", "reject: the policy is for another resource"]
+        check(&public, &[segment, below, elsewhere], now(), "203.0.113.9"),
+        [
+            "accept",
+            "accept",
+            "reject: the policy is for another resource"
+        ]
     );
 }
