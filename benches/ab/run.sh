@@ -6,12 +6,14 @@
 # every round; medians; the ratio is new / base.
 #
 #   bash benches/ab/run.sh 5461be9               (builds that commit in target/ab/; wrk, nginx)
-#   ROUNDS=5 DURATION=5s WORKERS=1 bash benches/ab/run.sh 5461be9
+#   bash benches/ab/run.sh 5461be9 f256a16       (two commits; the second instead of the tree)
+#   ROUNDS=5 DURATION=5s WORKERS=1 WORKLOADS="hit 304" bash benches/ab/run.sh 5461be9
 # Results: target/ab/results.md
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-BASE=${1:?usage: bash benches/ab/run.sh BASE_COMMIT}
+BASE=${1:?usage: bash benches/ab/run.sh BASE_COMMIT [NEW_COMMIT]}
+NEW=${2:-}
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-5s}
 CONNECTIONS=${CONNECTIONS:-64}
@@ -23,17 +25,28 @@ for tool in wrk nginx; do
   command -v "$tool" >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq wrk nginx-light >/dev/null; }
 done
 
-# The base commit's binary, built once per commit in its own worktree and target directory.
-base_bin=$work/spillway-$(git rev-parse --short "$BASE")
-if [ ! -x "$base_bin" ]; then
-  rm -rf "$work/base" && git worktree prune
-  git worktree add --detach "$work/base" "$BASE" >/dev/null
-  (cd "$work/base" && CARGO_TARGET_DIR=$work/target-base cargo build --release --bin spillway 2>&1 | tail -1)
-  cp "$work/target-base/release/spillway" "$base_bin"
-  git worktree remove --force "$work/base"
+# A commit's binary, built once per commit in its own worktree and target directory.
+built() {  # commit
+  local bin
+  bin=$work/spillway-$(git rev-parse --short "$1")
+  if [ ! -x "$bin" ]; then
+    rm -rf "$work/tree" && git worktree prune
+    git worktree add --detach "$work/tree" "$1" >/dev/null
+    (cd "$work/tree" && CARGO_TARGET_DIR=$work/target-commits cargo build --release --bin spillway 2>&1 | tail -1) >&2
+    cp "$work/target-commits/release/spillway" "$bin"
+    git worktree remove --force "$work/tree"
+  fi
+  echo "$bin"
+}
+base_bin=$(built "$BASE")
+if [ -n "$NEW" ]; then
+  new_bin=$(built "$NEW")
+  new_name=$(git rev-parse --short "$NEW")
+else
+  cargo build --release --bin spillway 2>&1 | tail -1
+  new_bin=$root/target/release/spillway
+  new_name="$(git rev-parse --short HEAD)$(git diff --quiet || echo ' + working tree')"
 fi
-cargo build --release --bin spillway 2>&1 | tail -1
-new_bin=$root/target/release/spillway
 
 rm -rf "$work/run" && mkdir -p "$work/run/www/static"
 head -c 1024 /dev/urandom > "$work/run/www/static/1k.bin"
@@ -92,24 +105,29 @@ rate() {  # port path expected-status [header]
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 declare -A results
-workloads=(hit 304 public presigned proxied)
+read -r -a workloads <<< "${WORKLOADS:-hit 304 public presigned proxied}"
 for round in $(seq "$ROUNDS"); do
   for which in base new; do
     bin=$base_bin; [ $which = new ] && bin=$new_bin
     port=$(free_port); start "$bin" "$port"
     etag=$(curl -s -D - -o /dev/null "http://127.0.0.1:$port/static/1k.bin" | awk 'tolower($1)=="etag:" {print $2}' | tr -d '\r')
-    results[$which.hit]+="$(rate "$port" /static/1k.bin 200) "
-    results[$which.304]+="$(rate "$port" /static/1k.bin 304 "If-None-Match: $etag") "
-    results[$which.public]+="$(rate "$port" /static/missing.png 302) "
-    results[$which.presigned]+="$(rate "$port" /private/missing.pdf 302) "
-    results[$which.proxied]+="$(rate "$port" /app/page 200) "
+    for w in "${workloads[@]}"; do
+      case $w in
+        hit) results[$which.hit]+="$(rate "$port" /static/1k.bin 200) " ;;
+        304) results[$which.304]+="$(rate "$port" /static/1k.bin 304 "If-None-Match: $etag") " ;;
+        public) results[$which.public]+="$(rate "$port" /static/missing.png 302) " ;;
+        presigned) results[$which.presigned]+="$(rate "$port" /private/missing.pdf 302) " ;;
+        proxied) results[$which.proxied]+="$(rate "$port" /app/page 200) " ;;
+        *) echo "unknown workload $w" >&2; exit 1 ;;
+      esac
+    done
     kill "$pid"; wait "$pid" 2>/dev/null || true
     echo "round $round $which done"
   done
 done
 
 {
-  echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, $WORKERS workers, wrk -t2 -c$CONNECTIONS -d$DURATION, $ROUNDS alternating rounds, medians; base $(git rev-parse --short "$BASE"), new $(git rev-parse --short HEAD)$(git diff --quiet || echo ' + working tree')"
+  echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, $WORKERS workers, wrk -t2 -c$CONNECTIONS -d$DURATION, $ROUNDS alternating rounds, medians; base $(git rev-parse --short "$BASE"), new $new_name"
   echo
   echo "| workload | base req/s | new req/s | new / base |"
   echo "|---|---:|---:|---:|"

@@ -304,6 +304,17 @@ fn tls_alpn01_orders_a_certificate_with_no_plain_listener() {
 
 #[test]
 fn renewal_under_load_swaps_certificates_without_one_failed_handshake() {
+    renews_under_load("http-01");
+}
+
+/// Over TLS-ALPN-01 the CA's handshakes and the clients' arrive at one listener while each
+/// renewal's validation is open: the clients' go through the hook untouched.
+#[test]
+fn tls_alpn01_renewal_under_load_fails_no_ordinary_handshake() {
+    renews_under_load("tls-alpn-01");
+}
+
+fn renews_under_load(challenge: &str) {
     let ports = Ports::new();
     // Renewed two thirds in: every 6 s, 3 s before the end.
     let pebble = Pebble::start(PebbleOptions {
@@ -312,7 +323,7 @@ fn renewal_under_load_swaps_certificates_without_one_failed_handshake() {
         validity: Some(Duration::from_secs(9)),
     });
     let state = tempfile::tempdir().expect("state dir");
-    let spillway = start(&pebble, ports, "http-01", &state.path().join("acme"));
+    let spillway = start(&pebble, ports, challenge, &state.path().join("acme"));
     let client = client(&pebble.issuing_root(), ports.tls);
     first_certificate(&client, ports.tls);
     // Two clients handshake again and again while spillway renews twice.
