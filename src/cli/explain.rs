@@ -54,6 +54,9 @@ pub struct Explanation {
     /// The policy a CloudFront-signed location was signed over, as CloudFront reads it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cloudfront_policy: Option<String>,
+    /// `Set-Cookie` values sent with the redirect (CloudFront signed cookies).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub set_cookies: Vec<String>,
 }
 
 /// Explains `method target` (`target` may carry a query) as of `now`, sent with `headers`.
@@ -169,6 +172,7 @@ fn context(method: &Method, target: &str, decided: &Decided) -> Explanation {
         cache_control: None,
         reason: None,
         cloudfront_policy: None,
+        set_cookies: Vec::new(),
         upstream: None,
         authorize: None,
     }
@@ -215,6 +219,11 @@ fn describe_answer(e: &mut Explanation, route: Option<&Route>, answer: &Answer) 
                 e.cloudfront_policy = cloudfront::policy_of(&redirect.location);
             }
             e.location = Some(redirect.location.clone());
+            e.set_cookies = redirect
+                .cookies
+                .iter()
+                .flat_map(|c| c.iter().cloned())
+                .collect();
             http::StatusCode::FOUND
         }
         Answer::Reject(reject) => {
@@ -289,6 +298,9 @@ impl Explanation {
         line("upstream", self.upstream.as_deref());
         line("authorize", self.authorize.as_deref());
         line("policy", self.cloudfront_policy.as_deref());
+        for cookie in &self.set_cookies {
+            line("set-cookie", Some(cookie));
+        }
         out
     }
 }

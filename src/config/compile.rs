@@ -756,13 +756,22 @@ impl Compiler<'_> {
                            policy has an expiry only)";
             self.problem(&at(field), message);
         }
-        // A bare address is a range of one (`/32`, or `/128` for IPv6).
+        // A bare address is a range of one (`/32`).
         let ip_range = raw.ip_range.as_ref().and_then(|range| {
             let parsed = range
                 .parse::<ipnet::IpNet>()
                 .or_else(|_| range.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
             match parsed {
-                Ok(net) => Some(net.to_string()),
+                Ok(ipnet::IpNet::V6(_)) => {
+                    let message = format!(
+                        "{range:?} is an IPv6 range: CloudFront's IpAddress condition takes IPv4 \
+                         only (and a distribution restricted by address should not enable IPv6)"
+                    );
+                    self.problem(&at("ip_range"), message);
+                    None
+                }
+                // The network itself (`203.0.113.5/24` is 203.0.113.0/24), as CloudFront reads it.
+                Ok(net) => Some(net.trunc().to_string()),
                 Err(_) => {
                     let message =
                         format!("{range:?} is not an address or a range like 203.0.113.0/24");

@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
+use super::acme::ChallengeKind;
 use super::{AccessLog, Config, Listener, LogFormat, LogSink};
 use crate::core::authorize::{AppliesTo, Authorize};
 use crate::core::site::{After, Offload, Route};
@@ -23,7 +24,7 @@ pub fn describe_at(config: &Config, now: SystemTime) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "config ok: {}", config.source.display());
     for listener in &config.listen {
-        describe_listener(&mut out, listener, config.threads, now);
+        describe_listener(&mut out, (listener, &config.listen), config.threads, now);
     }
     let _ = match config.admin {
         Some(address) => writeln!(out, "admin {address}: /metrics, /healthz, /readyz"),
@@ -61,7 +62,13 @@ pub fn describe_at(config: &Config, now: SystemTime) -> String {
     out
 }
 
-fn describe_listener(out: &mut String, listener: &Listener, threads: usize, now: SystemTime) {
+/// One listener (`listeners`: all of them, as an ACME challenge may need another).
+fn describe_listener(
+    out: &mut String,
+    (listener, listeners): (&Listener, &[Listener]),
+    threads: usize,
+    now: SystemTime,
+) {
     let tls = if listener.tls.is_some() {
         " TLS (h2, http/1.1)"
     } else {
@@ -84,6 +91,16 @@ fn describe_listener(out: &mut String, listener: &Listener, threads: usize, now:
             let _ = writeln!(
                 out,
                 "  no certificate stored yet: ordered when the server starts"
+            );
+        }
+        let on_80 = listeners
+            .iter()
+            .any(|l| l.tls.is_none() && l.address.port() == 80);
+        if acme.challenge == ChallengeKind::Http01 && !on_80 {
+            let _ = writeln!(
+                out,
+                "  warning: the CA validates http-01 on port 80 and no plain listener here is on it: \
+                 forward port 80 to one, or use `challenge: tls-alpn-01`"
             );
         }
     }

@@ -333,7 +333,11 @@ async fn why_invalid(order: &mut instant_acme::Order) -> String {
 async fn account(acme: &Acme) -> Result<Account, String> {
     let unreachable = |e: instant_acme::Error| {
         let e = crate::error_chain(&e);
-        format!("cannot reach the ACME directory {}: {e}", acme.directory)
+        format!(
+            "cannot reach the ACME directory {}: {e}{}",
+            acme.directory,
+            trust_hint(&e)
+        )
     };
     let builder = match &acme.directory_ca {
         Some(ca) => Account::builder_with_root(ca),
@@ -362,7 +366,11 @@ async fn account(acme: &Acme) -> Result<Account, String> {
                 .await
                 .map_err(|e| {
                 let e = crate::error_chain(&e);
-                format!("cannot create an account with {}: {e}", acme.directory)
+                let hint = trust_hint(&e);
+                format!(
+                    "cannot create an account with {}: {e}{hint}",
+                    acme.directory
+                )
             })?;
             let json = serde_json::to_vec_pretty(&credentials)
                 .map_err(|e| format!("cannot store the account: {e}"))?;
@@ -375,6 +383,17 @@ async fn account(acme: &Acme) -> Result<Account, String> {
             Ok(account)
         }
         Err(e) => Err(format!("cannot read {}: {e}", file.display())),
+    }
+}
+
+/// What to do when the CA's own HTTPS certificate was not trusted.
+fn trust_hint(error: &str) -> &'static str {
+    match error.contains("invalid peer certificate") {
+        true => {
+            " (a private ACME server's HTTPS certificate needs its CA as `directory_ca:`: the \
+                 CA certificate that signed it, not the server's certificate itself)"
+        }
+        false => "",
     }
 }
 

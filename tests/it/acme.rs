@@ -242,6 +242,11 @@ fn http01_orders_a_certificate_at_start_and_a_restart_reuses_it() {
         )),
         "{said}"
     );
+    // The test's plain listener is not on port 80, where a public CA would ask.
+    assert!(
+        said.contains("  warning: the CA validates http-01 on port 80 and no plain listener here is on it: forward port 80 to one, or use `challenge: tls-alpn-01`\n"),
+        "{said}"
+    );
     // The names as the certificate lists them (pebble's order varies).
     let listed = [
         "files.spillway.test, www.spillway.test",

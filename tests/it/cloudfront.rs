@@ -388,6 +388,24 @@ fn cloudfront_settings_are_checked_where_they_are_written() {
         assert_eq!(code, Some(1), "{bucket}");
         assert!(stderr.contains(&said), "{bucket}\n--- said ---\n{stderr}");
     }
+    // IPv6 ranges: CloudFront's condition takes IPv4 only.
+    let (code, stderr, _) = check(&format!(
+        "    public_url: \"{DISTRIBUTION}\"\n    cloudfront:\n      key_pair_id: {KEY_ID}\n      private_key: {key}\n      policy: custom\n      ip_range: \"2001:db8::/32\"\n"
+    ));
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains("buckets.media.cloudfront.ip_range: \"2001:db8::/32\" is an IPv6 range: CloudFront's IpAddress condition takes IPv4 only (and a distribution restricted by address should not enable IPv6) at line 11 column 17"),
+        "{stderr}"
+    );
+    // A range written with host bits is the network it names.
+    let (code, stderr, stdout) = check(&format!(
+        "    public_url: \"{DISTRIBUTION}\"\n    cloudfront:\n      key_pair_id: {KEY_ID}\n      private_key: {key}\n      policy: custom\n      ip_range: 203.0.113.5/24\n"
+    ));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stdout.contains("(RSA 2048 bits, SHA-1; custom policy, clients in 203.0.113.0/24)"),
+        "{stdout}"
+    );
     // Cookies open a whole directory: a route that asks the application per object refuses them.
     std::fs::write(
         &config,
@@ -446,6 +464,26 @@ fn signed_cookies_open_the_objects_directory_and_below_and_no_other() {
         let (name, value) = pair.split_once('=').expect("name=value");
         values.insert(name.to_owned(), value.to_owned());
     }
+    // `explain` shows the same three cookies (signed in the same window).
+    let explained = support::run_cli(&[
+        "explain",
+        "--config",
+        spillway.config_path().to_str().unwrap(),
+        "/media/videos/42/index.m3u8",
+    ]);
+    let explained = String::from_utf8_lossy(&explained.stdout);
+    let shown: Vec<&str> = explained
+        .lines()
+        .filter_map(|l| l.strip_prefix("set-cookie"))
+        .map(str::trim)
+        .collect();
+    assert_eq!(shown.len(), 3, "{explained}");
+    assert!(
+        shown
+            .iter()
+            .all(|c| c.starts_with("CloudFront-") && c.ends_with("; Secure; HttpOnly")),
+        "{explained}"
+    );
     let names: Vec<&str> = values.keys().map(String::as_str).collect();
     assert_eq!(
         names,
