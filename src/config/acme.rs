@@ -123,23 +123,7 @@ impl Issued {
         };
         let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref())
             .map_err(|e| format!("unreadable certificate: {e}"))?;
-        let names = cert
-            .subject_alternative_name()
-            .ok()
-            .flatten()
-            .map(|san| {
-                san.value
-                    .general_names
-                    .iter()
-                    .filter_map(|name| match name {
-                        x509_parser::extensions::GeneralName::DNSName(dns) => {
-                            Some((*dns).to_owned())
-                        }
-                        _ => None,
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let names = super::tls::dns_names(&cert);
         let at = |t: x509_parser::time::ASN1Time| {
             SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(t.timestamp()).unwrap_or(0))
         };

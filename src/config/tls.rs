@@ -84,25 +84,25 @@ impl Certificates {
     }
 }
 
-fn describe(der: &CertificateDer<'_>) -> Option<Described> {
+/// A certificate's DNS names (its subject alternative names; IP addresses and others left out).
+pub fn dns_names(cert: &x509_parser::certificate::X509Certificate<'_>) -> Vec<String> {
     use x509_parser::extensions::GeneralName;
-    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
-    let mut names: Vec<String> = cert
-        .subject_alternative_name()
-        .ok()
-        .flatten()
-        .map(|san| {
-            san.value
-                .general_names
-                .iter()
-                .filter_map(|name| match name {
-                    GeneralName::DNSName(dns) => Some((*dns).to_owned()),
-                    GeneralName::IPAddress(_) => None,
-                    _ => None,
-                })
-                .collect()
+    let Ok(Some(san)) = cert.subject_alternative_name() else {
+        return Vec::new();
+    };
+    san.value
+        .general_names
+        .iter()
+        .filter_map(|name| match name {
+            GeneralName::DNSName(dns) => Some((*dns).to_owned()),
+            _ => None,
         })
-        .unwrap_or_default();
+        .collect()
+}
+
+fn describe(der: &CertificateDer<'_>) -> Option<Described> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
+    let mut names = dns_names(&cert);
     if names.is_empty() {
         names.push(cert.subject().to_string());
     }

@@ -182,22 +182,7 @@ pub fn policy_of(url: &str) -> Option<String> {
     let value = rest.1.split('&').next()?;
     match rest.0 {
         "Expires" => Some(canned_policy(resource, value.parse().ok()?)),
-        _ => {
-            use base64::Engine as _;
-            let standard: String = value
-                .chars()
-                .map(|c| match c {
-                    '-' => '+',
-                    '_' => '=',
-                    '~' => '/',
-                    c => c,
-                })
-                .collect();
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(standard)
-                .ok()?;
-            String::from_utf8(bytes).ok()
-        }
+        _ => String::from_utf8(cloudfront_unbase64(value)?).ok(),
     }
 }
 
