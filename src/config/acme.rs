@@ -123,7 +123,7 @@ impl Issued {
         };
         let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref())
             .map_err(|e| format!("unreadable certificate: {e}"))?;
-        let names = super::tls::dns_names(&cert);
+        let names = super::x509::dns_names(&cert);
         let at = |t: x509_parser::time::ASN1Time| {
             SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(t.timestamp()).unwrap_or(0))
         };

@@ -13,6 +13,7 @@ mod expand;
 mod locate;
 mod raw;
 pub mod tls;
+mod x509;
 
 pub use describe::describe;
 pub use raw::opt_bytes::parse_size;

@@ -84,25 +84,9 @@ impl Certificates {
     }
 }
 
-/// A certificate's DNS names (its subject alternative names; IP addresses and others left out).
-pub fn dns_names(cert: &x509_parser::certificate::X509Certificate<'_>) -> Vec<String> {
-    use x509_parser::extensions::GeneralName;
-    let Ok(Some(san)) = cert.subject_alternative_name() else {
-        return Vec::new();
-    };
-    san.value
-        .general_names
-        .iter()
-        .filter_map(|name| match name {
-            GeneralName::DNSName(dns) => Some((*dns).to_owned()),
-            _ => None,
-        })
-        .collect()
-}
-
 fn describe(der: &CertificateDer<'_>) -> Option<Described> {
     let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
-    let mut names = dns_names(&cert);
+    let mut names = super::x509::dns_names(&cert);
     if names.is_empty() {
         names.push(cert.subject().to_string());
     }
