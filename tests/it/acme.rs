@@ -413,8 +413,7 @@ fn acme_settings_are_checked_where_they_are_written() {
     let dir = tempfile::tempdir().expect("dir");
     let check = |listen: &str| {
         let path = dir.path().join("proxy.yaml");
-        std::fs::write(&path, format!("listen:\n{listen}")).expect("write");
-        let out = support::run_cli(&["check", "--config", path.to_str().unwrap()]);
+        let out = support::check_config(&path, &format!("listen:\n{listen}"));
         assert_eq!(out.status.code(), Some(1), "{out:?}");
         String::from_utf8_lossy(&out.stderr).into_owned()
     };

@@ -345,12 +345,10 @@ fn cloudfront_settings_are_checked_where_they_are_written() {
     let config = dir.path().join("proxy.yaml");
     let check = |bucket: &str| {
         std::fs::create_dir_all(dir.path().join("www")).unwrap();
-        std::fs::write(
+        let out = support::check_config(
             &config,
-            format!("listen: \"127.0.0.1:0\"\nbuckets:\n  media:\n    bucket: example-media\n    region: eu-west-1\n{bucket}routes:\n  - prefix: /media\n    root: www\n    bucket: media\n    access: private\n"),
-        )
-        .unwrap();
-        let out = support::run_cli(&["check", "--config", config.to_str().unwrap()]);
+            &format!("listen: \"127.0.0.1:0\"\nbuckets:\n  media:\n    bucket: example-media\n    region: eu-west-1\n{bucket}routes:\n  - prefix: /media\n    root: www\n    bucket: media\n    access: private\n"),
+        );
         (
             out.status.code(),
             String::from_utf8_lossy(&out.stderr).into_owned(),
@@ -407,18 +405,16 @@ fn cloudfront_settings_are_checked_where_they_are_written() {
         "{stdout}"
     );
     // Cookies open a whole directory: a route that asks the application per object refuses them.
-    std::fs::write(
+    let out = support::check_config(
         &config,
-        format!(
+        &format!(
             "listen: \"127.0.0.1:0\"\nupstreams:\n  app:\n    address: \"127.0.0.1:1\"\nbuckets:\n  media:\n    \
              bucket: example-media\n    region: eu-west-1\n    public_url: \"https://cdn.example.com/media\"\n    \
              cloudfront:\n      key_pair_id: {KEY_ID}\n      private_key: {key}\n      cookies: true\n      \
              cookie_domain: example.com\nroutes:\n  - prefix: /media\n    root: www\n    bucket: media\n    \
              access: private\n    authorize:\n      upstream: app\n      path: /may-i\n"
         ),
-    )
-    .unwrap();
-    let out = support::run_cli(&["check", "--config", config.to_str().unwrap()]);
+    );
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(
         said.contains("routes[0].authorize: asks the application about each object, but bucket \"media\" sets CloudFront signed cookies, which open the object's whole directory, subdirectories included; drop `cookies: true` there, or the check here at line 21 column 7"),

@@ -203,12 +203,10 @@ fn check_prints_compression_and_refuses_what_it_cannot_use() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("compress.yaml");
     let check = |compress: &str| {
-        std::fs::write(
+        support::check_config(
             &config,
-            format!("listen: \"127.0.0.1:0\"\ncompress: {compress}\nupstreams:\n  legacy:\n    address: \"127.0.0.1:1\"\ndefault_upstream: legacy\n"),
+            &format!("listen: \"127.0.0.1:0\"\ncompress: {compress}\nupstreams:\n  legacy:\n    address: \"127.0.0.1:1\"\ndefault_upstream: legacy\n"),
         )
-        .expect("write");
-        support::run_cli(&["check", "--config", &config.display().to_string()])
     };
     let out = check("{encodings: [br, gzip], min_length: 2KiB, types: [text/*, application/json]}");
     assert!(out.status.success(), "{out:?}");
@@ -264,12 +262,10 @@ fn check_prints_compression_and_refuses_what_it_cannot_use() {
 fn a_route_s_compress_is_refused_with_where_it_belongs() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("route.yaml");
-    std::fs::write(
+    let out = support::check_config(
         &config,
         "listen: \"127.0.0.1:0\"\nroutes:\n  - prefix: /a\n    root: .\n    compress: {}\n",
-    )
-    .expect("write");
-    let out = support::run_cli(&["check", "--config", &config.display().to_string()]);
+    );
     let whole = format!(
         "spillway: {}: routes[0].compress: a route answers its own GETs: `compress:` applies to the default upstream's pages, at the top level at line 5 column 15\n",
         config.display()

@@ -189,16 +189,13 @@ fn bodies_over_max_body_are_refused_before_they_are_read() {
 fn check_prints_the_limits_and_bad_ones_are_refused_where_written() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("limits.yaml");
-    let write = |limits: &str| {
-        std::fs::write(
+    let check = |limits: &str| {
+        support::check_config(
             &config,
-            format!("listen: \"127.0.0.1:0\"\nlimits:\n  max_inflight: 200\nupstreams:\n  legacy:\n    address: \"127.0.0.1:1\"\ndefault_upstream: legacy\nroutes:\n  - prefix: /upload\n    root: .\n    limits:\n{limits}"),
+            &format!("listen: \"127.0.0.1:0\"\nlimits:\n  max_inflight: 200\nupstreams:\n  legacy:\n    address: \"127.0.0.1:1\"\ndefault_upstream: legacy\nroutes:\n  - prefix: /upload\n    root: .\n    limits:\n{limits}"),
         )
-        .expect("write");
     };
-    let check = || support::run_cli(&["check", "--config", &config.display().to_string()]);
-    write("      max_body: 10MiB\n      max_inflight: 20\n");
-    let out = check();
+    let out = check("      max_body: 10MiB\n      max_inflight: 20\n");
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{out:?}");
     assert!(
@@ -219,8 +216,7 @@ fn check_prints_the_limits_and_bad_ones_are_refused_where_written() {
             "routes[0].limits.max_body: invalid size \"ten\" (write e.g. 64MiB, 500MB or 1GiB) at line 12 column 17",
         ),
     ] {
-        write(limits);
-        let out = check();
+        let out = check(limits);
         let whole = format!("spillway: {}: {error}\n", config.display());
         assert_eq!(
             (out.status.success(), String::from_utf8_lossy(&out.stderr)),
@@ -290,12 +286,10 @@ fn check_prints_the_rate_and_trusted_proxies_and_refuses_bad_ones() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("rate.yaml");
     let check = |top: &str, rate: &str| {
-        std::fs::write(
+        support::check_config(
             &config,
-            format!("listen: \"127.0.0.1:0\"\n{top}upstreams:\n  legacy:\n    address: \"127.0.0.1:1\"\ndefault_upstream: legacy\nroutes:\n  - prefix: /api\n    root: .\n    limits:\n      rate: {rate}\n"),
+            &format!("listen: \"127.0.0.1:0\"\n{top}upstreams:\n  legacy:\n    address: \"127.0.0.1:1\"\ndefault_upstream: legacy\nroutes:\n  - prefix: /api\n    root: .\n    limits:\n      rate: {rate}\n"),
         )
-        .expect("write");
-        support::run_cli(&["check", "--config", &config.display().to_string()])
     };
     let out = check(
         "trusted_proxies: [\"10.0.0.0/8\", \"192.0.2.7\"]\n",

@@ -331,6 +331,12 @@ pub fn run_cli(args: &[&str]) -> Output {
     run_cli_cmd(args, Command::new(SPILLWAY_BIN))
 }
 
+/// Writes `yaml` to `config` and runs `spillway check` on it.
+pub fn check_config(config: &Path, yaml: &str) -> Output {
+    std::fs::write(config, yaml).expect("write the config");
+    run_cli(&["check", "--config", &config.display().to_string()])
+}
+
 /// [`run_cli`] with a controlled AWS environment: every inherited `AWS_*`
 /// variable is removed, so the AWS provider chain sees only what `env` sets
 /// (e.g. `HOME`, `AWS_SHARED_CREDENTIALS_FILE`, `AWS_EC2_METADATA_DISABLED`).
