@@ -148,6 +148,15 @@ fn names_and_expiry(der: &[u8]) -> (Vec<String>, i64) {
     (names, cert.validity().not_after.timestamp())
 }
 
+/// pebble validating at `ports`, issuing certificates valid for `validity` (its default if none).
+fn pebble_for(ports: Ports, validity: Option<Duration>) -> Pebble {
+    Pebble::start(PebbleOptions {
+        http_port: ports.plain,
+        tls_port: ports.tls,
+        validity,
+    })
+}
+
 fn metric(admin: u16, name: &str) -> Option<f64> {
     scrape(admin).get(name).copied()
 }
@@ -155,11 +164,7 @@ fn metric(admin: u16, name: &str) -> Option<f64> {
 #[test]
 fn http01_orders_a_certificate_at_start_and_a_restart_reuses_it() {
     let ports = Ports::new();
-    let mut pebble = Pebble::start(PebbleOptions {
-        http_port: ports.plain,
-        tls_port: ports.tls,
-        validity: None,
-    });
+    let mut pebble = pebble_for(ports, None);
     let state = tempfile::tempdir().expect("state dir");
     let state_dir = state.path().join("acme");
     let spillway = start(&pebble, ports, "http-01", &state_dir);
@@ -278,11 +283,7 @@ fn http01_orders_a_certificate_at_start_and_a_restart_reuses_it() {
 #[test]
 fn tls_alpn01_orders_a_certificate_with_no_plain_listener() {
     let ports = Ports::new();
-    let pebble = Pebble::start(PebbleOptions {
-        http_port: ports.plain,
-        tls_port: ports.tls,
-        validity: None,
-    });
+    let pebble = pebble_for(ports, None);
     let state = tempfile::tempdir().expect("state dir");
     let spillway = start(&pebble, ports, "tls-alpn-01", &state.path().join("acme"));
     let client = client(&pebble.issuing_root(), ports.tls);
@@ -322,11 +323,7 @@ fn tls_alpn01_renewal_under_load_fails_no_ordinary_handshake() {
 fn renews_under_load(challenge: &str) {
     let ports = Ports::new();
     // Renewed two thirds in: every 6 s, 3 s before the end.
-    let pebble = Pebble::start(PebbleOptions {
-        http_port: ports.plain,
-        tls_port: ports.tls,
-        validity: Some(Duration::from_secs(9)),
-    });
+    let pebble = pebble_for(ports, Some(Duration::from_secs(9)));
     let state = tempfile::tempdir().expect("state dir");
     let spillway = start(&pebble, ports, challenge, &state.path().join("acme"));
     let client = client(&pebble.issuing_root(), ports.tls);
@@ -377,11 +374,7 @@ fn renews_under_load(challenge: &str) {
 fn a_failed_renewal_keeps_the_certificate_being_served() {
     let ports = Ports::new();
     // Renewed at about 13 s, valid until 20 s.
-    let mut pebble = Pebble::start(PebbleOptions {
-        http_port: ports.plain,
-        tls_port: ports.tls,
-        validity: Some(Duration::from_secs(20)),
-    });
+    let mut pebble = pebble_for(ports, Some(Duration::from_secs(20)));
     let state = tempfile::tempdir().expect("state dir");
     let spillway = start(&pebble, ports, "http-01", &state.path().join("acme"));
     let client = client(&pebble.issuing_root(), ports.tls);
@@ -459,11 +452,7 @@ fn acme_settings_are_checked_where_they_are_written() {
 #[test]
 fn with_no_certificate_yet_readiness_waits_and_the_failure_says_so() {
     let ports = Ports::new();
-    let mut pebble = Pebble::start(PebbleOptions {
-        http_port: ports.plain,
-        tls_port: ports.tls,
-        validity: None,
-    });
+    let mut pebble = pebble_for(ports, None);
     // The CA is gone before spillway starts.
     pebble.stop();
     let state = tempfile::tempdir().expect("state dir");
