@@ -388,8 +388,7 @@ impl Front {
         route: Option<&Route>,
     ) -> After {
         let limits = self.config.site.limits_for(route);
-        let from = self.config.site.client_ip(client.address, &head.headers);
-        let (forwarded, limited) = match limits.admit(from, Instant::now()) {
+        let (forwarded, limited) = match limits.admit(asked.seen_as, Instant::now()) {
             Ok(_admitted) => {
                 let compress = self.config.site.compress_for(route);
                 let forwarded = forward::forward(

@@ -127,6 +127,9 @@ pub struct RequestCtx {
     limited: Option<Limited>,
     /// Request body bytes seen so far, against `max_body`.
     body_seen: u64,
+    /// The client as limits count it and the log names it (behind trusted proxies, the
+    /// forwarded one), worked out once in `request_filter`.
+    client: Option<std::net::IpAddr>,
     /// The coding applied to the answer's body on its way, when compressing. (In a mutex only
     /// because Pingora wants its context `Sync`; one task uses it.)
     encoder: Option<std::sync::Mutex<Encoder>>,
@@ -148,13 +151,14 @@ impl ProxyHttp for Spillway {
             admitted: None,
             limited: None,
             body_seen: 0,
+            client: None,
             encoder: None,
         }
     }
 
     /// No downstream modules: Pingora's default adds a (disabled) compression module that still
-    /// runs on every response. spillway compresses nothing on the fly; precompressed files are
-    /// served as they are.
+    /// runs on every response. spillway compresses the application's pages with its own encoder
+    /// (`response_body_filter`); precompressed files are served as they are.
     fn init_downstream_modules(&self, _modules: &mut pingora::modules::http::HttpModules) {}
 
     async fn early_request_filter(
@@ -196,6 +200,7 @@ impl ProxyHttp for Spillway {
             .config
             .site
             .client_ip(peer, &session.req_header().headers);
+        ctx.client = from;
         let checked = declared
             .map_or(Ok(()), |length| limits.body_allowed(length))
             .and_then(|()| limits.admit(from, Instant::now()));
@@ -416,8 +421,11 @@ impl ProxyHttp for Spillway {
             http::Version::HTTP_10 => "HTTP/1.0",
             _ => "HTTP/1.1",
         };
-        // The client as per-client limits count it (behind trusted proxies, the forwarded one).
-        let client = self.config.site.client_ip(peer_ip(session), &req.headers);
+        // The client as per-client limits count it (behind trusted proxies, the forwarded one);
+        // worked out here only for a request that ended before `request_filter`.
+        let client = ctx
+            .client
+            .or_else(|| self.config.site.client_ip(peer_ip(session), &req.headers));
         let outcome = match ctx.limited {
             Some(_) => Outcome::Rejected,
             None => Outcome::Upstream,
