@@ -1065,16 +1065,22 @@ fn watch_serves_metrics_health_and_readiness() {
     wait_until("the photo offloaded", || {
         site.object("uploads/photo.jpg").is_some() && !path.exists()
     });
-    let metrics = get(port, "/metrics");
-    assert_eq!(metrics.status, 200);
-    let text = metrics.text();
-    for line in [
+    let expected = [
         "spillway_offload_files_total{outcome=\"uploaded\",route=\"/uploads\"} 1",
         "spillway_offload_bytes_total{route=\"/uploads\"} 10",
         "spillway_offload_skipped_total{reason=\"dotfile\",route=\"/uploads\"} 1",
         "spillway_offload_pending_files{route=\"/uploads\"} 0",
         "spillway_offload_oldest_pending_age_seconds{route=\"/uploads\"} 0",
-    ] {
+    ];
+    // The file is gone a moment before its outcome is counted: wait for the counts.
+    wait_until("the photo counted", || {
+        let text = get(port, "/metrics").text();
+        expected.iter().all(|e| text.lines().any(|l| l == *e))
+    });
+    let metrics = get(port, "/metrics");
+    assert_eq!(metrics.status, 200);
+    let text = metrics.text();
+    for line in expected {
         assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
     }
     let success = text
