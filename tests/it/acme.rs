@@ -462,6 +462,12 @@ fn with_no_certificate_yet_readiness_waits_and_the_failure_says_so() {
             .logs()
             .contains("trying again in 1m (no certificate is served for these names until one is)")
     });
+    // The order can fail before every listener accepts; until then readiness says that instead.
+    wait_until("every listener accepts", || {
+        !support::get(ports.admin, "/readyz")
+            .text()
+            .contains("not accepting yet")
+    });
     let ready = support::get(ports.admin, "/readyz");
     assert_eq!(ready.status, 503);
     assert_eq!(
