@@ -214,9 +214,16 @@ pub fn run(config: Config, upgrade: bool) -> Result<(), StartError> {
         server.add_service(service);
         tracing::info!(%address, "admin listening: /metrics, /healthz, /readyz");
     }
+    let signals_handled = Arc::new(AtomicBool::new(false));
     let ready = Ready {
-        addresses: config.listen.iter().map(|l| l.address).collect(),
+        addresses: config
+            .listen
+            .iter()
+            .map(|l| l.address)
+            .chain(config.admin)
+            .collect(),
         runtime: runtime.clone(),
+        signals_handled: Arc::clone(&signals_handled),
         flag: ready_flag,
     };
     server.add_service(background_service("readiness", ready));
@@ -238,6 +245,7 @@ pub fn run(config: Config, upgrade: bool) -> Result<(), StartError> {
             .collect(),
         runtime: runtime.clone(),
         telemetry: Arc::clone(&telemetry),
+        handled: signals_handled,
     };
     server.run(RunArgs {
         shutdown_signal: Box::new(signals),
@@ -294,8 +302,9 @@ impl pingora::services::background::BackgroundService for ReopenLog {
         loop {
             tokio::select! {
                 _ = usr1.recv() => {
-                    tracing::info!("SIGUSR1: reopening the access log");
+                    // Reopened before it is said, so a line logged after this one goes to the new file.
                     self.0.log.reopen();
+                    tracing::info!("SIGUSR1: reopening the access log");
                 }
                 _ = shutdown.changed() => return,
             }

@@ -1,6 +1,7 @@
-//! Knowing when the server serves: a socket listens on every listener's port. Then this process
-//! records itself in the pid file and tells systemd, which after a reload is how the new
-//! process takes over. (Read from `/proc/self/net/tcp*` rather than by connecting: a probe
+//! Knowing when the server serves: a socket listens on every listener's port (the admin one
+//! too) and the signal handlers are in place, so a reload asked for as soon as the server
+//! says it is ready is not dropped. Then this process records itself in the pid file and
+//! tells systemd, which after a reload is how the new process takes over. (Read from `/proc/self/net/tcp*` rather than by connecting: a probe
 //! connection would be a client to serve, and a TLS listener would log its failed handshake.)
 
 use std::net::SocketAddr;
@@ -18,6 +19,8 @@ use crate::telemetry::systemd;
 pub struct Ready {
     pub addresses: Vec<SocketAddr>,
     pub runtime: RuntimeDir,
+    /// Set by the signal watcher once its handlers are installed.
+    pub signals_handled: Arc<AtomicBool>,
     /// Set once every listener accepts.
     pub flag: Arc<AtomicBool>,
 }
@@ -30,6 +33,9 @@ impl BackgroundService for Ready {
             tokio::select! {
                 _ = poll.tick() => {}
                 _ = shutdown.changed() => return,
+            }
+            if !self.signals_handled.load(Ordering::Acquire) {
+                continue;
             }
             let listening = listening_ports();
             if self

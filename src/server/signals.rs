@@ -12,6 +12,8 @@
 use std::os::fd::{BorrowedFd, RawFd};
 use std::path::PathBuf;
 use std::process::{Child, Command};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -28,10 +30,11 @@ pub const RELOADS_ENV: &str = "SPILLWAY_RELOADS";
 /// How long a new process may take to load its config and wait for the sockets.
 const NEW_PROCESS_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Until the server's own handlers are in place, SIGHUP and SIGQUIT must not end the process
-/// (their default action): a reload asked for during startup is dropped, not fatal.
+/// Until the server's own handlers are in place, SIGHUP, SIGQUIT and SIGUSR1 must not end the
+/// process (their default action): a reload or log reopen asked for during startup is
+/// dropped, not fatal.
 pub fn hold_until_handled() {
-    for signal in [libc::SIGHUP, libc::SIGQUIT] {
+    for signal in [libc::SIGHUP, libc::SIGQUIT, libc::SIGUSR1] {
         // SAFETY: `signal(2)` with SIG_IGN installs no handler code; it only sets the
         // disposition, and does so before any other thread reacts to these signals.
         unsafe {
@@ -47,7 +50,9 @@ pub struct Signals {
     /// new process finds its sockets under.
     pub listeners: Vec<std::net::SocketAddr>,
     pub runtime: RuntimeDir,
-    pub telemetry: std::sync::Arc<Telemetry>,
+    pub telemetry: Arc<Telemetry>,
+    /// Set once the handlers are installed (readiness waits for it).
+    pub handled: Arc<AtomicBool>,
 }
 
 #[async_trait]
@@ -62,6 +67,7 @@ impl ShutdownSignalWatch for Signals {
             tracing::error!("cannot install signal handlers; stopping");
             return ShutdownSignal::FastShutdown;
         };
+        self.handled.store(true, Ordering::Release);
         loop {
             tokio::select! {
                 _ = term.recv() => {
