@@ -216,10 +216,11 @@ async fn keep_fresh(
 }
 
 fn install(certificates: &Certificates, telemetry: &Telemetry, name: &str, issued: &Issued) {
-    certificates.replace(Arc::clone(&issued.key));
+    // Exported first, so a client served the certificate finds its expiry in the metrics.
     telemetry
         .metrics
         .certificate_expires(name, issued.not_after);
+    certificates.replace(Arc::clone(&issued.key));
 }
 
 fn shown(at: SystemTime) -> humantime::Rfc3339Timestamp {

@@ -431,9 +431,13 @@ impl ProxyHttp for Spillway {
             None => Outcome::Upstream,
         };
         let reason = ctx.limited.as_ref().map(|l| l as &dyn std::fmt::Display);
+        // Counted before the line is logged, so whoever reads the line finds the counts.
         if let Some(limited) = ctx.limited {
             let label = route.map_or("-", |r| r.prefix.as_str());
             self.telemetry.metrics.limited(label, &limited.to_string());
+        }
+        if let (Some(would), Some(route)) = (ctx.would, route) {
+            self.telemetry.metrics.shadow(&route.prefix, would, status);
         }
         let entry = Entry::asked(
             client,
@@ -452,8 +456,5 @@ impl ProxyHttp for Spillway {
         )
         .why(reason, cut_short, ctx.would);
         self.telemetry.record(route, &entry);
-        if let (Some(would), Some(route)) = (ctx.would, route) {
-            self.telemetry.metrics.shadow(&route.prefix, would, status);
-        }
     }
 }
