@@ -30,6 +30,9 @@ pub(crate) const PORT_WAIT: Duration = Duration::from_secs(10);
 /// The binary is a debug build starting while other tests hog both cores, so
 /// give it more slack than an in-process server needs.
 pub(crate) const SPILLWAY_START_WAIT: Duration = Duration::from_secs(20);
+
+/// What the server logs once every listener accepts and its signal handlers are in place.
+pub(crate) const READY_LINE: &str = "spillway::server::ready: ready pid=";
 /// Upper bound for any single read/write, so a hung server fails the test
 /// instead of hanging the whole suite.
 pub(crate) const IO_TIMEOUT: Duration = Duration::from_secs(30);

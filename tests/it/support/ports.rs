@@ -31,6 +31,27 @@ pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// Polls until `left()` is 0; fails the test when it has not gone down for 30 s (for work
+/// that takes long in a loaded debug build but must keep moving).
+pub fn wait_until_none_left(what: &str, mut left: impl FnMut() -> usize) {
+    let mut fewest = left();
+    let mut moved_at = Instant::now();
+    let mut pause = Duration::from_millis(5);
+    while fewest > 0 {
+        assert!(
+            moved_at.elapsed() < Duration::from_secs(30),
+            "{what}: {fewest} left, and none done in 30 s"
+        );
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(100));
+        let now = left();
+        if now < fewest {
+            fewest = now;
+            moved_at = Instant::now();
+        }
+    }
+}
+
 /// Poll-connects until `port` accepts, with a short exponential backoff; fails the test after
 /// `PORT_WAIT`.
 pub fn wait_for_port(port: u16) {

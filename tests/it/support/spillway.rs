@@ -160,13 +160,15 @@ impl Spillway {
                     s.logs()
                 ));
             }
-            if process_listens_on(s.child.id(), port) {
+            // Listening on `port` is not enough: the other listeners (TLS, admin) and the
+            // signal handlers come a moment later, and the server says when all are in place.
+            if process_listens_on(s.child.id(), port) && s.logs().contains(READY_LINE) {
                 return Ok(s);
             }
             if Instant::now() >= deadline {
                 // Drop kills it.
                 return Err(format!(
-                    "spillway did not listen on 127.0.0.1:{port} within {SPILLWAY_START_WAIT:?};\n--- spillway.log ---\n{}",
+                    "spillway did not listen on 127.0.0.1:{port} and say it was ready within {SPILLWAY_START_WAIT:?};\n--- spillway.log ---\n{}",
                     s.logs()
                 ));
             }

@@ -106,7 +106,7 @@ impl Stack {
             format!(
                 r#"{listen}threads: 1
 shutdown:
-  grace_period: 10s
+  grace_period: 60s
   timeout: 1s
 {}{upstream}buckets:
   media:
