@@ -31,7 +31,8 @@ pub struct Acme {
     /// `mailto:` addresses the CA may write to about the account.
     pub contact: Vec<String>,
     pub directory: String,
-    /// The account key and the certificates; shared by a reload and by replicas.
+    /// The account key, the certificates and open HTTP-01 answers; shared by a reload and by
+    /// replicas.
     pub state_dir: PathBuf,
     pub challenge: ChallengeKind,
     /// Trust for the ACME server's own HTTPS certificate, when it is a private CA.
@@ -63,6 +64,13 @@ impl Acme {
     pub fn certificate_file(&self) -> PathBuf {
         let ca = self.directory_tag();
         self.state_dir.join(format!("{}.{ca}.pem", self.domains[0]))
+    }
+
+    /// Where the process placing an HTTP-01 order leaves its open answers, one file per token,
+    /// so whichever process sharing `state_dir` the CA reaches answers it: a reload's new
+    /// process, another replica behind the same load balancer.
+    pub fn http01_dir(&self) -> PathBuf {
+        self.state_dir.join("http-01")
     }
 
     /// The file holding the account key for this directory (one account per CA).
@@ -154,11 +162,17 @@ impl Issued {
     }
 }
 
+/// The longest HTTP-01 token answered (CAs use 43 characters: 256 bits in base64url).
+const LONGEST_TOKEN: usize = 256;
+
 /// The answers to the challenges of open orders, by token (HTTP-01) and by name (TLS-ALPN-01).
 /// Empty but while an order is being validated.
 #[derive(Debug, Default)]
 pub struct Challenges {
     http: RwLock<HashMap<String, Arc<str>>>,
+    /// The `http01_dir`s of this process's HTTP-01 `acme:` blocks: answers other processes
+    /// sharing their state directories left there.
+    shared_http: RwLock<Vec<PathBuf>>,
     alpn: RwLock<HashMap<String, Arc<CertifiedKey>>>,
     /// How many TLS-ALPN-01 answers wait (the table's size, kept where a handshake reads it
     /// without a lock): while none does, a TLS handshake is not looked at.
@@ -166,11 +180,62 @@ pub struct Challenges {
 }
 
 impl Challenges {
-    /// The key authorization for an HTTP-01 request `path`, when it is an open challenge's.
-    pub fn http01(&self, path: &str) -> Option<Arc<str>> {
+    /// The token an HTTP-01 request `path` asks for, when it is shaped like one (RFC 8555
+    /// §8.3: base64url characters only, so it is also a plain file name).
+    pub fn http01_token(path: &str) -> Option<&str> {
         let token = path.strip_prefix(HTTP01_PREFIX)?;
+        Self::is_token(token).then_some(token)
+    }
+
+    /// Whether `token` is shaped like an HTTP-01 token.
+    pub fn is_token(token: &str) -> bool {
+        (1..=LONGEST_TOKEN).contains(&token.len())
+            && token
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    }
+
+    /// The key authorization for `token`, when this process opened its challenge.
+    pub fn http01(&self, token: &str) -> Option<Arc<str>> {
         let open = self.http.read().unwrap_or_else(|e| e.into_inner());
         open.get(token).cloned()
+    }
+
+    /// Also answer HTTP-01 challenges left in `dir` by other processes (an `Acme::http01_dir`).
+    pub fn share_http01_from(&self, dir: PathBuf) {
+        let mut shared = self.shared_http.write().unwrap_or_else(|e| e.into_inner());
+        if !shared.contains(&dir) {
+            shared.push(dir);
+        }
+    }
+
+    /// Whether another process may have left an answer this one should give.
+    pub fn shares_http01(&self) -> bool {
+        let shared = self.shared_http.read().unwrap_or_else(|e| e.into_inner());
+        !shared.is_empty()
+    }
+
+    /// The key authorization another process left for `token` (a `http01_token`). Reads
+    /// files: call it where blocking is allowed.
+    pub fn http01_shared(&self, token: &str) -> Option<Arc<str>> {
+        use std::io::Read as _;
+        let dirs = self
+            .shared_http
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        dirs.iter().find_map(|dir| {
+            let file = std::fs::File::open(dir.join(token)).ok()?;
+            let mut answer = String::new();
+            // A key authorization is a token, a dot and a 43-character thumbprint.
+            file.take(2 * LONGEST_TOKEN as u64)
+                .read_to_string(&mut answer)
+                .ok()?;
+            let belongs = answer
+                .strip_prefix(token)
+                .is_some_and(|rest| rest.starts_with('.'));
+            belongs.then(|| Arc::from(answer))
+        })
     }
 
     /// Whether a TLS-ALPN-01 validation may be under way.
@@ -312,19 +377,52 @@ mod tests {
     #[test]
     fn an_answer_is_given_while_its_challenge_is_open_only() {
         let challenges = Challenges::default();
-        assert_eq!(challenges.http01("/.well-known/acme-challenge/tok"), None);
+        assert_eq!(challenges.http01("tok"), None);
         {
             let _open = challenges.open_http01("tok", "tok.thumb");
-            assert_eq!(
-                challenges
-                    .http01("/.well-known/acme-challenge/tok")
-                    .as_deref(),
-                Some("tok.thumb")
-            );
-            assert_eq!(challenges.http01("/.well-known/acme-challenge/other"), None);
-            assert_eq!(challenges.http01("/tok"), None);
+            assert_eq!(challenges.http01("tok").as_deref(), Some("tok.thumb"));
+            assert_eq!(challenges.http01("other"), None);
         }
-        assert_eq!(challenges.http01("/.well-known/acme-challenge/tok"), None);
+        assert_eq!(challenges.http01("tok"), None);
+    }
+
+    #[test]
+    fn only_token_shaped_paths_are_looked_up() {
+        let token = |path| Challenges::http01_token(path);
+        assert_eq!(token("/.well-known/acme-challenge/aB-_9"), Some("aB-_9"));
+        let long = format!("{HTTP01_PREFIX}{}", "a".repeat(LONGEST_TOKEN + 1));
+        for not in [
+            "/tok",
+            "/.well-known/acme-challenge/",
+            "/.well-known/acme-challenge/../state",
+            "/.well-known/acme-challenge/a.tmp.12",
+            "/.well-known/acme-challenge/a/b",
+            "/.well-known/acme-challenge/a%2Fb",
+            long.as_str(),
+        ] {
+            assert_eq!(token(not), None, "{not}");
+        }
+    }
+
+    #[test]
+    fn answers_left_by_another_process_are_given_when_they_are_the_token_s() {
+        let dir = tempfile::tempdir().expect("dir");
+        let challenges = Challenges::default();
+        std::fs::write(dir.path().join("tok"), "tok.thumb").expect("write");
+        std::fs::write(dir.path().join("odd"), "other.thumb").expect("write");
+        assert_eq!(challenges.http01_shared("tok"), None, "not shared yet");
+        challenges.share_http01_from(dir.path().to_owned());
+        assert!(challenges.shares_http01());
+        assert_eq!(
+            challenges.http01_shared("tok").as_deref(),
+            Some("tok.thumb")
+        );
+        assert_eq!(
+            challenges.http01_shared("odd"),
+            None,
+            "another token's answer"
+        );
+        assert_eq!(challenges.http01_shared("none"), None);
     }
 
     #[test]

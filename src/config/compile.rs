@@ -447,6 +447,9 @@ impl Compiler<'_> {
             directory_ca,
             challenges: Arc::clone(&self.challenges),
         };
+        if settings.challenge == ChallengeKind::Http01 {
+            self.challenges.share_http01_from(settings.http01_dir());
+        }
         let stored = settings.stored(std::time::SystemTime::now()).ok();
         Some(Arc::new(Certificates::from_acme(
             settings,

@@ -5,7 +5,7 @@
 
 use std::io::Write as _;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -19,7 +19,7 @@ use pingora::services::background::BackgroundService;
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::sign::CertifiedKey;
 
-use crate::config::acme::{Acme, ChallengeKind, Issued};
+use crate::config::acme::{Acme, ChallengeKind, Challenges, Issued};
 use crate::config::tls::Certificates;
 use crate::telemetry::Telemetry;
 
@@ -241,6 +241,10 @@ async fn order(acme: &Acme) -> Result<Issued, String> {
         .map_err(|e| format!("the CA refused the order: {}", crate::error_chain(&e)))?;
     // The answers stay open until the order is decided, then are withdrawn (dropped).
     let mut open = Vec::new();
+    let mut shared = Vec::new();
+    if acme.challenge == ChallengeKind::Http01 {
+        clear_leftover_answers(&acme.http01_dir());
+    }
     let mut authorizations = order.authorizations();
     while let Some(authorization) = authorizations.next().await {
         let mut authorization = authorization
@@ -267,9 +271,11 @@ async fn order(acme: &Acme) -> Result<Issued, String> {
         })?;
         let key_authorization = challenge.key_authorization();
         open.push(match acme.challenge {
-            ChallengeKind::Http01 => acme
-                .challenges
-                .open_http01(&challenge.token, key_authorization.as_str()),
+            ChallengeKind::Http01 => {
+                let answer = key_authorization.as_str();
+                shared.extend(SharedAnswer::leave(acme, &challenge.token, answer));
+                acme.challenges.open_http01(&challenge.token, answer)
+            }
             ChallengeKind::TlsAlpn01 => {
                 let digest: [u8; 32] = key_authorization
                     .digest()
@@ -305,7 +311,7 @@ async fn order(acme: &Acme) -> Result<Issued, String> {
             crate::error_chain(&e)
         )
     })?;
-    drop(open);
+    drop((open, shared));
     let pem = format!("{chain_pem}{key_pem}");
     let issued = Issued::from_pem(pem.as_bytes())
         .map_err(|e| format!("the CA's certificate cannot be used: {e}"))?;
@@ -441,6 +447,63 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
     std::fs::File::open(directory)
         .and_then(|d| d.sync_all())
         .map_err(failed)
+}
+
+/// An HTTP-01 answer left in the state directory for the processes sharing it, while the
+/// order is open: the CA may reach any of them (a reload's new process, another replica).
+struct SharedAnswer {
+    path: PathBuf,
+}
+
+impl SharedAnswer {
+    /// Leaves `answer` for `token`; when it cannot, this process alone answers, and says so.
+    fn leave(acme: &Acme, token: &str, answer: &str) -> Option<SharedAnswer> {
+        // The token comes from the CA: it names a file only when it is a token's shape (a
+        // token of another shape is never asked for: see `Challenges::http01_token`).
+        if !Challenges::is_token(token) {
+            tracing::warn!(
+                "acme: the CA's HTTP-01 token {token:?} is not base64url as RFC 8555 requires; \
+                 it cannot be answered"
+            );
+            return None;
+        }
+        let dir = acme.http01_dir();
+        let path = dir.join(token);
+        let left = std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| format!("cannot make {}: {e}", dir.display()))
+            .and_then(|()| write_private(&path, answer.as_bytes()));
+        match left {
+            Ok(()) => Some(SharedAnswer { path }),
+            Err(e) => {
+                tracing::warn!(
+                    "acme: {e}; only this process answers the CA's HTTP-01 validation, so it \
+                     fails if the CA reaches another one sharing {}",
+                    acme.state_dir.display()
+                );
+                None
+            }
+        }
+    }
+}
+
+impl Drop for SharedAnswer {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Answers left by a process that died while its order was open. Only the holder of the
+/// state directory's lock orders, so any answer there now is such a leftover.
+fn clear_leftover_answers(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let _ = std::fs::remove_file(entry.path());
+    }
 }
 
 /// An exclusive lock on the state directory while an order is placed, so two processes

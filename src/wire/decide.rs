@@ -1,8 +1,10 @@
 //! `decide` on the event loop: lookups the caches can answer are made there, and a path the
 //! disk must be read for is looked up on the blocking pool, then decided again.
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
+use crate::config::acme::Challenges;
 use crate::config::Config;
 use crate::core::answer::Answer;
 use crate::core::decide::{decide_as, Decided, Decision, Request, Shadow};
@@ -40,7 +42,7 @@ async fn decide_as_without_blocking<'c, 'p>(
     request: &Request<'p>,
 ) -> Decided<'c, 'p> {
     // An ACME CA validating a certificate order asks before any route is looked at.
-    if let Some(key_authorization) = config.challenges.http01(request.path) {
+    if let Some(key_authorization) = acme_challenge(config, request.path).await {
         return Decided {
             route: None,
             relative: None,
@@ -70,4 +72,22 @@ async fn decide_as_without_blocking<'c, 'p>(
     // fall back to what nginx does, a blocking lookup here.
     let Ok(decided) = decide_as(shadow, &config.site, request, SystemTime::now(), &MayBlock);
     decided
+}
+
+/// The answer to an ACME HTTP-01 validation at `path`: one this process opened, or one another
+/// process sharing the state directory left there (read on the blocking pool).
+async fn acme_challenge(config: &Config, path: &str) -> Option<Arc<str>> {
+    let token = Challenges::http01_token(path)?;
+    if let Some(answer) = config.challenges.http01(token) {
+        return Some(answer);
+    }
+    if !config.challenges.shares_http01() {
+        return None;
+    }
+    let challenges = Arc::clone(&config.challenges);
+    let token = token.to_owned();
+    tokio::task::spawn_blocking(move || challenges.http01_shared(&token))
+        .await
+        .ok()
+        .flatten()
 }

@@ -21,6 +21,17 @@ const NAMES: [&str; 2] = ["files.spillway.test", "www.spillway.test"];
 /// port pebble validates HTTP-01 on, unless `challenge` is tls-alpn-01), an admin port, and a
 /// route serving `hello.txt`. `state` is the state directory, kept across starts.
 fn start(pebble: &Pebble, ports: Ports, challenge: &str, state: &Path) -> Spillway {
+    start_from(&pebble.directory, pebble, ports, challenge, state)
+}
+
+/// `start`, with pebble's directory URL spelled `directory`.
+fn start_from(
+    directory: &str,
+    pebble: &Pebble,
+    ports: Ports,
+    challenge: &str,
+    state: &Path,
+) -> Spillway {
     let plain = match challenge {
         "http-01" => format!("  - \"127.0.0.1:{}\"\n", ports.plain),
         _ => String::new(),
@@ -36,7 +47,6 @@ fn start(pebble: &Pebble, ports: Ports, challenge: &str, state: &Path) -> Spillw
              root: www\n",
             tls = ports.tls,
             names = NAMES.join(", "),
-            directory = pebble.directory,
             ca = pebble.https_ca.display(),
             state = state.display(),
             admin = ports.admin,
@@ -279,6 +289,49 @@ fn http01_orders_a_certificate_at_start_and_a_restart_reuses_it() {
         "{logs}"
     );
     assert!(!logs.contains("ordering"), "{logs}");
+}
+
+/// Replicas behind one load balancer share `state_dir`, and the CA's HTTP-01 request reaches
+/// any of them, often not the one that ordered; so does a reload's new process.
+#[test]
+fn http01_is_answered_by_any_process_sharing_the_state_dir() {
+    let ports = Ports::new();
+    let pebble = pebble_for(ports, None);
+    let state = tempfile::tempdir().expect("state dir");
+    let state_dir = state.path().join("acme");
+    // The process pebble's validations reach (at its plain port); it has its certificate.
+    let reached = start(&pebble, ports, "http-01", &state_dir);
+    first_certificate(&client(&pebble.issuing_root(), ports.tls), ports.tls);
+    // The tokens answered (pebble asks for each from several vantage points, as CAs do).
+    let answered = |s: &Spillway| {
+        let logs = s.logs();
+        let tokens: BTreeSet<&str> = logs
+            .lines()
+            .filter(|l| l.contains("outcome=\"acme_challenge\""))
+            .filter_map(|l| l.split(" path=\"").nth(1)?.split('"').next())
+            .collect();
+        tokens.len()
+    };
+    wait_until("its own two validations logged", || answered(&reached) == 2);
+    // Another orders the same names from the same CA under another spelling of its URL (so
+    // another account and certificate file); pebble never asks at its own plain port.
+    let elsewhere = Ports::new();
+    let directory = pebble.directory.replace("127.0.0.1", "localhost");
+    let ordering = start_from(&directory, &pebble, elsewhere, "http-01", &state_dir);
+    let served = first_certificate(
+        &client(&pebble.issuing_root(), elsewhere.tls),
+        elsewhere.tls,
+    );
+    assert_eq!(names_and_expiry(&served).0, NAMES);
+    wait_until("the other's two validations logged", || {
+        answered(&reached) == 4
+    });
+    assert_eq!(answered(&ordering), 0, "{}", ordering.logs());
+    // The answers are withdrawn once the order is decided.
+    let left: Vec<_> = std::fs::read_dir(state_dir.join("http-01"))
+        .expect("the answers' directory")
+        .collect();
+    assert_eq!(left.len(), 0, "{left:?}");
 }
 
 #[test]
