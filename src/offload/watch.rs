@@ -23,7 +23,7 @@ use notify::{RecursiveMode, Watcher};
 use tokio::sync::{mpsc, watch as signal_watch, Notify};
 use tokio_util::time::{delay_queue, DelayQueue};
 
-use crate::offload::file::{Done, Job, Trace};
+use crate::offload::file::{Done, Failure, Job, Trace};
 use crate::offload::remove::{Removed, QUARANTINE_PREFIX};
 use crate::offload::report::{Finished, Report};
 use crate::offload::stamp::Stamp;
@@ -182,6 +182,8 @@ impl Queue {
         let changed = matches!(entry.get().state, State::InFlight { changed: true });
         let (wait, retry) = match done {
             Done::TooYoung { wait } => (Some(*wait), false),
+            // Being written, not failing: it moves once it has settled, as any change.
+            Done::Failed(Failure::ChangedDuringUpload(_)) => (Some(min_age), false),
             Done::Failed(_) => (Some(RETRY), true),
             // Kept because it changed, or still there for any reason: it changed meanwhile.
             _ if changed => (Some(min_age), false),
@@ -569,5 +571,43 @@ fn classify(job: &Job<'_>, root: &Path, path: &Path) -> Option<Change> {
         Some(Change::File(relative.to_owned()))
     } else {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Where `done` leaves a file that was in flight: how long until it is due, and whether it
+    /// counts as retrying.
+    fn after(done: Done, min_age: Duration) -> (Option<Duration>, bool) {
+        let mut queue = Queue::default();
+        queue.insert("a.txt".to_owned(), State::Due);
+        assert_eq!(queue.next_due().as_deref(), Some("a.txt"));
+        queue.finished("a.txt", &done, min_age);
+        let Some(pending) = queue.files.get("a.txt") else {
+            return (None, false);
+        };
+        let State::Waiting(key) = &pending.state else {
+            panic!("neither gone nor waiting");
+        };
+        let deadline = queue.timers.deadline(key);
+        let wait = deadline.saturating_duration_since(tokio::time::Instant::now());
+        (Some(wait), pending.retrying)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_file_written_during_its_upload_waits_to_settle_and_a_failure_backs_off() {
+        let min_age = Duration::from_secs(5);
+        assert_eq!(
+            after(Done::Failed(Failure::ChangedDuringUpload(None)), min_age),
+            (Some(min_age), false)
+        );
+        let unreadable = std::io::Error::other("EIO");
+        assert_eq!(
+            after(Done::Failed(Failure::Read(unreadable)), min_age),
+            (Some(RETRY), true)
+        );
+        assert_eq!(after(Done::MovedElsewhere, min_age), (None, false));
     }
 }

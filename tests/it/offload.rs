@@ -1120,12 +1120,23 @@ fn watch_moves_a_thousand_files_made_in_bursts_with_new_directories_and_renames(
             expected.push((name, format!("d{burst}/{i}")));
         }
     }
-    wait_until_none_left("every file offloaded", || {
-        expected
-            .iter()
-            .filter(|(name, _)| site.www().join(name).exists())
-            .count()
-    });
+    let moved = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wait_until_none_left("every file offloaded", || {
+            expected
+                .iter()
+                .filter(|(name, _)| site.www().join(name).exists())
+                .count()
+        })
+    }));
+    if let Err(stalled) = moved {
+        let (_, lines, stderr) = daemon.stop();
+        let last = &lines[lines.len().saturating_sub(40)..];
+        eprintln!(
+            "--- offload's last lines ---\n{}\n--- its stderr ---\n{stderr}",
+            last.join("\n")
+        );
+        std::panic::resume_unwind(stalled);
+    }
     for (name, bytes) in &expected {
         assert_eq!(
             site.object(&format!("uploads/{name}")).as_deref(),
