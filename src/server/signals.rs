@@ -5,7 +5,7 @@
 //!   process keeps serving. If it succeeds it waits on the runtime dir's upgrade socket, and
 //!   this process hands it the listening sockets (Pingora's upgrade protocol), stops
 //!   accepting at once, finishes what is in flight, and exits.
-//! - SIGTERM stops gracefully (see `Shutdown`), SIGINT at once.
+//! - SIGTERM stops gracefully (see `Shutdown`), SIGINT at once; SIGUSR1 reopens the access log.
 //! - SIGQUIT, which Pingora would take as "hand the sockets to whoever waits on the upgrade
 //!   socket", only says how to reload or stop: the sockets are never handed over unasked.
 
@@ -58,11 +58,12 @@ pub struct Signals {
 #[async_trait]
 impl ShutdownSignalWatch for Signals {
     async fn recv(&self) -> ShutdownSignal {
-        let (Ok(mut hup), Ok(mut term), Ok(mut int), Ok(mut quit)) = (
+        let (Ok(mut hup), Ok(mut term), Ok(mut int), Ok(mut quit), Ok(mut usr1)) = (
             signal(SignalKind::hangup()),
             signal(SignalKind::terminate()),
             signal(SignalKind::interrupt()),
             signal(SignalKind::quit()),
+            signal(SignalKind::user_defined1()),
         ) else {
             tracing::error!("cannot install signal handlers; stopping");
             return ShutdownSignal::FastShutdown;
@@ -77,6 +78,11 @@ impl ShutdownSignalWatch for Signals {
                 _ = int.recv() => {
                     tracing::info!("SIGINT: stopping now");
                     return ShutdownSignal::FastShutdown;
+                }
+                _ = usr1.recv() => {
+                    // The writer reopens at its next batch, after logrotate moved the file.
+                    self.telemetry.log.reopen();
+                    tracing::info!("SIGUSR1: reopening the access log");
                 }
                 _ = quit.recv() => {
                     tracing::warn!("SIGQUIT ignored: SIGHUP (or `spillway reload`) reloads, SIGTERM stops");

@@ -210,9 +210,7 @@ impl Writer {
                 Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => return,
             };
-            if reopen.swap(false, Ordering::Relaxed) {
-                self.reopen();
-            }
+            self.reopen_if_asked(reopen);
             let Some(first) = first else { continue };
             self.write(&first, dropped);
             // Busy: collect in batches. A sender only wakes a receiver that is blocked in
@@ -234,8 +232,16 @@ impl Writer {
                 if written == 0 {
                     break;
                 }
+                // Steady traffic keeps this loop going: a rotation is looked for here too.
+                self.reopen_if_asked(reopen);
                 std::thread::sleep(BATCH_EVERY);
             }
+        }
+    }
+
+    fn reopen_if_asked(&mut self, reopen: &AtomicBool) {
+        if reopen.swap(false, Ordering::Relaxed) {
+            self.reopen();
         }
     }
 

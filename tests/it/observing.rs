@@ -363,6 +363,34 @@ fn the_log_file_is_reopened_on_sigusr1() {
     );
 }
 
+/// logrotate runs whatever the traffic: a log written without a pause is reopened too.
+#[test]
+fn the_log_file_is_reopened_on_sigusr1_under_steady_traffic() {
+    let (stack, path) = logging("text");
+    stack.put_local("static", "a.txt", b"x");
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                assert_eq!(get(stack.port(), "/static/a.txt").status, 200);
+            }
+        });
+        lines(&path, 50);
+        let rotated = path.with_extension("log.1");
+        std::fs::rename(&path, &rotated).unwrap();
+        assert!(std::process::Command::new("kill")
+            .args(["-USR1", &stack.proxy.pid().to_string()])
+            .status()
+            .unwrap()
+            .success());
+        let reopened = std::panic::catch_unwind(|| lines(&path, 50));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Err(panic) = reopened {
+            std::panic::resume_unwind(panic);
+        }
+    });
+}
+
 #[test]
 fn a_log_that_cannot_be_written_drops_lines_and_counts_them() {
     let admin = free_port();
