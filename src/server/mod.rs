@@ -42,10 +42,16 @@ use signals::Signals;
 /// Why the server could not start; the cause is part of the message, said once.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("cannot listen on {address}: {error}")]
+    #[error("cannot listen on {address}{purpose}: {error}")]
     Bind {
         address: std::net::SocketAddr,
+        purpose: &'static str,
         error: std::io::Error,
+    },
+    #[error("cannot listen on {address}{purpose}: port 0 would be a different port at every start and reload; give a port")]
+    PortZero {
+        address: std::net::SocketAddr,
+        purpose: &'static str,
     },
     #[error(transparent)]
     RuntimeDir(#[from] RuntimeDirError),
@@ -76,12 +82,23 @@ fn round_up_secs(d: std::time::Duration) -> u64 {
     d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
 
-/// Checks every listen address can be bound, so a port in use is a clear error before Pingora
-/// starts (Pingora itself would only log it from a worker thread).
+/// Checks every listen address, the admin one too, can be bound, so a port in use is a clear
+/// error before Pingora starts (Pingora itself would only log it from a worker thread, and
+/// the server would never be ready).
 pub fn check_listeners(config: &Config) -> Result<(), StartError> {
-    for listener in &config.listen {
-        let address = listener.address;
-        TcpListener::bind(address).map_err(|error| StartError::Bind { address, error })?;
+    let public = config.listen.iter().map(|l| (l.address, ""));
+    let admin = config
+        .admin
+        .map(|a| (a, " for /metrics, /healthz and /readyz (`admin:`)"));
+    for (address, purpose) in public.chain(admin) {
+        if address.port() == 0 {
+            return Err(StartError::PortZero { address, purpose });
+        }
+        TcpListener::bind(address).map_err(|error| StartError::Bind {
+            address,
+            purpose,
+            error,
+        })?;
     }
     Ok(())
 }
@@ -227,8 +244,6 @@ pub fn run(config: Config, upgrade: bool) -> Result<(), StartError> {
         flag: ready_flag,
     };
     server.add_service(background_service("readiness", ready));
-    let reopen = ReopenLog(Arc::clone(&telemetry));
-    server.add_service(background_service("access log reopen", reopen));
     let exiting = runtime.clone();
     let drain = ExitWhenDrained {
         connections,
@@ -287,29 +302,6 @@ fn telemetry(config: &Config) -> Result<Telemetry, StartError> {
         count_requests: config.admin.is_some(),
         log,
     })
-}
-
-/// Reopens the access log file on SIGUSR1, after logrotate moved it.
-struct ReopenLog(Arc<Telemetry>);
-
-#[async_trait::async_trait]
-impl pingora::services::background::BackgroundService for ReopenLog {
-    async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
-        use tokio::signal::unix::{signal, SignalKind};
-        let Ok(mut usr1) = signal(SignalKind::user_defined1()) else {
-            return;
-        };
-        loop {
-            tokio::select! {
-                _ = usr1.recv() => {
-                    // Reopened before it is said, so a line logged after this one goes to the new file.
-                    self.0.log.reopen();
-                    tracing::info!("SIGUSR1: reopening the access log");
-                }
-                _ = shutdown.changed() => return,
-            }
-        }
-    }
 }
 
 /// No read buffer in front of a client socket: the front reads request heads into its own

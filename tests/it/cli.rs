@@ -112,6 +112,28 @@ fn a_port_in_use_is_a_clear_error() {
             "spillway: cannot listen on 127.0.0.1:{port}: Address already in use (os error 98)\n"
         )
     );
+    // The admin listener too (Pingora would only log it, and the server would never be ready).
+    let free = support::free_port();
+    std::fs::write(
+        &config,
+        format!("listen: \"127.0.0.1:{free}\"\nadmin: \"127.0.0.1:{port}\"\nroutes:\n  - prefix: /a\n    root: www\n"),
+    )
+    .unwrap();
+    assert_eq!(
+        failure(&["run", "--config", config.to_str().unwrap()]),
+        format!(
+            "spillway: cannot listen on 127.0.0.1:{port} for /metrics, /healthz and /readyz (`admin:`): Address already in use (os error 98)\n"
+        )
+    );
+    std::fs::write(
+        &config,
+        "listen: \"127.0.0.1:0\"\nroutes:\n  - prefix: /a\n    root: www\n",
+    )
+    .unwrap();
+    assert_eq!(
+        failure(&["run", "--config", config.to_str().unwrap()]),
+        "spillway: cannot listen on 127.0.0.1:0: port 0 would be a different port at every start and reload; give a port\n"
+    );
 }
 
 /// Without a command, `spillway` runs `proxy.yaml` from the current directory, or the file
