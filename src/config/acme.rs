@@ -31,8 +31,8 @@ pub struct Acme {
     /// `mailto:` addresses the CA may write to about the account.
     pub contact: Vec<String>,
     pub directory: String,
-    /// The account key, the certificates and open HTTP-01 answers; shared by a reload and by
-    /// replicas.
+    /// The account key, the certificates and open HTTP-01 answers; shared by a reload's two
+    /// processes and by replicas.
     pub state_dir: PathBuf,
     pub challenge: ChallengeKind,
     /// Trust for the ACME server's own HTTPS certificate, when it is a private CA.
@@ -67,8 +67,8 @@ impl Acme {
     }
 
     /// Where the process placing an HTTP-01 order leaves its open answers, one file per token,
-    /// so whichever process sharing `state_dir` the CA reaches answers it: a reload's new
-    /// process, another replica behind the same load balancer.
+    /// so whichever process sharing `state_dir` the CA reaches answers it (replicas behind one
+    /// load balancer).
     pub fn http01_dir(&self) -> PathBuf {
         self.state_dir.join("http-01")
     }
@@ -165,8 +165,15 @@ impl Issued {
 /// The longest HTTP-01 token answered (CAs use 43 characters: 256 bits in base64url).
 const LONGEST_TOKEN: usize = 256;
 
+/// A key authorization is the token, a dot, and the account key's SHA-256 thumbprint in
+/// base64url (RFC 8555 §8.1): 43 characters.
+const THUMBPRINT_LEN: usize = 43;
+
+/// A whole order gives up after this; an answer file older than that is a dead process's.
+pub const ORDER_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// The answers to the challenges of open orders, by token (HTTP-01) and by name (TLS-ALPN-01).
-/// Empty but while an order is being validated.
+/// This process's own answers are there only while one of its orders is being validated.
 #[derive(Debug, Default)]
 pub struct Challenges {
     http: RwLock<HashMap<String, Arc<str>>>,
@@ -215,27 +222,31 @@ impl Challenges {
         !shared.is_empty()
     }
 
-    /// The key authorization another process left for `token` (a `http01_token`). Reads
-    /// files: call it where blocking is allowed.
-    pub fn http01_shared(&self, token: &str) -> Option<Arc<str>> {
-        use std::io::Read as _;
+    /// The key authorization another process left for `token` (a `http01_token`), when it
+    /// is there, fresh, and the token's. Reads files: call it where blocking is allowed. An
+    /// error is a file that is there but cannot be read.
+    pub fn http01_shared(&self, token: &str) -> Result<Option<Arc<str>>, String> {
         let dirs = self
             .shared_http
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        dirs.iter().find_map(|dir| {
-            let file = std::fs::File::open(dir.join(token)).ok()?;
-            let mut answer = String::new();
-            // A key authorization is a token, a dot and a 43-character thumbprint.
-            file.take(2 * LONGEST_TOKEN as u64)
-                .read_to_string(&mut answer)
-                .ok()?;
-            let belongs = answer
-                .strip_prefix(token)
-                .is_some_and(|rest| rest.starts_with('.'));
-            belongs.then(|| Arc::from(answer))
-        })
+        for dir in &dirs {
+            let path = dir.join(token);
+            match read_answer(&path, token) {
+                Ok(None) => continue,
+                Ok(found) => return Ok(found),
+                Err(e) => {
+                    return Err(format!(
+                        "cannot read the HTTP-01 answer {}: {e}; every process sharing {} \
+                         must run as the user that owns it",
+                        path.display(),
+                        dir.parent().unwrap_or(dir).display()
+                    ))
+                }
+            }
+        }
+        Ok(None)
     }
 
     /// Whether a TLS-ALPN-01 validation may be under way.
@@ -271,6 +282,40 @@ impl Challenges {
             which: Which::Alpn(name.to_ascii_lowercase(), answer),
         }
     }
+}
+
+/// The answer for `token` in the file at `path`: a regular file (not followed through a link,
+/// never blocking on a pipe), written less than an order's life ago, holding exactly the
+/// token's key authorization.
+fn read_answer(path: &Path, token: &str) -> std::io::Result<Option<Arc<str>>> {
+    use std::io::Read as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+    {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        // A link (ELOOP) is not an answer spillway wrote.
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let meta = file.metadata()?;
+    let fresh = meta
+        .modified()
+        .ok()
+        .and_then(|at| at.elapsed().ok())
+        .is_some_and(|age| age < ORDER_TIMEOUT);
+    if !meta.is_file() || !fresh {
+        return Ok(None);
+    }
+    let mut answer = String::new();
+    let longest = token.len() + 1 + THUMBPRINT_LEN;
+    file.take(longest as u64 + 1).read_to_string(&mut answer)?;
+    let thumbprint = answer.strip_prefix(token).and_then(|r| r.strip_prefix('.'));
+    let whole = thumbprint.is_some_and(|t| t.len() == THUMBPRINT_LEN && Challenges::is_token(t));
+    Ok(whole.then(|| Arc::from(answer)))
 }
 
 /// An open challenge's answer; dropping it withdraws the answer.
@@ -408,21 +453,32 @@ mod tests {
     fn answers_left_by_another_process_are_given_when_they_are_the_token_s() {
         let dir = tempfile::tempdir().expect("dir");
         let challenges = Challenges::default();
-        std::fs::write(dir.path().join("tok"), "tok.thumb").expect("write");
-        std::fs::write(dir.path().join("odd"), "other.thumb").expect("write");
-        assert_eq!(challenges.http01_shared("tok"), None, "not shared yet");
+        let thumbprint = "T".repeat(THUMBPRINT_LEN);
+        let write = |name: &str, text: String| {
+            std::fs::write(dir.path().join(name), text).expect("write");
+        };
+        write("tok", format!("tok.{thumbprint}"));
+        write("odd", format!("other.{thumbprint}"));
+        write("long", format!("long.{thumbprint}X"));
+        write("short", "short.abc".to_owned());
+        std::os::unix::fs::symlink(dir.path().join("tok"), dir.path().join("link")).expect("ln");
+        let shared = |token: &str| challenges.http01_shared(token).expect("readable");
+        assert_eq!(shared("tok"), None, "not shared yet");
         challenges.share_http01_from(dir.path().to_owned());
         assert!(challenges.shares_http01());
-        assert_eq!(
-            challenges.http01_shared("tok").as_deref(),
-            Some("tok.thumb")
-        );
-        assert_eq!(
-            challenges.http01_shared("odd"),
-            None,
-            "another token's answer"
-        );
-        assert_eq!(challenges.http01_shared("none"), None);
+        let expected = format!("tok.{thumbprint}");
+        assert_eq!(shared("tok").as_deref(), Some(expected.as_str()));
+        for not in ["odd", "long", "short", "link", "none"] {
+            assert_eq!(shared(not), None, "{not}");
+        }
+        // A dead process's answer, older than any order lives.
+        let old = std::time::SystemTime::now() - ORDER_TIMEOUT - Duration::from_secs(1);
+        let file = std::fs::File::options()
+            .write(true)
+            .open(dir.path().join("tok"))
+            .expect("open");
+        file.set_modified(old).expect("set mtime");
+        assert_eq!(shared("tok"), None, "stale");
     }
 
     #[test]

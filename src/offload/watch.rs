@@ -183,7 +183,7 @@ impl Queue {
         let (wait, retry) = match done {
             Done::TooYoung { wait } => (Some(*wait), false),
             // Being written, not failing: it moves once it has settled, as any change.
-            Done::Failed(Failure::ChangedDuringUpload(_)) => (Some(min_age), false),
+            Done::Failed(Failure::ChangedDuringUpload(None)) => (Some(min_age), false),
             Done::Failed(_) => (Some(RETRY), true),
             // Kept because it changed, or still there for any reason: it changed meanwhile.
             _ if changed => (Some(min_age), false),

@@ -19,7 +19,7 @@ use pingora::services::background::BackgroundService;
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::sign::CertifiedKey;
 
-use crate::config::acme::{Acme, ChallengeKind, Challenges, Issued};
+use crate::config::acme::{Acme, ChallengeKind, Challenges, Issued, ORDER_TIMEOUT};
 use crate::config::tls::Certificates;
 use crate::telemetry::Telemetry;
 
@@ -31,10 +31,9 @@ const LONGEST_RETRY: Duration = Duration::from_secs(6 * 3600);
 /// How long the CA may take to validate and to issue before the order counts as failed.
 const ORDER_PATIENCE: Duration = Duration::from_secs(120);
 
-/// A whole order, account to stored certificate, gives up after this: the ACME client's
-/// requests have no timeout of their own, and a CA that stops answering must not hold the
-/// state directory's lock (and the renewals) forever.
-const ORDER_TIMEOUT: Duration = Duration::from_secs(300);
+// A whole order, account to stored certificate, gives up after `ORDER_TIMEOUT`: the ACME
+// client's requests have no timeout of their own, and a CA that stops answering must not hold
+// the state directory's lock (and the renewals) forever.
 
 /// While another process holds the state directory's lock (a reload's successor, a replica
 /// sharing the directory), look again this soon: it is most likely renewing the same names.
@@ -62,6 +61,15 @@ pub fn prepare_state_dirs(listeners: &[Arc<Certificates>]) -> Result<(), String>
                     dir.display()
                 )
             })?;
+        // Made now, so every process sharing the directory sees it before the first order.
+        if acme.challenge == ChallengeKind::Http01 {
+            let answers = acme.http01_dir();
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&answers)
+                .map_err(|e| format!("cannot make {}: {e}", answers.display()))?;
+        }
         let probe = dir.join(".spillway-write-test");
         std::fs::write(&probe, b"")
             .and_then(|()| std::fs::remove_file(&probe))
@@ -450,7 +458,7 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
 }
 
 /// An HTTP-01 answer left in the state directory for the processes sharing it, while the
-/// order is open: the CA may reach any of them (a reload's new process, another replica).
+/// order is open: the CA may reach any of them (replicas behind one load balancer).
 struct SharedAnswer {
     path: PathBuf,
 }
@@ -495,14 +503,27 @@ impl Drop for SharedAnswer {
     }
 }
 
-/// Answers left by a process that died while its order was open. Only the holder of the
-/// state directory's lock orders, so any answer there now is such a leftover.
+/// Answers (and their temporary files) left by a process that died while its order was
+/// open. Only the holder of the state directory's lock orders, so any answer there now is
+/// such a leftover. Nothing else is touched, nor anything through a link.
 fn clear_leftover_answers(dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
+    let is_dir = std::fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir());
+    let Some(entries) = is_dir.then(|| std::fs::read_dir(dir).ok()).flatten() else {
         return;
     };
     for entry in entries.flatten() {
-        let _ = std::fs::remove_file(entry.path());
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let token = name.split_once(".tmp.").map_or(&*name, |(token, _)| token);
+        if !Challenges::is_token(token) {
+            continue;
+        }
+        if let Err(e) = std::fs::remove_file(entry.path()) {
+            tracing::warn!(
+                "acme: cannot remove a dead process's HTTP-01 answer {}: {e}",
+                entry.path().display()
+            );
+        }
     }
 }
 

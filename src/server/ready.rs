@@ -1,8 +1,9 @@
 //! Knowing when the server serves: a socket listens on every listener's port (the admin one
 //! too) and the signal handlers are in place, so a reload asked for as soon as the server
 //! says it is ready is not dropped. Then this process records itself in the pid file and
-//! tells systemd, which after a reload is how the new process takes over. (Read from `/proc/self/net/tcp*` rather than by connecting: a probe
-//! connection would be a client to serve, and a TLS listener would log its failed handshake.)
+//! tells systemd, which after a reload is how the new process takes over. (Read from
+//! `/proc/self/net/tcp*` rather than by connecting: a probe connection would be a client to
+//! serve, and a TLS listener would log its failed handshake.)
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};

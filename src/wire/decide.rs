@@ -86,8 +86,13 @@ async fn acme_challenge(config: &Config, path: &str) -> Option<Arc<str>> {
     }
     let challenges = Arc::clone(&config.challenges);
     let token = token.to_owned();
-    tokio::task::spawn_blocking(move || challenges.http01_shared(&token))
-        .await
-        .ok()
-        .flatten()
+    let shared = tokio::task::spawn_blocking(move || challenges.http01_shared(&token)).await;
+    match shared {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(e)) => {
+            tracing::warn!("acme: {e}; the CA's validation fails here");
+            None
+        }
+        Err(_) => None,
+    }
 }

@@ -292,7 +292,7 @@ fn http01_orders_a_certificate_at_start_and_a_restart_reuses_it() {
 }
 
 /// Replicas behind one load balancer share `state_dir`, and the CA's HTTP-01 request reaches
-/// any of them, often not the one that ordered; so does a reload's new process.
+/// any of them, often not the one that ordered.
 #[test]
 fn http01_is_answered_by_any_process_sharing_the_state_dir() {
     let ports = Ports::new();
