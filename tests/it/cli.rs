@@ -101,37 +101,31 @@ fn a_port_in_use_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("proxy.yaml");
     std::fs::create_dir(dir.path().join("www")).unwrap();
-    std::fs::write(
-        &config,
-        format!("listen: \"127.0.0.1:{port}\"\nroutes:\n  - prefix: /a\n    root: www\n"),
-    )
-    .unwrap();
+    // What `run` says with these top-level lines and one route.
+    let run = |top: String| {
+        std::fs::write(
+            &config,
+            format!("{top}routes:\n  - prefix: /a\n    root: www\n"),
+        )
+        .unwrap();
+        failure(&["run", "--config", config.to_str().unwrap()])
+    };
     assert_eq!(
-        failure(&["run", "--config", config.to_str().unwrap()]),
+        run(format!("listen: \"127.0.0.1:{port}\"\n")),
         format!(
             "spillway: cannot listen on 127.0.0.1:{port}: Address already in use (os error 98)\n"
         )
     );
     // The admin listener too (Pingora would only log it, and the server would never be ready).
     let free = support::free_port();
-    std::fs::write(
-        &config,
-        format!("listen: \"127.0.0.1:{free}\"\nadmin: \"127.0.0.1:{port}\"\nroutes:\n  - prefix: /a\n    root: www\n"),
-    )
-    .unwrap();
     assert_eq!(
-        failure(&["run", "--config", config.to_str().unwrap()]),
+        run(format!("listen: \"127.0.0.1:{free}\"\nadmin: \"127.0.0.1:{port}\"\n")),
         format!(
             "spillway: cannot listen on 127.0.0.1:{port} for /metrics, /healthz and /readyz (`admin:`): Address already in use (os error 98)\n"
         )
     );
-    std::fs::write(
-        &config,
-        "listen: \"127.0.0.1:0\"\nroutes:\n  - prefix: /a\n    root: www\n",
-    )
-    .unwrap();
     assert_eq!(
-        failure(&["run", "--config", config.to_str().unwrap()]),
+        run("listen: \"127.0.0.1:0\"\n".to_owned()),
         "spillway: cannot listen on 127.0.0.1:0: port 0 would be a different port at every start and reload; give a port\n"
     );
 }

@@ -334,19 +334,25 @@ fn no_log_format_ever_holds_a_signature_a_credential_or_a_query() {
     }
 }
 
+/// What logrotate does: moves the log to `.log.1`, then sends SIGUSR1. Returns the moved file.
+fn rotate(stack: &Stack, path: &std::path::Path) -> std::path::PathBuf {
+    let rotated = path.with_extension("log.1");
+    std::fs::rename(path, &rotated).unwrap();
+    assert!(std::process::Command::new("kill")
+        .args(["-USR1", &stack.proxy.pid().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    rotated
+}
+
 #[test]
 fn the_log_file_is_reopened_on_sigusr1() {
     let (stack, path) = logging("text");
     stack.put_local("static", "a.txt", b"x");
     get(stack.port(), "/static/a.txt?first");
     lines(&path, 1);
-    let rotated = path.with_extension("log.1");
-    std::fs::rename(&path, &rotated).unwrap();
-    assert!(std::process::Command::new("kill")
-        .args(["-USR1", &stack.proxy.pid().to_string()])
-        .status()
-        .unwrap()
-        .success());
+    let rotated = rotate(&stack, &path);
     stack
         .proxy
         .wait_for_log("SIGUSR1: reopening the access log");
@@ -376,13 +382,7 @@ fn the_log_file_is_reopened_on_sigusr1_under_steady_traffic() {
             }
         });
         lines(&path, 50);
-        let rotated = path.with_extension("log.1");
-        std::fs::rename(&path, &rotated).unwrap();
-        assert!(std::process::Command::new("kill")
-            .args(["-USR1", &stack.proxy.pid().to_string()])
-            .status()
-            .unwrap()
-            .success());
+        rotate(&stack, &path);
         let reopened = std::panic::catch_unwind(|| lines(&path, 50));
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         if let Err(panic) = reopened {
