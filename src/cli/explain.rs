@@ -88,7 +88,7 @@ pub fn explain(
         Decision::Answer(answer) => {
             let relative = decided.relative.as_deref();
             e.authorize = decided.route.and_then(|route| {
-                let check = route.check_for(&answer)?;
+                let check = answer.check(route)?;
                 let uri = original_uri(&route.prefix, relative?);
                 Some(describe_check(check, &uri, method))
             });

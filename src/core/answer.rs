@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use http::{HeaderValue, StatusCode};
 
-use crate::core::authorize::Denial;
+use crate::core::authorize::{AppliesTo, Authorize, Denial};
 use crate::core::cors::Preflight;
 use crate::core::outcome::Outcome;
 use crate::core::path::PathError;
@@ -50,6 +50,31 @@ impl Answer<'_> {
             Answer::Denied(_) => Outcome::Denied,
             Answer::Preflight(_) => Outcome::Preflight,
             Answer::Challenge(_) => Outcome::AcmeChallenge,
+        }
+    }
+
+    /// The authorization check this answer must wait for under `route`, if any: the deciding
+    /// rule's own, else the route's.
+    pub fn check<'r>(&self, route: &'r Route) -> Option<&'r Authorize> {
+        let by_rule = match self {
+            Answer::Redirect(r) => r
+                .verdict
+                .rule
+                .and_then(|i| route.authorize_by_rule.get(i)?.as_ref()),
+            _ => None,
+        };
+        by_rule
+            .or(route.authorize.as_ref())
+            .filter(|check| self.needs_yes(check.applies_to))
+    }
+
+    /// Whether it may be sent only after the application said yes, under a check that
+    /// `applies_to` these answers.
+    fn needs_yes(&self, applies_to: AppliesTo) -> bool {
+        match (self, applies_to) {
+            (Answer::Redirect(r), _) if r.presigned() => true,
+            (Answer::Redirect(_) | Answer::Serve(_) | Answer::AddSlash(_), AppliesTo::All) => true,
+            _ => false,
         }
     }
 }

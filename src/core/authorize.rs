@@ -1,6 +1,7 @@
 //! Asking the legacy application whether a request may have what spillway decided to give it:
-//! when a route's check applies, what the application is told, and how its answers are kept.
-//! The exchange itself is the server's (`server::authorize`).
+//! the check's settings, what the application is told, and how its answers are kept (which
+//! answers wait for a check is `Answer::check`).
+//! The exchange itself is `upstream::authorize`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,8 +9,7 @@ use std::time::Duration;
 use http::{HeaderMap, HeaderName, StatusCode};
 use sha2::{Digest, Sha256};
 
-use crate::core::answer::Answer;
-use crate::core::site::Upstream;
+use crate::core::upstream::Upstream;
 use crate::http::percent::encode_path;
 
 /// `authorize:` on a route.
@@ -40,15 +40,6 @@ pub enum AppliesTo {
 pub const SET_BY_SPILLWAY: [&str; 3] = ["x-original-uri", "x-original-method", "x-forwarded-for"];
 
 impl Authorize {
-    /// Whether `answer` may be sent only after the application said yes.
-    pub fn applies(&self, answer: &Answer) -> bool {
-        match (answer, self.applies_to) {
-            (Answer::Redirect(r), _) if r.presigned() => true,
-            (Answer::Redirect(_) | Answer::Serve(_) | Answer::AddSlash(_), AppliesTo::All) => true,
-            _ => false,
-        }
-    }
-
     /// Where an answer for this request is kept: the route, the canonical path, and the
     /// forwarded headers' values, hashed (cookies are never kept as they are).
     pub fn cache_key(&self, route_id: usize, original_uri: &str, headers: &HeaderMap) -> [u8; 32] {

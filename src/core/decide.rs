@@ -19,7 +19,8 @@ use crate::core::answer::{
 use crate::core::key;
 use crate::core::path::decode_relative;
 use crate::core::policy::Access;
-use crate::core::site::{Route, Site, Upstream};
+use crate::core::site::{Route, Site};
+use crate::core::upstream::Upstream;
 use crate::fs::docroot::Io;
 use crate::fs::lookup::{Lookup, LookupError};
 use crate::http::content_type::content_type;

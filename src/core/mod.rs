@@ -1,5 +1,5 @@
 //! The pure core: from a request to a decision, as values. It imports neither tokio nor
-//! Pingora (`tests/architecture.rs` keeps it so), and is table-tested beside its code.
+//! Pingora (`tests/it/architecture.rs` keeps it so), and is table-tested beside its code.
 
 pub mod answer;
 pub mod authorize;
@@ -15,3 +15,4 @@ pub mod policy;
 pub mod rate;
 pub mod route;
 pub mod site;
+pub mod upstream;

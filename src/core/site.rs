@@ -4,15 +4,15 @@
 
 use crate::core::compress::Compress;
 use crate::core::limits::UpstreamLimits;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::core::answer::Answer;
 use crate::core::authorize::Authorize;
 use crate::core::policy::Policy;
 use crate::core::route::RouteTable;
+use crate::core::upstream::Upstream;
 use crate::fs::docroot::Docroot;
 use crate::http::negotiate::Encoding;
 use crate::s3::Bucket;
@@ -63,16 +63,6 @@ impl Site {
 }
 
 #[derive(Debug)]
-pub struct Upstream {
-    pub name: String,
-    pub address: SocketAddr,
-    pub connect_timeout: Duration,
-    pub read_timeout: Duration,
-    pub write_timeout: Duration,
-    pub idle_timeout: Duration,
-}
-
-#[derive(Debug)]
 pub struct Route {
     /// Its place in the config, a label for metrics.
     pub id: usize,
@@ -115,21 +105,6 @@ impl Route {
     /// Whether `relative` is never served nor redirected (see [`Dotfiles::hide`]).
     pub fn hides(&self, relative: &str) -> bool {
         self.dotfiles.hide(relative)
-    }
-
-    /// The authorization check `answer` must wait for, if any: the deciding rule's own, else
-    /// the route's.
-    pub fn check_for(&self, answer: &Answer) -> Option<&Authorize> {
-        let by_rule = match answer {
-            Answer::Redirect(r) => r
-                .verdict
-                .rule
-                .and_then(|i| self.authorize_by_rule.get(i)?.as_ref()),
-            _ => None,
-        };
-        by_rule
-            .or(self.authorize.as_ref())
-            .filter(|check| check.applies(answer))
     }
 }
 

@@ -60,7 +60,7 @@ impl Authorizer {
         let (Some(route), Some(relative)) = (route, relative) else {
             return answer;
         };
-        let Some(check) = route.check_for(&answer) else {
+        let Some(check) = answer.check(route) else {
             return answer;
         };
         let uri = original_uri(&route.prefix, relative);

@@ -3,7 +3,7 @@
 
 use pingora::{Error, ErrorSource, ErrorType};
 
-use crate::core::site::Upstream;
+use crate::core::upstream::Upstream;
 
 /// What went wrong, as an operator reads it: Pingora's context and cause, without its error
 /// type's name (`a transfer coding other than chunked`, not

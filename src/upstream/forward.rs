@@ -25,7 +25,8 @@ use pingora::{Error, ErrorType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::core::compress::{AnswerFacts, Choice, Compress};
-use crate::core::site::{Route, Upstream};
+use crate::core::site::Route;
+use crate::core::upstream::Upstream;
 use crate::http::hop_by_hop::HopByHop;
 use crate::telemetry::{RequestId, Telemetry};
 use crate::upstream::failure::{described, log_connect_failure, upstream_error_kind};

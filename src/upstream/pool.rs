@@ -17,7 +17,7 @@ use std::time::Instant;
 use pingora::{Error, ErrorType};
 use tokio::net::TcpStream;
 
-use crate::core::site::Upstream;
+use crate::core::upstream::Upstream;
 
 /// Idle connections one worker thread keeps, over all upstreams (nginx's `keepalive` is per
 /// worker too).
