@@ -282,7 +282,7 @@ impl Compiler<'_> {
                 Ok(addresses) => {
                     for address in addresses {
                         // Two listeners on one address would both bind it; say so now. Port 0
-                        // asks the kernel for a fresh port each time, so it may repeat.
+                        // may repeat: `check` and `explain` take it (`run` refuses it).
                         if address.port() != 0
                             && all.iter().any(|l: &Listener| l.address == address)
                         {

@@ -46,8 +46,8 @@ pub struct AcmeCertificates {
     pub telemetry: Arc<Telemetry>,
 }
 
-/// Makes each `acme:` state directory (mode 0700) before the server starts, so a path it
-/// cannot write is a start error, not a failed renewal weeks later.
+/// Makes each `acme:` state directory, and for HTTP-01 its `http-01/` (mode 0700), before the
+/// server starts, so a path it cannot write is a start error, not a failed renewal weeks later.
 pub fn prepare_state_dirs(listeners: &[Arc<Certificates>]) -> Result<(), String> {
     for acme in listeners.iter().filter_map(|c| c.acme.as_ref()) {
         let dir = &acme.state_dir;
@@ -75,8 +75,8 @@ pub fn prepare_state_dirs(listeners: &[Arc<Certificates>]) -> Result<(), String>
             .and_then(|()| std::fs::remove_file(&probe))
             .map_err(|e| {
                 format!(
-                    "cannot write in the ACME state directory {}: {e}; it keeps the account key \
-                     and certificates, so the user spillway runs as must own it",
+                    "cannot write in the ACME state directory {}: {e}; it keeps the account key, \
+                     certificates and open HTTP-01 answers, so the user spillway runs as must own it",
                     dir.display()
                 )
             })?;

@@ -28,7 +28,7 @@ pub struct Admin {
     pub config: Arc<Config>,
     pub telemetry: Arc<Telemetry>,
     pub connections: Arc<Connections>,
-    /// Set once every public listener accepts.
+    /// Set once every listener (the admin one too) accepts and the signal handlers are in place.
     pub ready: Arc<AtomicBool>,
 }
 

@@ -1,6 +1,6 @@
 //! The process: starting the front (`crate::front`) and the upstream clients
 //! (`crate::upstream`) from a compiled config on Pingora's listeners, the background services
-//! (credential refresher, readiness, drain), the admin listener, signals and reloads, and the
+//! (credential refresher, ACME certificates, readiness, drain), the admin listener, signals and reloads, and the
 //! private runtime directory. No second config file, no surprises at bind time.
 
 pub mod acme;
@@ -85,7 +85,8 @@ fn round_up_secs(d: std::time::Duration) -> u64 {
 /// Checks every listen address, the admin one too, can be bound, so a port in use is a clear
 /// error before Pingora starts (Pingora itself would only log it from a worker thread, and
 /// the server would never be ready).
-pub fn check_listeners(config: &Config) -> Result<(), StartError> {
+/// With `upgrade` the old process holds the ports, so only what the addresses say is checked.
+pub fn check_listeners(config: &Config, upgrade: bool) -> Result<(), StartError> {
     let public = config.listen.iter().map(|l| (l.address, ""));
     let admin = config
         .admin
@@ -94,11 +95,13 @@ pub fn check_listeners(config: &Config) -> Result<(), StartError> {
         if address.port() == 0 {
             return Err(StartError::PortZero { address, purpose });
         }
-        TcpListener::bind(address).map_err(|error| StartError::Bind {
-            address,
-            purpose,
-            error,
-        })?;
+        if !upgrade {
+            TcpListener::bind(address).map_err(|error| StartError::Bind {
+                address,
+                purpose,
+                error,
+            })?;
+        }
     }
     Ok(())
 }
@@ -136,10 +139,8 @@ fn raise_open_file_limit() {
 pub fn run(config: Config, upgrade: bool) -> Result<(), StartError> {
     signals::hold_until_handled();
     let runtime = RuntimeDir::prepare(&config.runtime_dir())?;
-    if !upgrade {
-        // During an upgrade the old process holds the ports: they are handed over.
-        check_listeners(&config)?;
-    }
+    // During an upgrade the old process holds the ports: they are handed over.
+    check_listeners(&config, upgrade)?;
     raise_open_file_limit();
     // One crypto provider for every rustls config of the process (the ACME client's too).
     let _ = rustls::crypto::ring::default_provider().install_default();

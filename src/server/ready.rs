@@ -22,7 +22,7 @@ pub struct Ready {
     pub runtime: RuntimeDir,
     /// Set by the signal watcher once its handlers are installed.
     pub signals_handled: Arc<AtomicBool>,
-    /// Set once every listener accepts.
+    /// Set once every listener (the admin one too) accepts and the signal handlers are in place.
     pub flag: Arc<AtomicBool>,
 }
 

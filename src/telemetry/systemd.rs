@@ -1,4 +1,5 @@
-//! systemd's readiness protocol (`Type=notify`): "READY=1" once the listeners accept (or, for
+//! systemd's readiness protocol (`Type=notify`): "READY=1" once the listeners accept and the
+//! signal handlers are in place (or, for
 //! `offload --watch`, once every route is watched), after a reload "MAINPID=<new>" so systemd
 //! follows the process that now serves, and "WATCHDOG=1" while the event loop runs
 //! (`WatchdogSec=`). A few bytes on a datagram socket; without `NOTIFY_SOCKET` it does nothing.

@@ -1,5 +1,5 @@
 //! The layering of `src/`, checked from the real imports: every `crate::…` path goes down the
-//! layer order of ARCHITECTURE.md, `fs/` has no cycle, the pure layers know no runtime, only the
+//! layer order of ARCHITECTURE.md, no folder's files import each other in a cycle, the pure layers know no runtime, only the
 //! server's layers know Pingora, and ARCHITECTURE.md names every file there is.
 
 use std::path::{Path, PathBuf};
