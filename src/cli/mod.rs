@@ -226,6 +226,8 @@ fn reload(arg: ConfigArg) -> anyhow::Result<()> {
     use crate::server::runtime_dir::read_pid;
     use rustix::process::{kill_process, Pid, Signal};
     let config = config::load(&arg.config)?;
+    // What the new process would refuse at start is said here, at once.
+    crate::server::check_listeners(&config, true)?;
     let pid_file = config.runtime_dir().join("spillway.pid");
     let old = read_pid(&pid_file).map_err(|e| {
         anyhow::anyhow!(
