@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{free_port, get, run_cli, wait_for_port, Spillway};
+use support::{free_port, get, run_cli, wait_until, Spillway};
 
 fn shipped_config() -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -124,10 +124,11 @@ fn a_port_in_use_is_a_clear_error() {
             "spillway: cannot listen on 127.0.0.1:{port} for /metrics, /healthz and /readyz (`admin:`): Address already in use (os error 98)\n"
         )
     );
-    assert_eq!(
-        run("listen: \"127.0.0.1:0\"\n".to_owned()),
-        "spillway: cannot listen on 127.0.0.1:0: port 0 would be a different port at every start and reload; give a port\n"
-    );
+    let port_zero = "spillway: cannot listen on 127.0.0.1:0: port 0 would be a different port at every start and reload; give a port\n";
+    assert_eq!(run("listen: \"127.0.0.1:0\"\n".to_owned()), port_zero);
+    // `reload` says it at once, rather than after waiting for a new process that exits.
+    let reload = failure(&["reload", "--config", config.to_str().unwrap()]);
+    assert_eq!(reload, port_zero);
 }
 
 /// Without a command, `spillway` runs `proxy.yaml` from the current directory, or the file
@@ -141,20 +142,26 @@ fn no_command_runs_the_config() {
         ("proxy.yaml", &[][..]),
         ("site.yaml", &["--config", "site.yaml"][..]),
     ] {
-        let port = free_port();
-        std::fs::write(
-            dir.path().join(file),
-            format!("listen: \"127.0.0.1:{port}\"\nthreads: 1\nroutes:\n  - prefix: /files\n    root: www\n"),
-        )
-        .unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_spillway"))
-            .args(args)
-            .current_dir(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        wait_for_port(port);
+        // A port handed out here may be taken by another test's listener before the child
+        // binds it: then the child says so, and another port is tried.
+        let (mut child, port) = (0..3)
+            .find_map(|_| {
+                let port = free_port();
+                std::fs::write(
+                    dir.path().join(file),
+                    format!("listen: \"127.0.0.1:{port}\"\nthreads: 1\nroutes:\n  - prefix: /files\n    root: www\n"),
+                )
+                .unwrap();
+                let child = Command::new(env!("CARGO_BIN_EXE_spillway"))
+                    .args(args)
+                    .current_dir(dir.path())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                listening(child, port).map(|child| (child, port))
+            })
+            .expect("three ports in a row were taken");
         let resp = get(port, "/files/hi.txt");
         let _ = child.kill();
         let _ = child.wait();
@@ -165,6 +172,26 @@ fn no_command_runs_the_config() {
         );
         std::fs::remove_file(dir.path().join(file)).unwrap();
     }
+}
+
+/// Waits until `child` itself listens on `port` (a connect could reach another test's
+/// listener there); `None` when it exited because the port was taken.
+fn listening(mut child: std::process::Child, port: u16) -> Option<std::process::Child> {
+    let mut exited = None;
+    wait_until("spillway listens", || {
+        if let Ok(Some(status)) = child.try_wait() {
+            let mut said = String::new();
+            let _ = std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut said);
+            assert!(
+                said.contains("Address already in use"),
+                "spillway exited ({status}): {said}"
+            );
+            exited = Some(said);
+            return true;
+        }
+        support::process_listens_on(child.id(), port)
+    });
+    exited.is_none().then_some(child)
 }
 
 /// Sends `signal` and returns how long the process took to exit.
