@@ -306,8 +306,11 @@ fn over_h2_the_check_runs_and_names_the_site_asked_for() {
     let app = AuthApp::start();
     let certs = tempfile::tempdir().unwrap();
     let (ca, files) = support::certificate(certs.path(), "site", &["localhost"]);
-    let tls_port = support::free_port();
+    let chosen = std::cell::Cell::new(0);
     let listen = |port: u16| {
+        // Afresh at each try, as the plain port is (a retry after a port in use).
+        let tls_port = support::free_port();
+        chosen.set(tls_port);
         format!(
             "listen:\n  - \"127.0.0.1:{port}\"\n  - address: \"127.0.0.1:{tls_port}\"\n    tls: {{ cert: \"{}\", key: \"{}\" }}",
             files.cert.display(),
@@ -316,7 +319,7 @@ fn over_h2_the_check_runs_and_names_the_site_asked_for() {
     };
     let check = "    authorize: { upstream: auth, path: /spillway/authorize, forward: [cookie] }\n";
     let proxy = start(app.port, listen, check);
-    support::wait_for_port(tls_port);
+    let tls_port = chosen.get();
     let client = reqwest::blocking::Client::builder()
         .use_rustls_tls()
         .tls_built_in_root_certs(false)

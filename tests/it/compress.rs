@@ -281,15 +281,18 @@ fn pages_to_http2_clients_are_compressed_too() {
     let certs = tempfile::tempdir().expect("tempdir");
     let (ca, files) = support::certificate(certs.path(), "site", &["localhost"]);
     let upstream = upstream();
-    let tls_port = support::free_port();
+    let chosen = std::cell::Cell::new(0);
     let proxy = Spillway::start_with(|port| {
+        // Afresh at each try, as the plain port is (a retry after a port in use).
+        let tls_port = support::free_port();
+        chosen.set(tls_port);
         format!(
             "listen:\n  - \"127.0.0.1:{port}\"\n  - address: \"127.0.0.1:{tls_port}\"\n    tls:\n      cert: \"{}\"\n      key: \"{}\"\nthreads: 1\ncompress: {{}}\nupstreams:\n  legacy:\n    address: \"127.0.0.1:{upstream}\"\ndefault_upstream: legacy\n",
             files.cert.display(),
             files.key.display()
         )
     });
-    support::wait_for_port(tls_port);
+    let tls_port = chosen.get();
     let h2 = reqwest::blocking::Client::builder()
         .use_rustls_tls()
         .tls_built_in_root_certs(false)

@@ -69,8 +69,12 @@ impl Stack {
         let endpoint = s3.endpoint();
         let legacy_port = legacy.port;
         let uid = options.unprivileged.then_some(NOBODY);
-        let tls_port = options.tls.as_ref().map(|_| free_port());
+        // Chosen afresh at each try, as the plain port is: a retry after a port in use must
+        // not take the same TLS port again.
+        let chosen = std::cell::Cell::new(None);
         let proxy = Spillway::start_as(uid, &[], |port, dir| {
+            let tls_port = options.tls.as_ref().map(|_| free_port());
+            chosen.set(tls_port);
             let listen = match (&options.tls, tls_port) {
                 (Some(tls), Some(tls_port)) => {
                     let mut sni = String::new();
@@ -147,7 +151,7 @@ routes:
             s3,
             _legacy: legacy,
             proxy,
-            tls_port,
+            tls_port: chosen.get(),
         }
     }
 
