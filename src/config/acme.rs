@@ -177,9 +177,6 @@ pub const ORDER_TIMEOUT: Duration = Duration::from_secs(300);
 #[derive(Debug, Default)]
 pub struct Challenges {
     http: RwLock<HashMap<String, Arc<str>>>,
-    /// The `http01_dir`s of this process's HTTP-01 `acme:` blocks: answers other processes
-    /// sharing their state directories left there.
-    shared_http: RwLock<Vec<PathBuf>>,
     alpn: RwLock<HashMap<String, Arc<CertifiedKey>>>,
     /// How many TLS-ALPN-01 answers wait (the table's size, kept where a handshake reads it
     /// without a lock): while none does, a TLS handshake is not looked at.
@@ -206,47 +203,6 @@ impl Challenges {
     pub fn http01(&self, token: &str) -> Option<Arc<str>> {
         let open = self.http.read().unwrap_or_else(|e| e.into_inner());
         open.get(token).cloned()
-    }
-
-    /// Also answer HTTP-01 challenges left in `dir` by other processes (an `Acme::http01_dir`).
-    pub fn share_http01_from(&self, dir: PathBuf) {
-        let mut shared = self.shared_http.write().unwrap_or_else(|e| e.into_inner());
-        if !shared.contains(&dir) {
-            shared.push(dir);
-        }
-    }
-
-    /// Whether another process may have left an answer this one should give.
-    pub fn shares_http01(&self) -> bool {
-        let shared = self.shared_http.read().unwrap_or_else(|e| e.into_inner());
-        !shared.is_empty()
-    }
-
-    /// The key authorization another process left for `token` (a `http01_token`), when it
-    /// is there, fresh, and the token's. Reads files: call it where blocking is allowed. An
-    /// error is a file that is there but cannot be read.
-    pub fn http01_shared(&self, token: &str) -> Result<Option<Arc<str>>, String> {
-        let dirs = self
-            .shared_http
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        for dir in &dirs {
-            let path = dir.join(token);
-            match read_answer(&path, token) {
-                Ok(None) => continue,
-                Ok(found) => return Ok(found),
-                Err(e) => {
-                    return Err(format!(
-                        "cannot read the HTTP-01 answer {}: {e}; every process sharing {} \
-                         must run as the user that owns it",
-                        path.display(),
-                        dir.parent().unwrap_or(dir).display()
-                    ))
-                }
-            }
-        }
-        Ok(None)
     }
 
     /// Whether a TLS-ALPN-01 validation may be under way.
@@ -282,6 +238,28 @@ impl Challenges {
             which: Which::Alpn(name.to_ascii_lowercase(), answer),
         }
     }
+}
+
+/// The key authorization another process left for `token` (a `Challenges::http01_token`) in
+/// one of `dirs` (`Acme::http01_dir`s), when it is there, fresh, and the token's. Reads files:
+/// call it where blocking is allowed. An error is a file that is there but cannot be read.
+pub fn shared_http01(dirs: &[PathBuf], token: &str) -> Result<Option<Arc<str>>, String> {
+    for dir in dirs {
+        let path = dir.join(token);
+        match read_answer(&path, token) {
+            Ok(None) => continue,
+            Ok(found) => return Ok(found),
+            Err(e) => {
+                return Err(format!(
+                    "cannot read the HTTP-01 answer {}: {e}; every process sharing {} must run \
+                     as the user that owns it",
+                    path.display(),
+                    dir.parent().unwrap_or(dir).display()
+                ))
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// The answer for `token` in the file at `path`: a regular file (not followed through a link,
@@ -452,7 +430,6 @@ mod tests {
     #[test]
     fn answers_left_by_another_process_are_given_when_they_are_the_token_s() {
         let dir = tempfile::tempdir().expect("dir");
-        let challenges = Challenges::default();
         let thumbprint = "T".repeat(THUMBPRINT_LEN);
         let write = |name: &str, text: String| {
             std::fs::write(dir.path().join(name), text).expect("write");
@@ -462,10 +439,9 @@ mod tests {
         write("long", format!("long.{thumbprint}X"));
         write("short", "short.abc".to_owned());
         std::os::unix::fs::symlink(dir.path().join("tok"), dir.path().join("link")).expect("ln");
-        let shared = |token: &str| challenges.http01_shared(token).expect("readable");
-        assert_eq!(shared("tok"), None, "not shared yet");
-        challenges.share_http01_from(dir.path().to_owned());
-        assert!(challenges.shares_http01());
+        let dirs = [dir.path().to_owned()];
+        let shared = |token: &str| shared_http01(&dirs, token).expect("readable");
+        assert_eq!(shared_http01(&[], "tok"), Ok(None), "no directory");
         let expected = format!("tok.{thumbprint}");
         assert_eq!(shared("tok").as_deref(), Some(expected.as_str()));
         for not in ["odd", "long", "short", "link", "none"] {

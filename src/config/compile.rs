@@ -111,6 +111,19 @@ struct Compiler<'a> {
     http01_listeners: Vec<Vec<Step>>,
 }
 
+/// Where the HTTP-01 `acme:` blocks of `listen` share their open answers, once each.
+fn http01_dirs(listen: &[Listener]) -> Arc<[PathBuf]> {
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    let blocks = listen.iter().filter_map(|l| l.tls.as_ref()?.acme.as_ref());
+    for acme in blocks.filter(|a| a.challenge == ChallengeKind::Http01) {
+        let dir = acme.http01_dir();
+        if !dirs.contains(&dir) {
+            dirs.push(dir);
+        }
+    }
+    dirs.into()
+}
+
 fn key(k: &str) -> Step {
     Step::Key(k.to_owned())
 }
@@ -136,6 +149,7 @@ impl Compiler<'_> {
                 self.problem(&at, message);
             }
         }
+        let http01_dirs = http01_dirs(&listen);
         let threads = match raw.threads {
             Some(0) => {
                 self.problem(&[key("threads")], "must be at least 1");
@@ -206,6 +220,7 @@ impl Compiler<'_> {
             },
             chain_credentials,
             challenges: Arc::clone(&self.challenges),
+            http01_dirs,
         }
     }
 
@@ -448,9 +463,6 @@ impl Compiler<'_> {
             directory_ca,
             challenges: Arc::clone(&self.challenges),
         };
-        if settings.challenge == ChallengeKind::Http01 {
-            self.challenges.share_http01_from(settings.http01_dir());
-        }
         let stored = settings.stored(std::time::SystemTime::now()).ok();
         Some(Arc::new(Certificates::from_acme(
             settings,

@@ -54,6 +54,9 @@ pub struct Config {
     pub chain_credentials: Option<ChainCredentials>,
     /// The answers to open ACME challenges (empty unless a listener has `acme:`).
     pub challenges: Arc<acme::Challenges>,
+    /// Where other processes sharing an HTTP-01 `acme:` block's state directory leave the
+    /// answers of their open orders (`Acme::http01_dir`); empty without such a block.
+    pub http01_dirs: Arc<[PathBuf]>,
 }
 
 /// One address the server listens on, plain or TLS.

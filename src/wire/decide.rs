@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use crate::config::acme::Challenges;
+use crate::config::acme::{shared_http01, Challenges};
 use crate::config::Config;
 use crate::core::answer::Answer;
 use crate::core::decide::{decide_as, Decided, Decision, Request, Shadow};
@@ -81,12 +81,12 @@ async fn acme_challenge(config: &Config, path: &str) -> Option<Arc<str>> {
     if let Some(answer) = config.challenges.http01(token) {
         return Some(answer);
     }
-    if !config.challenges.shares_http01() {
+    if config.http01_dirs.is_empty() {
         return None;
     }
-    let challenges = Arc::clone(&config.challenges);
+    let dirs = Arc::clone(&config.http01_dirs);
     let token = token.to_owned();
-    let shared = tokio::task::spawn_blocking(move || challenges.http01_shared(&token)).await;
+    let shared = tokio::task::spawn_blocking(move || shared_http01(&dirs, &token)).await;
     match shared {
         Ok(Ok(answer)) => answer,
         Ok(Err(e)) => {
